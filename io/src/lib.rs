@@ -1,0 +1,9 @@
+//! ringvisor's I/O plane.
+//!
+//! Everything that turns host events into guest interrupts lives here: the eventfds that KVM
+//! signals into the guest (irqfd) and, as the hot path grows, the per-core io_uring reactors.
+//! Device models depend on this crate for the handles they signal; they never touch KVM.
+
+mod irq;
+
+pub use irq::{IrqEvent, IrqEventError};

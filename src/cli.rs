@@ -1,0 +1,180 @@
+//! The command line: `ringvisor run ...`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use log::LevelFilter;
+
+use crate::machine::MachineConfig;
+
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringvisor",
+    version,
+    about = "A KVM virtual machine monitor whose I/O plane is io_uring",
+    long_about = "ringvisor runs Linux guests under KVM. Start one with `ringvisor run --kernel \
+                  bzImage`: the guest's serial console (ttyS0) is this terminal, and ringvisor \
+                  exits with status 0 when the guest powers off or reboots."
+)]
+pub struct Cli {
+    /// How much ringvisor itself says on stderr: error, warn, info or debug.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: LevelFilter,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest kernel and attach its serial console to this terminal.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The guest kernel: an x86_64 bzImage such as /boot/vmlinuz-*.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// An initramfs (cpio archive, compressed or not) handed to the kernel.
+    #[arg(long, value_name = "PATH")]
+    pub initramfs: Option<PathBuf>,
+
+    /// The kernel command line; replaces the default entirely.
+    #[arg(long, value_name = "STR", default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+
+    /// Number of virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub cpus: u8,
+
+    /// Guest RAM, with a unit: 512M, 2G, 1536MiB (a bare number means MiB).
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+}
+
+impl RunArgs {
+    pub fn machine_config(&self) -> MachineConfig {
+        MachineConfig {
+            kernel: self.kernel.clone(),
+            initramfs: self.initramfs.clone(),
+            cmdline: self.cmdline.clone(),
+            cpus: self.cpus,
+            memory_bytes: self.memory,
+        }
+    }
+}
+
+fn parse_level(text: &str) -> Result<LevelFilter, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a log level: use error, warn, info or debug"))
+}
+
+/// Parses a size such as `512M`, `2G`, `4096K` or `1GiB` into bytes; a bare number is MiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    if number.is_empty() {
+        return Err(format!(
+            "'{text}' is not a size: expected a number with a unit, like 512M or 2G"
+        ));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is too large"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 20,
+        "K" | "KB" | "KIB" => 10,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        "B" => 0,
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit '{unit}': use K, M, G or T"
+            ))
+        }
+    };
+    if number == 0 {
+        return Err("the size must be greater than zero".into());
+    }
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1536MiB"), Ok(1536 << 20));
+        assert_eq!(parse_size("4096K"), Ok(4 << 20));
+        assert_eq!(parse_size("256"), Ok(256 << 20));
+        assert_eq!(parse_size("65536B"), Ok(65536));
+    }
+
+    #[test]
+    fn bad_sizes_say_why() {
+        assert!(parse_size("0").unwrap_err().contains("greater than zero"));
+        assert!(parse_size("0G").unwrap_err().contains("greater than zero"));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("-1G").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_parse_into_a_machine_config() {
+        let cli = Cli::try_parse_from([
+            "ringvisor",
+            "run",
+            "--kernel",
+            "/k",
+            "--initramfs",
+            "/i",
+            "--cpus",
+            "4",
+            "--memory",
+            "1G",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let config = args.machine_config();
+        assert_eq!(config.cpus, 4);
+        assert_eq!(config.memory_bytes, 1 << 30);
+        assert_eq!(config.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(
+            config.initramfs.as_deref(),
+            Some(std::path::Path::new("/i"))
+        );
+    }
+
+    #[test]
+    fn zero_cpus_and_zero_memory_are_rejected_by_the_parser() {
+        for args in [
+            ["ringvisor", "run", "--kernel", "/k", "--cpus", "0"],
+            ["ringvisor", "run", "--kernel", "/k", "--memory", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err());
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The CPUID a vCPU reports: what KVM supports on this host, with the per-vCPU topology filled
+//! in and KVM's paravirtual leaves (kvmclock, PV EOI, steal time, ...) kept as KVM offers them.
+
+use kvm_bindings::{kvm_cpuid_entry2, CpuId};
+
+const LEAF_FEATURES: u32 = 0x1;
+const LEAF_CACHE_PARAMS: u32 = 0x4;
+const LEAF_EXT_TOPOLOGY: u32 = 0xb;
+const LEAF_V2_EXT_TOPOLOGY: u32 = 0x1f;
+const LEAF_POWER_MANAGEMENT: u32 = 0x8000_0007;
+const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
+const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
+
+const ECX_HYPERVISOR: u32 = 1 << 31;
+const EDX_HTT: u32 = 1 << 28;
+/// Invariant TSC: left out, as QEMU does by default. With it Linux rates the TSC above
+/// kvm-clock, and a TSC that KVM cannot keep stable across pause or migration would win.
+const EDX_INVARIANT_TSC: u32 = 1 << 8;
+
+const TOPOLOGY_LEVEL_SMT: u32 = 1;
+const TOPOLOGY_LEVEL_CORE: u32 = 2;
+
+/// Bits needed to number `count` cores.
+fn core_id_bits(count: u8) -> u32 {
+    u32::from(count.max(1)).next_power_of_two().trailing_zeros()
+}
+
+/// Adjusts `cpuid` (as returned by KVM_GET_SUPPORTED_CPUID) for vCPU `apic_id` of `count`:
+/// one socket of `count` single-threaded cores.
+pub fn configure_for_vcpu(cpuid: &mut CpuId, apic_id: u8, count: u8) {
+    let core_bits = core_id_bits(count);
+    for entry in cpuid.as_mut_slice() {
+        configure_entry(entry, apic_id, count, core_bits);
+    }
+}
+
+fn configure_entry(entry: &mut kvm_cpuid_entry2, apic_id: u8, count: u8, core_bits: u32) {
+    let apic = u32::from(apic_id);
+    match entry.function {
+        LEAF_FEATURES => {
+            entry.ebx = (entry.ebx & 0x0000_ffff) | (apic << 24) | (u32::from(count) << 16);
+            if entry.ebx & 0xff00 == 0 {
+                entry.ebx |= 8 << 8; // CLFLUSH line size, in 8-byte units
+            }
+            entry.ecx |= ECX_HYPERVISOR;
+            if count > 1 {
+                entry.edx |= EDX_HTT;
+            } else {
+                entry.edx &= !EDX_HTT;
+            }
+        }
+        LEAF_CACHE_PARAMS => {
+            // Cores per package minus one; the caches themselves are as the host reports.
+            entry.eax = (entry.eax & 0x03ff_ffff) | ((u32::from(count) - 1) << 26);
+        }
+        LEAF_EXT_TOPOLOGY | LEAF_V2_EXT_TOPOLOGY => {
+            entry.edx = apic;
+            match entry.index {
+                0 => {
+                    entry.eax = 0;
+                    entry.ebx = 1;
+                    entry.ecx = TOPOLOGY_LEVEL_SMT << 8;
+                }
+                1 => {
+                    entry.eax = core_bits;
+                    entry.ebx = u32::from(count);
+                    entry.ecx = (TOPOLOGY_LEVEL_CORE << 8) | 1;
+                }
+                index => {
+                    entry.eax = 0;
+                    entry.ebx = 0;
+                    entry.ecx = index;
+                }
+            }
+        }
+        LEAF_POWER_MANAGEMENT => entry.edx &= !EDX_INVARIANT_TSC,
+        LEAF_ADDRESS_SIZES => {
+            entry.ecx = (core_bits << 12) | (u32::from(count) - 1);
+        }
+        LEAF_AMD_TOPOLOGY => {
+            entry.eax = apic;
+            entry.ebx = apic & 0xff; // core ID, one thread per core
+            entry.ecx = 0; // node 0, one node per package
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(function: u32, index: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            ebx: 0x0012_0800,
+            edx: 0xffff_ffff,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn apic_id_and_count_land_in_leaf_1() {
+        let mut entry = leaf(LEAF_FEATURES, 0);
+        configure_entry(&mut entry, 5, 8, core_id_bits(8));
+        assert_eq!(entry.ebx >> 24, 5);
+        assert_eq!((entry.ebx >> 16) & 0xff, 8);
+        assert_eq!((entry.ebx >> 8) & 0xff, 8);
+        assert_ne!(entry.ecx & ECX_HYPERVISOR, 0);
+        assert_ne!(entry.edx & EDX_HTT, 0);
+    }
+
+    #[test]
+    fn extended_topology_reports_one_socket_of_cores() {
+        let mut smt = leaf(LEAF_EXT_TOPOLOGY, 0);
+        let mut core = leaf(LEAF_EXT_TOPOLOGY, 1);
+        let mut end = leaf(LEAF_EXT_TOPOLOGY, 2);
+        for entry in [&mut smt, &mut core, &mut end] {
+            configure_entry(entry, 3, 6, core_id_bits(6));
+        }
+        assert_eq!((smt.ebx, smt.edx, smt.ecx >> 8), (1, 3, TOPOLOGY_LEVEL_SMT));
+        assert_eq!(
+            (core.eax, core.ebx, core.ecx >> 8),
+            (3, 6, TOPOLOGY_LEVEL_CORE)
+        );
+        assert_eq!(end.ecx >> 8, 0, "level type 0 ends the enumeration");
+    }
+
+    #[test]
+    fn invariant_tsc_is_hidden() {
+        let mut entry = leaf(LEAF_POWER_MANAGEMENT, 0);
+        configure_entry(&mut entry, 0, 1, 0);
+        assert_eq!(entry.edx & EDX_INVARIANT_TSC, 0);
+    }
+
+    #[test]
+    fn kvm_paravirtual_leaves_are_untouched() {
+        let mut entry = leaf(0x4000_0001, 0);
+        let before = entry;
+        configure_entry(&mut entry, 1, 2, 1);
+        assert_eq!(
+            (entry.eax, entry.ebx, entry.ecx, entry.edx),
+            (before.eax, before.ebx, before.ecx, before.edx)
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Assembles a machine from its configuration and runs it until the guest stops.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+
+use log::info;
+use ringvisor_devices::legacy::SerialPort;
+use ringvisor_io::{IrqEvent, IrqEventError};
+
+use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
+use crate::kvm::{KvmVm, VcpuError, VcpuStop, VmError};
+use crate::memory::{self, MemoryError};
+use crate::pci::{PciConfigIo, PciHostBridge, PciRootBus};
+use crate::pio_bus::{ConsoleSink, PortIoBus};
+
+/// ISA IRQ of COM1.
+const COM1_GSI: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u8,
+    pub memory_bytes: u64,
+}
+
+/// How a guest that ran to its end stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestExit {
+    Reset,
+    Poweroff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    MpTable(#[from] MpTableError),
+    #[error("--cpus must be between 1 and {max} (got {got})")]
+    CpuCount { got: usize, max: usize },
+    #[error("cannot set up the serial interrupt: {0}")]
+    Irq(#[from] IrqEventError),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Guest(#[from] VcpuError),
+    #[error("every vCPU thread ended without a guest exit")]
+    VcpusVanished,
+}
+
+impl MachineConfig {
+    /// Checks what can be checked without KVM, so bad input is reported before any VM exists.
+    pub fn validate(&self) -> Result<(), MachineError> {
+        let open = |path: &PathBuf| std::fs::File::open(path).map(drop);
+        open(&self.kernel).map_err(|source| BootError::OpenKernel {
+            path: self.kernel.clone(),
+            source,
+        })?;
+        if let Some(initramfs) = &self.initramfs {
+            open(initramfs).map_err(|source| BootError::ReadInitramfs {
+                path: initramfs.clone(),
+                source,
+            })?;
+        }
+        if self.cpus == 0 || self.cpus > MAX_MPTABLE_CPUS {
+            return Err(MachineError::CpuCount {
+                got: self.cpus.into(),
+                max: MAX_MPTABLE_CPUS.into(),
+            });
+        }
+        if self.memory_bytes < memory::MIN_MEMORY_BYTES {
+            return Err(MemoryError::TooSmall {
+                got: self.memory_bytes,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Builds the machine and runs it; returns when the first vCPU reports a stop.
+pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, MachineError> {
+    config.validate()?;
+    let vm = KvmVm::create()?;
+    let max = vm.max_vcpus().min(usize::from(MAX_MPTABLE_CPUS));
+    if config.cpus == 0 || usize::from(config.cpus) > max {
+        return Err(MachineError::CpuCount {
+            got: config.cpus.into(),
+            max,
+        });
+    }
+    let mem = memory::allocate(config.memory_bytes)?;
+    vm.map_memory(&mem)?;
+    let kernel = load_linux(
+        &mem,
+        config.memory_bytes,
+        &config.kernel,
+        config.initramfs.as_deref(),
+        &config.cmdline,
+    )?;
+    write_mptable(&mem, config.cpus)?;
+
+    let serial_irq = IrqEvent::new()?;
+    vm.bind_irqfd(serial_irq.eventfd(), COM1_GSI)?;
+    let mut root = PciRootBus::new();
+    root.add(Box::new(PciHostBridge::new()));
+    let bus = Arc::new(PortIoBus::new(
+        SerialPort::new(serial_irq, console),
+        PciConfigIo::new(root),
+    ));
+
+    let mut vcpus = Vec::with_capacity(config.cpus.into());
+    for index in 0..config.cpus {
+        vcpus.push(vm.create_vcpu(index, config.cpus)?);
+    }
+    vcpus[0].enter_kernel(&mem, &kernel)?;
+    info!(
+        "booting {} with {} vCPU(s) and {} MiB",
+        config.kernel.display(),
+        config.cpus,
+        config.memory_bytes >> 20
+    );
+
+    let (stops, stopped) = mpsc::channel();
+    for vcpu in vcpus {
+        let bus = Arc::clone(&bus);
+        let stops = stops.clone();
+        thread::Builder::new()
+            .name(format!("vcpu{}", vcpu.index()))
+            .spawn(move || {
+                let stop = vcpu.run(&bus);
+                let _ = stops.send(stop);
+            })
+            .map_err(MachineError::Thread)?;
+    }
+    drop(stops);
+    crate::console::spawn_stdin_pump(Arc::clone(&bus)).map_err(MachineError::Thread)?;
+
+    // The first stop decides the outcome; the caller then exits the process, which ends the
+    // other vCPU threads with it.
+    match stopped.recv() {
+        Ok(VcpuStop::Reset) => Ok(GuestExit::Reset),
+        Ok(VcpuStop::Poweroff) => Ok(GuestExit::Poweroff),
+        Ok(VcpuStop::Failed(err)) => Err(err.into()),
+        Err(_) => Err(MachineError::VcpusVanished),
+    }
+}

@@ -1,0 +1,53 @@
+//! The PCI root bus behind configuration mechanism #1 (ports 0xCF8/0xCFC).
+
+mod config_io;
+mod configuration;
+mod host_bridge;
+
+pub use config_io::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
+pub use configuration::{PciClass, PciConfiguration, PciHeader};
+pub use host_bridge::PciHostBridge;
+
+/// A function on the root bus as configuration cycles see it.
+pub trait PciFunction: Send {
+    /// Reads the 32-bit configuration register `register` (byte offset / 4, 0..64).
+    fn read_config_register(&self, register: usize) -> u32;
+    /// Writes `data` (1, 2 or 4 bytes) at byte `offset` within register `register`.
+    fn write_config_register(&mut self, register: usize, offset: u8, data: &[u8]);
+}
+
+/// Devices 0..32 of bus 0, function 0 each.
+pub struct PciRootBus {
+    slots: Vec<Option<Box<dyn PciFunction>>>,
+}
+
+pub const PCI_SLOTS: usize = 32;
+
+impl Default for PciRootBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PciRootBus {
+    pub fn new() -> Self {
+        Self {
+            slots: (0..PCI_SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    /// Puts `function` in the first free slot; returns the slot number.
+    pub fn add(&mut self, function: Box<dyn PciFunction>) -> Option<usize> {
+        let slot = self.slots.iter().position(Option::is_none)?;
+        self.slots[slot] = Some(function);
+        Some(slot)
+    }
+
+    pub fn function_mut(&mut self, slot: usize) -> Option<&mut (dyn PciFunction + 'static)> {
+        self.slots.get_mut(slot)?.as_deref_mut()
+    }
+
+    pub fn function(&self, slot: usize) -> Option<&(dyn PciFunction + 'static)> {
+        self.slots.get(slot)?.as_deref()
+    }
+}

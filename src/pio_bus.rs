@@ -1,0 +1,147 @@
+//! Port I/O dispatch: which legacy device answers which port.
+
+use std::io::Write;
+use std::sync::{Mutex, MutexGuard};
+
+use ringvisor_devices::legacy::{I8042ResetLine, SerialPort, I8042_PORT_COUNT, SERIAL_PORT_COUNT};
+
+use crate::pci::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
+
+pub const COM1_PORT: u16 = 0x3f8;
+pub const I8042_PORT: u16 = 0x60;
+
+/// What the vCPU must do after a port write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PioAction {
+    Continue,
+    Reset,
+}
+
+pub type ConsoleSink = Box<dyn Write + Send>;
+
+/// The legacy port space. Each device sits behind its own lock: port I/O is the slow path
+/// and vCPUs rarely contend on it.
+pub struct PortIoBus {
+    serial: Mutex<SerialPort<ConsoleSink>>,
+    i8042: Mutex<I8042ResetLine>,
+    pci: Mutex<PciConfigIo>,
+}
+
+/// A poisoned lock only means another vCPU thread died mid-access; the device state is still
+/// the best we have, so keep serving it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn within(port: u16, base: u16, count: u16) -> Option<u16> {
+    port.checked_sub(base).filter(|offset| *offset < count)
+}
+
+impl PortIoBus {
+    pub fn new(serial: SerialPort<ConsoleSink>, pci: PciConfigIo) -> Self {
+        Self {
+            serial: Mutex::new(serial),
+            i8042: Mutex::new(I8042ResetLine::new()),
+            pci: Mutex::new(pci),
+        }
+    }
+
+    pub fn read(&self, port: u16, data: &mut [u8]) {
+        if let Some(offset) = within(port, COM1_PORT, SERIAL_PORT_COUNT) {
+            let value = lock(&self.serial).read(offset);
+            data.fill(0);
+            if let Some(first) = data.first_mut() {
+                *first = value;
+            }
+        } else if let Some(offset) = within(port, I8042_PORT, I8042_PORT_COUNT) {
+            let value = lock(&self.i8042).read(offset);
+            data.fill(value);
+        } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
+            lock(&self.pci).read(offset, data);
+        } else {
+            // Nothing decodes this port: the ISA bus floats high.
+            data.fill(0xff);
+        }
+    }
+
+    pub fn write(&self, port: u16, data: &[u8]) -> PioAction {
+        let Some(&first) = data.first() else {
+            return PioAction::Continue;
+        };
+        if let Some(offset) = within(port, COM1_PORT, SERIAL_PORT_COUNT) {
+            lock(&self.serial).write(offset, first);
+        } else if let Some(offset) = within(port, I8042_PORT, I8042_PORT_COUNT) {
+            if lock(&self.i8042).write(offset, first) {
+                return PioAction::Reset;
+            }
+        } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
+            lock(&self.pci).write(offset, data);
+        }
+        PioAction::Continue
+    }
+
+    /// Hands host input to the serial port; returns how many bytes it took.
+    pub fn serial_input(&self, bytes: &[u8]) -> usize {
+        lock(&self.serial).enqueue_input(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::{PciHostBridge, PciRootBus};
+    use ringvisor_io::IrqEvent;
+    use std::sync::Arc;
+
+    /// A sink the test can read after the bus took ownership of it.
+    #[derive(Clone, Default)]
+    struct SharedSink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn bus() -> (PortIoBus, SharedSink) {
+        let sink = SharedSink::default();
+        let serial = SerialPort::new(
+            IrqEvent::new().unwrap(),
+            Box::new(sink.clone()) as ConsoleSink,
+        );
+        let mut root = PciRootBus::new();
+        root.add(Box::new(PciHostBridge::new()));
+        (PortIoBus::new(serial, PciConfigIo::new(root)), sink)
+    }
+
+    #[test]
+    fn routes_serial_pci_and_reset() {
+        let (bus, sink) = bus();
+        assert_eq!(bus.write(COM1_PORT, b"A"), PioAction::Continue);
+        assert_eq!(sink.0.lock().unwrap().as_slice(), b"A");
+
+        bus.write(PCI_CONFIG_IO_PORT, &0x8000_0000u32.to_le_bytes());
+        let mut id = [0u8; 4];
+        bus.read(PCI_CONFIG_IO_PORT + 4, &mut id);
+        assert_eq!(u32::from_le_bytes(id), 0x0d57_8086);
+
+        assert_eq!(bus.write(I8042_PORT + 4, &[0xfe]), PioAction::Reset);
+    }
+
+    #[test]
+    fn unclaimed_ports_read_all_ones_and_ignore_writes() {
+        let (bus, sink) = bus();
+        let mut data = [0u8; 2];
+        bus.read(0x2f8, &mut data);
+        assert_eq!(data, [0xff, 0xff]);
+        assert_eq!(bus.write(0x2f8, b"x"), PioAction::Continue);
+        assert_eq!(bus.write(0x80, &[]), PioAction::Continue);
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+}
