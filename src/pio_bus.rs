@@ -3,12 +3,15 @@
 use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 
-use ringvisor_devices::legacy::{I8042ResetLine, SerialPort, I8042_PORT_COUNT, SERIAL_PORT_COUNT};
+use ringvisor_devices::legacy::{
+    CmosRtc, I8042ResetLine, SerialPort, I8042_PORT_COUNT, RTC_PORT_COUNT, SERIAL_PORT_COUNT,
+};
 
 use crate::pci::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
 
 pub const COM1_PORT: u16 = 0x3f8;
 pub const I8042_PORT: u16 = 0x60;
+pub const RTC_PORT: u16 = 0x70;
 
 /// What the vCPU must do after a port write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,7 @@ pub type ConsoleSink = Box<dyn Write + Send>;
 pub struct PortIoBus {
     serial: Mutex<SerialPort<ConsoleSink>>,
     i8042: Mutex<I8042ResetLine>,
+    rtc: Mutex<CmosRtc>,
     pci: Mutex<PciConfigIo>,
 }
 
@@ -44,6 +48,7 @@ impl PortIoBus {
         Self {
             serial: Mutex::new(serial),
             i8042: Mutex::new(I8042ResetLine::new()),
+            rtc: Mutex::new(CmosRtc::new()),
             pci: Mutex::new(pci),
         }
     }
@@ -57,6 +62,9 @@ impl PortIoBus {
             }
         } else if let Some(offset) = within(port, I8042_PORT, I8042_PORT_COUNT) {
             let value = lock(&self.i8042).read(offset);
+            data.fill(value);
+        } else if let Some(offset) = within(port, RTC_PORT, RTC_PORT_COUNT) {
+            let value = lock(&self.rtc).read(offset);
             data.fill(value);
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).read(offset, data);
@@ -76,6 +84,8 @@ impl PortIoBus {
             if lock(&self.i8042).write(offset, first) {
                 return PioAction::Reset;
             }
+        } else if let Some(offset) = within(port, RTC_PORT, RTC_PORT_COUNT) {
+            lock(&self.rtc).write(offset, first);
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).write(offset, data);
         }
@@ -130,6 +140,11 @@ mod tests {
         let mut id = [0u8; 4];
         bus.read(PCI_CONFIG_IO_PORT + 4, &mut id);
         assert_eq!(u32::from_le_bytes(id), 0x0d57_8086);
+
+        bus.write(RTC_PORT, &[0x0d]);
+        let mut status = [0u8; 1];
+        bus.read(RTC_PORT + 1, &mut status);
+        assert_eq!(status, [0x80], "RTC register D: valid time");
 
         assert_eq!(bus.write(I8042_PORT + 4, &[0xfe]), PioAction::Reset);
     }

@@ -87,16 +87,12 @@ fn build_mptable(base: GuestAddress, cpus: u8) -> Result<Vec<u8>, MpTableError> 
     entries.extend_from_slice(&IOAPIC_ADDR.to_le_bytes());
     count += 1;
 
-    // ISA IRQ n arrives on IOAPIC pin n (KVM's default GSI routing); pin 0 also carries the
-    // 8259's ExtINT so Linux can fall back to the PIC for its timer check.
+    // ISA IRQ n arrives on IOAPIC pin n: that is KVM's default GSI routing, the PIT included
+    // (GSI 0 -> pin 0). The 8259 reaches the CPUs through LINT0 only; declaring it on an
+    // IOAPIC pin as well makes Linux look for an ExtINT pin KVM's IOAPIC does not have.
     for irq in 0..ISA_IRQS.min(IOAPIC_PINS) {
-        let kind = if irq == 0 {
-            INT_TYPE_EXTINT
-        } else {
-            INT_TYPE_INT
-        };
         entries.push(ENTRY_IO_INTERRUPT);
-        entries.push(kind);
+        entries.push(INT_TYPE_INT);
         entries.extend_from_slice(&INT_FLAGS_CONFORMING.to_le_bytes());
         entries.extend_from_slice(&[ISA_BUS_ID, irq, ioapic_id, irq]);
         count += 1;

@@ -85,6 +85,11 @@ impl Vcpu {
         self.index
     }
 
+    /// The raw vCPU descriptor, for state the wrappers here do not set (tests, debugging).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
     /// CPUID, MSRs, FPU and local APIC wiring common to every vCPU.
     pub(super) fn configure(&self, kvm: &Kvm, count: u8) -> Result<(), VmError> {
         let mut cpuid = kvm

@@ -1,0 +1,125 @@
+//! Tier 3: the KVM API on this host's /dev/kvm, with tiny real-mode programs instead of Linux
+//! (see shared/LAB.md: the build machines' KVM runs those, not a full kernel).
+
+use std::io::Write;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use kvm_ioctls::{IoEventAddress, NoDatamatch};
+use ringvisor::kvm::{KvmVm, VcpuStop, VmError};
+use ringvisor::pci::{PciConfigIo, PciHostBridge, PciRootBus};
+use ringvisor::pio_bus::{ConsoleSink, PortIoBus};
+use ringvisor_devices::legacy::SerialPort;
+use ringvisor_io::IrqEvent;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+const CODE: u64 = 0x1000;
+const RESULT: u64 = 0x2000;
+/// Only the first 128 KiB are RAM: the program's accesses at 0x30000 are MMIO exits.
+const RAM_SIZE: usize = 0x20000;
+const KICK_PORT: u16 = 0x500;
+
+/// Real-mode program: serial out, a PCI config read, an ioeventfd kick, an MMIO write and
+/// read, then the i8042 reset.
+const PROGRAM: &[u8] = &[
+    0xba, 0xf8, 0x03, // mov dx, 0x3f8
+    0xb0, b'K', // mov al, 'K'
+    0xee, // out dx, al
+    0x66, 0xb8, 0x00, 0x00, 0x00, 0x80, // mov eax, 0x80000000 (bus 0, dev 0, reg 0)
+    0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+    0x66, 0xef, // out dx, eax
+    0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+    0x66, 0xed, // in eax, dx
+    0x66, 0xa3, 0x00, 0x20, // mov [0x2000], eax
+    0xba, 0x00, 0x05, // mov dx, 0x500
+    0xee, // out dx, al  (ioeventfd: no exit)
+    0xb8, 0x00, 0x30, // mov ax, 0x3000
+    0x8e, 0xd8, // mov ds, ax
+    0xc6, 0x06, 0x00, 0x00, 0x55, // mov byte [0], 0x55  (MMIO write at 0x30000)
+    0xa0, 0x00, 0x00, // mov al, [0]  (MMIO read)
+    0x31, 0xdb, // xor bx, bx
+    0x8e, 0xdb, // mov ds, bx
+    0xa2, 0x04, 0x20, // mov [0x2004], al
+    0xb0, 0xfe, // mov al, 0xfe
+    0xe6, 0x64, // out 0x64, al  (i8042 pulse reset)
+    0xf4, // hlt
+];
+
+#[derive(Clone, Default)]
+struct SharedSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn open_vm() -> Option<KvmVm> {
+    match KvmVm::create() {
+        Ok(vm) => Some(vm),
+        Err(err @ (VmError::NoKvm | VmError::KvmPermission)) => {
+            eprintln!("SKIPPED: KVM smoke test needs a usable /dev/kvm: {err}");
+            None
+        }
+        Err(err) => panic!("creating a VM failed: {err}"),
+    }
+}
+
+#[test]
+fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
+    let Some(vm) = open_vm() else { return };
+    let mem: GuestMemoryMmap<()> =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+    vm.map_memory(&mem).unwrap();
+    mem.write_slice(PROGRAM, GuestAddress(CODE)).unwrap();
+
+    let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+    vm.fd()
+        .register_ioevent(
+            &kick,
+            &IoEventAddress::Pio(u64::from(KICK_PORT)),
+            NoDatamatch,
+        )
+        .unwrap();
+    let serial_irq = IrqEvent::new().unwrap();
+    vm.bind_irqfd(serial_irq.eventfd(), 4).unwrap();
+
+    let sink = SharedSink::default();
+    let mut root = PciRootBus::new();
+    root.add(Box::new(PciHostBridge::new()));
+    let bus = PortIoBus::new(
+        SerialPort::new(serial_irq, Box::new(sink.clone()) as ConsoleSink),
+        PciConfigIo::new(root),
+    );
+
+    let vcpu = vm.create_vcpu(0, 1).unwrap();
+    let mut sregs = vcpu.fd().get_sregs().unwrap();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.fd().set_sregs(&sregs).unwrap();
+    let mut regs = vcpu.fd().get_regs().unwrap();
+    regs.rip = CODE;
+    regs.rflags = 2;
+    vcpu.fd().set_regs(&regs).unwrap();
+
+    let (done, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(vcpu.run(&bus));
+    });
+    // A guard against a hung vCPU, not a performance bound.
+    let stop = stopped
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the vCPU never reached the reset");
+    assert!(matches!(stop, VcpuStop::Reset), "{stop:?}");
+    assert_eq!(sink.0.lock().unwrap().as_slice(), b"K");
+    let host_bridge_id: u32 = mem.read_obj(GuestAddress(RESULT)).unwrap();
+    assert_eq!(host_bridge_id, 0x0d57_8086);
+    let mmio_read: u8 = mem.read_obj(GuestAddress(RESULT + 4)).unwrap();
+    assert_eq!(mmio_read, 0xff, "unclaimed MMIO reads float high");
+    assert_eq!(kick.read().unwrap(), 1, "the kick landed on the ioeventfd");
+}

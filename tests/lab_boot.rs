@@ -1,0 +1,102 @@
+//! Tier 4: the nested lab. A stock Debian kernel boots under the freshly built ringvisor
+//! inside an L1 machine with emulated AMD-V (tests/lab/, shared/LAB.md), and everything the
+//! guest reports is checked. One boot checks many things: lab boots are the slow part.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CPUS: usize = 2;
+const MEMORY_MIB: u64 = 384;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs an L1 scenario with this build of ringvisor; returns L1's console output.
+fn run_lab(scenario: &str) -> Option<String> {
+    let has_qemu = Command::new("sh")
+        .args(["-c", "command -v qemu-system-x86_64"])
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if !has_qemu {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the lab: `bash tests/lab/lab.sh deps` installs it"
+        );
+        eprintln!("SKIPPED: the nested lab needs qemu-system-x86_64 (bash tests/lab/lab.sh deps)");
+        return None;
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("tests/lab/lab.sh"))
+        .arg("run")
+        .arg("--scenario")
+        .arg(repo().join(scenario))
+        .arg("--vmm")
+        .arg(env!("CARGO_BIN_EXE_ringvisor"))
+        .output()
+        .expect("cannot run tests/lab/lab.sh");
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "lab run failed ({}):\n--- console ---\n{console}\n--- lab ---\n{log}",
+        out.status
+    );
+    Some(console)
+}
+
+/// The value of the first `PREFIX` line, e.g. `L2: cpus_online=` → "2".
+fn fact<'a>(console: &'a str, prefix: &str) -> Option<&'a str> {
+    console.lines().find_map(|line| {
+        line.trim_end_matches('\r')
+            .split_once(prefix)
+            .map(|(_, v)| v.trim())
+    })
+}
+
+#[test]
+fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
+    let Some(console) = run_lab("tests/lab/scenarios/ringvisor-boot.sh") else {
+        return;
+    };
+    let expect = |prefix: &str| {
+        fact(&console, prefix).unwrap_or_else(|| panic!("no '{prefix}' line in:\n{console}"))
+    };
+    println!("{console}");
+
+    assert!(
+        console.contains("L1: kvm ready"),
+        "L1 has no nested KVM:\n{console}"
+    );
+    expect("L2: init uptime=");
+    assert_eq!(expect("L2: cpus_online="), CPUS.to_string());
+    let mem_kb: u64 = expect("L2: memtotal_kb=").parse().unwrap();
+    let guest_kb = MEMORY_MIB * 1024;
+    assert!(
+        mem_kb <= guest_kb && mem_kb >= guest_kb * 85 / 100,
+        "MemTotal {mem_kb} kB is not within kernel reservations of {guest_kb} kB"
+    );
+    assert!(
+        expect("L2: pci=")
+            .split(' ')
+            .any(|dev| dev == "0000:00:00.0:8086:0d57"),
+        "the host bridge was not enumerated"
+    );
+    assert_eq!(expect("L2: clocksource="), "kvm-clock");
+    assert_eq!(expect("L2: test smoke exit="), "0");
+    expect("L2: done");
+    assert_eq!(
+        expect("L1: vmm=ringvisor exit="),
+        "0",
+        "poweroff must end ringvisor with 0"
+    );
+
+    for case in ["missing-kernel", "not-bzimage", "too-many-cpus"] {
+        let line = expect(&format!("L1: negative {case} exit="));
+        assert!(!line.starts_with("0 "), "{case} must fail: {line}");
+        assert!(!line.contains("panicked"), "{case} panicked: {line}");
+    }
+    assert!(expect("L1: negative missing-kernel exit=").contains("/nonexistent/vmlinuz"));
+    assert!(expect("L1: negative not-bzimage exit=").contains("not a bootable x86 bzImage"));
+}
