@@ -34,6 +34,8 @@ fn run_lab(scenario: &str) -> Option<String> {
         .arg(repo().join(scenario))
         .arg("--vmm")
         .arg(env!("CARGO_BIN_EXE_ringvisor"))
+        // A boot takes well under a minute on a 2-core machine; a hung L1 must not eat CI.
+        .args(["--timeout", "400"])
         .output()
         .expect("cannot run tests/lab/lab.sh");
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -92,11 +94,17 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         "poweroff must end ringvisor with 0"
     );
 
-    for case in ["missing-kernel", "not-bzimage", "too-many-cpus"] {
+    for case in [
+        "missing-kernel",
+        "not-bzimage",
+        "too-many-cpus",
+        "zero-memory",
+    ] {
         let line = expect(&format!("L1: negative {case} exit="));
         assert!(!line.starts_with("0 "), "{case} must fail: {line}");
         assert!(!line.contains("panicked"), "{case} panicked: {line}");
     }
     assert!(expect("L1: negative missing-kernel exit=").contains("/nonexistent/vmlinuz"));
     assert!(expect("L1: negative not-bzimage exit=").contains("not a bootable x86 bzImage"));
+    assert!(expect("L1: negative zero-memory exit=").contains("--memory"));
 }

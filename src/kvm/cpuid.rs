@@ -12,6 +12,12 @@ const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
 const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
 
 const ECX_HYPERVISOR: u32 = 1 << 31;
+/// TSC-deadline mode of the local APIC timer. KVM emulates it on every host but leaves it
+/// out of KVM_GET_SUPPORTED_CPUID (KVM_CAP_TSC_DEADLINE_TIMER says it is there). Without it
+/// Linux calibrates the APIC timer against the PIT, which under nested or loaded hosts can
+/// fail ("APIC timer disabled due to verification failure") and leaves the guest without
+/// high-resolution timers.
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const EDX_HTT: u32 = 1 << 28;
 /// Invariant TSC: left out, as QEMU does by default. With it Linux rates the TSC above
 /// kvm-clock, and a TSC that KVM cannot keep stable across pause or migration would win.
@@ -26,11 +32,14 @@ fn core_id_bits(count: u8) -> u32 {
 }
 
 /// Adjusts `cpuid` (as returned by KVM_GET_SUPPORTED_CPUID) for vCPU `apic_id` of `count`:
-/// one socket of `count` single-threaded cores.
-pub fn configure_for_vcpu(cpuid: &mut CpuId, apic_id: u8, count: u8) {
+/// one socket of `count` single-threaded cores. `tsc_deadline` is KVM_CAP_TSC_DEADLINE_TIMER.
+pub fn configure_for_vcpu(cpuid: &mut CpuId, apic_id: u8, count: u8, tsc_deadline: bool) {
     let core_bits = core_id_bits(count);
     for entry in cpuid.as_mut_slice() {
         configure_entry(entry, apic_id, count, core_bits);
+        if entry.function == LEAF_FEATURES && tsc_deadline {
+            entry.ecx |= ECX_TSC_DEADLINE;
+        }
     }
 }
 
@@ -143,5 +152,14 @@ mod tests {
             (entry.eax, entry.ebx, entry.ecx, entry.edx),
             (before.eax, before.ebx, before.ecx, before.edx)
         );
+    }
+
+    #[test]
+    fn tsc_deadline_timer_is_offered_only_when_kvm_emulates_it() {
+        for (offered, expect) in [(true, ECX_TSC_DEADLINE), (false, 0)] {
+            let mut cpuid = CpuId::from_entries(&[leaf(LEAF_FEATURES, 0)]).unwrap();
+            configure_for_vcpu(&mut cpuid, 0, 1, offered);
+            assert_eq!(cpuid.as_slice()[0].ecx & ECX_TSC_DEADLINE, expect);
+        }
     }
 }

@@ -95,7 +95,8 @@ impl Vcpu {
         let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(ioctl("read the supported CPUID"))?;
-        configure_for_vcpu(&mut cpuid, self.index, count);
+        let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+        configure_for_vcpu(&mut cpuid, self.index, count, tsc_deadline);
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(ioctl("set the vCPU's CPUID"))?;

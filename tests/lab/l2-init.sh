@@ -1,0 +1,89 @@
+#!/bin/sh
+# /init of the L2 guest (stock Debian generic kernel under the VMM being tested in L1).
+# Prints "L2: ..." facts on the serial console for the scenario to check, runs the test
+# named by rv.test= on the kernel command line, then resets the machine.
+PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PATH
+
+mount -t devtmpfs devtmpfs /dev
+# If the initramfs had no /dev/console, the kernel gave /init no stdio: take it now.
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+# First thing after /proc: boot-to-init time of the guest kernel.
+read -r up _ </proc/uptime
+# Leading newline: firmware output (SeaBIOS "Booting from ROM...") may end mid-line.
+printf '\nL2: init uptime=%s\n' "$up"
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /tmp
+ip link set lo up 2>/dev/null
+
+# busybox insmod resolves no dependencies: /etc/lab/modules lists the closure of the
+# stock drivers with dependencies first. A failure is reported, not fatal, so one broken
+# device does not hide the facts about the others.
+while read -r path name; do
+  insmod "$path" || echo "L2: insmod-failed $name"
+done </etc/lab/modules
+
+# "0-1,3" -> 3; falls back to nproc when sysfs has no online mask.
+cpus_online() {
+  list=$(cat /sys/devices/system/cpu/online 2>/dev/null) || list=
+  if [ -z "$list" ]; then
+    nproc
+    return
+  fi
+  n=0
+  old_ifs=$IFS
+  IFS=,
+  for r in $list; do
+    case $r in
+      *-*) n=$((n + ${r#*-} - ${r%-*} + 1)) ;;
+      *) n=$((n + 1)) ;;
+    esac
+  done
+  IFS=$old_ifs
+  echo "$n"
+}
+
+pci_list() {
+  out=
+  for d in /sys/bus/pci/devices/*; do
+    [ -r "$d/vendor" ] || continue
+    read -r v <"$d/vendor"
+    read -r dev <"$d/device"
+    out="$out ${d##*/}:${v#0x}:${dev#0x}"
+  done
+  echo "${out# }"
+}
+
+echo "L2: cpus_online=$(cpus_online)"
+echo "L2: memtotal_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+echo "L2: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
+echo "L2: pci=$(pci_list)"
+echo "L2: cmdline=$(cat /proc/cmdline)"
+
+# rv.test=NAME selects /l2-tests/NAME.sh (tests/lab/l2-tests/ in the repository).
+test_name=
+read -r cmdline </proc/cmdline
+for word in $cmdline; do
+  case $word in
+    rv.test=*) test_name=${word#rv.test=} ;;
+  esac
+done
+if [ -n "$test_name" ]; then
+  if [ -f "/l2-tests/$test_name.sh" ]; then
+    sh "/l2-tests/$test_name.sh"
+    status=$?
+  else
+    echo "L2: no such test /l2-tests/$test_name.sh"
+    status=127
+  fi
+  echo "L2: test $test_name exit=$status"
+fi
+
+echo "L2: done"
+# No ACPI in the ringvisor guest: the reset goes through the i8042 (reboot=k), on which
+# the VMM exits, as QEMU does with -no-reboot.
+reboot -f
+# Not reached unless the reset failed; exiting /init then panics (panic=-1 resets too).
+sleep 5
+exit 1
