@@ -2,7 +2,7 @@
 //! inside an L1 machine with emulated AMD-V (tests/lab/, shared/LAB.md), and everything the
 //! guest reports is checked. One boot checks many things: lab boots are the slow part.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const CPUS: usize = 2;

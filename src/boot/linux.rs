@@ -76,11 +76,14 @@ pub fn load_linux(
             reason: err.to_string(),
         }
     })?;
-    let mut params = boot_params::default();
-    params.hdr = loaded.setup_header.ok_or_else(|| BootError::NotBzImage {
+    let hdr = loaded.setup_header.ok_or_else(|| BootError::NotBzImage {
         path: kernel.to_owned(),
         reason: "no setup header".into(),
     })?;
+    let mut params = boot_params {
+        hdr,
+        ..Default::default()
+    };
     let protocol = params.hdr.version;
     if protocol < 0x0206 {
         return Err(BootError::NotBzImage {
