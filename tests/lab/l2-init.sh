@@ -63,10 +63,12 @@ echo "L2: cmdline=$(cat /proc/cmdline)"
 
 # rv.test=NAME selects /l2-tests/NAME.sh (tests/lab/l2-tests/ in the repository).
 test_name=
+shell=
 read -r cmdline </proc/cmdline
 for word in $cmdline; do
   case $word in
     rv.test=*) test_name=${word#rv.test=} ;;
+    rv.shell=1) shell=1 ;;
   esac
 done
 if [ -n "$test_name" ]; then
@@ -78,6 +80,12 @@ if [ -n "$test_name" ]; then
     status=127
   fi
   echo "L2: test $test_name exit=$status"
+fi
+
+# rv.shell=1 (lab.sh boot --shell): a shell on the console; leaving it powers off.
+if [ -n "$shell" ]; then
+  echo "L2: shell on the console; 'exit' powers the guest off"
+  setsid cttyhack sh
 fi
 
 echo "L2: done"

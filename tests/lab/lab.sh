@@ -7,6 +7,9 @@
 #   lab.sh images                    build (or reuse) the cached L2 and L1-base initramfs
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
 #   lab.sh kernels                   print the discovered L1 and L2 kernels
+#   lab.sh boot [--shell]            build ringvisor and boot the default guest on this
+#                                    terminal: on /dev/kvm with hardware virtualization,
+#                                    through the nested lab otherwise
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,7 +56,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -294,9 +297,11 @@ cmd_images() {
 # ----------------------------------------------------------------------------------- run
 
 cmd_run() {
-  local scenario="" vmm="" timeout_s=600 extras=() e src dest
+  local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null
   while [ $# -gt 0 ]; do
     case $1 in
+      # The terminal goes to L1's serial console, and from there to the VMM's.
+      --interactive) stdin=/dev/stdin; shift ;;
       --scenario) scenario=${2:?--scenario needs a file}; shift 2 ;;
       --vmm) vmm=${2:?--vmm needs a binary}; shift 2 ;;
       --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
@@ -345,12 +350,16 @@ cmd_run() {
   # adds \r at every nesting level and SeaBIOS prints terminal resets (ESC c, ESC [2J)
   # in front of the next line; drop them (a reset becomes a line break) so callers can
   # match whole "^L2: " lines.
+  # `timeout` puts its child in a new process group, which a terminal stops (SIGTTIN) as
+  # soon as it reads: an interactive run keeps the terminal's group (--foreground).
+  local timeout_args=(--kill-after=10)
+  [ "$stdin" = /dev/null ] || timeout_args=(--foreground)
   set +e
-  timeout --kill-after=10 "$timeout_s" \
+  timeout "${timeout_args[@]}" "$timeout_s" \
     qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -smp 2 -m 3072 \
     -nographic -no-reboot -nic none \
     -kernel "/boot/vmlinuz-$l1" -initrd "$workdir/initrd.cpio.gz" \
-    -append "console=ttyS0 panic=-1 quiet tsc=reliable" </dev/null 2>&1 |
+    -append "console=ttyS0 panic=-1 quiet tsc=reliable" <"$stdin" 2>&1 |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
     tee "$workdir/l1.log"
   rc=${PIPESTATUS[0]}
@@ -368,6 +377,49 @@ cmd_run() {
   [ "$rc" -eq 0 ] || die "run: L1 qemu exited with $rc"
 }
 
+# ---------------------------------------------------------------------------------- boot
+
+# True when this host can run a guest directly: the CPU exposes VT-x/AMD-V and /dev/kvm
+# opens read-write. (Software KVM without them cannot boot a stock kernel: see LAB.md.)
+has_hardware_kvm() {
+  grep -qE '\b(vmx|svm)\b' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]
+}
+
+cmd_boot() {
+  local shell="" cmdline l2 vmm
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --shell) shell=1; shift ;;
+      *) usage ;;
+    esac
+  done
+  cmd_deps
+  log "boot: building ringvisor (release)"
+  cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin ringvisor
+  vmm=$REPO/target/release/ringvisor
+  cmd_images
+  cmdline="console=ttyS0 reboot=k panic=-1 rv.test=smoke${shell:+ rv.shell=1}"
+  if has_hardware_kvm; then
+    l2=$(find_kernel l2)
+    log "boot: hardware virtualization found: ringvisor runs the guest on /dev/kvm"
+    exec "$vmm" run --kernel "/boot/vmlinuz-$l2" --initramfs "$CACHE/l2-initramfs.cpio.gz" \
+      --cpus 2 --memory 1G --cmdline "$cmdline"
+  fi
+  log "boot: no hardware virtualization on this host: booting through the nested lab" \
+    "(ringvisor inside an L1 machine with emulated AMD-V; expect it to be slow)"
+  local env_file
+  env_file=$(mktemp)
+  printf 'CMDLINE="%s"\n' "$cmdline" >"$env_file"
+  local args=(--scenario "$LAB_DIR/scenarios/boot-guest.sh" --vmm "$vmm"
+    --extra "$env_file:/etc/lab/boot.env")
+  # Interactive only with a terminal: a shell needs keystrokes, CI has none.
+  [ -z "$shell" ] || [ ! -t 0 ] || args+=(--interactive)
+  # No timeout worth the name for someone typing in the guest's shell.
+  [ -z "$shell" ] || args+=(--timeout 86400)
+  cmd_run "${args[@]}"
+  rm -f "$env_file"
+}
+
 # ---------------------------------------------------------------------------------- main
 
 [ $# -gt 0 ] || usage
@@ -378,5 +430,6 @@ case $cmd in
   images) cmd_images "$@" ;;
   run) cmd_run "$@" ;;
   kernels) cmd_kernels "$@" ;;
+  boot) cmd_boot "$@" ;;
   *) usage ;;
 esac
