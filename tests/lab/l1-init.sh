@@ -1,27 +1,10 @@
 #!/bin/sh
 # /init of L1 (TCG-emulated EPYC with SVM+NPT): loads KVM to get a nested /dev/kvm, runs
 # the per-run /scenario.sh (which starts a VMM on the L2 kernel in /l2), then powers off.
-PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export PATH
+. /lib/lab/init-common.sh
+lab_early_init L1
 
-mount -t devtmpfs devtmpfs /dev
-# If the initramfs had no /dev/console, the kernel gave /init no stdio: take it now.
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-read -r up _ </proc/uptime
-# Leading newline: firmware output (SeaBIOS "Booting from ROM...") may end mid-line.
-printf '\nL1: init uptime=%s\n' "$up"
-mount -t sysfs sysfs /sys
-# VMM backing files live here. Kernel 6.1 tmpfs has no O_DIRECT: use buffered I/O.
-mount -t tmpfs tmpfs /tmp
-mkdir -p /dev/shm /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-mount -t devpts devpts /dev/pts
-ip link set lo up 2>/dev/null
-
-while read -r path name; do
-  insmod "$path" || echo "L1: insmod-failed $name"
-done </etc/lab/modules
+lab_load_modules L1
 echo "L1: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 if [ -e /dev/kvm ]; then
   echo "L1: kvm ready"

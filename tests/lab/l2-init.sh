@@ -2,27 +2,10 @@
 # /init of the L2 guest (stock Debian generic kernel under the VMM being tested in L1).
 # Prints "L2: ..." facts on the serial console for the scenario to check, runs the test
 # named by rv.test= on the kernel command line, then resets the machine.
-PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export PATH
+. /lib/lab/init-common.sh
+lab_early_init L2
 
-mount -t devtmpfs devtmpfs /dev
-# If the initramfs had no /dev/console, the kernel gave /init no stdio: take it now.
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-# First thing after /proc: boot-to-init time of the guest kernel.
-read -r up _ </proc/uptime
-# Leading newline: firmware output (SeaBIOS "Booting from ROM...") may end mid-line.
-printf '\nL2: init uptime=%s\n' "$up"
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-ip link set lo up 2>/dev/null
-
-# busybox insmod resolves no dependencies: /etc/lab/modules lists the closure of the
-# stock drivers with dependencies first. A failure is reported, not fatal, so one broken
-# device does not hide the facts about the others.
-while read -r path name; do
-  insmod "$path" || echo "L2: insmod-failed $name"
-done </etc/lab/modules
+lab_load_modules L2
 
 # "0-1,3" -> 3; falls back to nproc when sysfs has no online mask.
 cpus_online() {

@@ -189,6 +189,7 @@ copy_with_libs() {
 make_skeleton() {
   local root=$1 applet
   mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,var/tmp}
+  install -D -m 0644 "$LAB_DIR/init-common.sh" "$root/lib/lab/init-common.sh"
   install -m 0755 /bin/busybox "$root/bin/busybox"
   while read -r applet; do
     [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
@@ -251,7 +252,7 @@ stamp_inputs() {
   for p in "${IMAGE_PACKAGES[@]}"; do
     printf 'pkg %s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"
   done
-  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR"/l2-tests/*.sh; do
+  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$f" ] && printf 'file %s %s\n' "${f#"$LAB_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
   done
   # Building as non-root gives images without /dev/console.
