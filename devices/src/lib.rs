@@ -5,3 +5,4 @@
 //! plane (`ringvisor-io`) binds their interrupts and queue kicks.
 
 pub mod legacy;
+pub mod virtio;

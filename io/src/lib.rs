@@ -5,5 +5,7 @@
 //! Device models depend on this crate for the handles they signal; they never touch KVM.
 
 mod irq;
+pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
+pub use worker::{IoBatch, IoOp, QueueFault, QueueWorker};
