@@ -8,4 +8,6 @@ mod irq;
 pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
-pub use worker::{IoBatch, IoOp, QueueFault, QueueWorker};
+pub use worker::{
+    AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,
+};

@@ -100,3 +100,44 @@ pub trait QueueWorker: Send {
     /// How many popped chains still wait for a completion.
     fn in_flight(&self) -> usize;
 }
+
+/// Everything a reactor needs to serve one queue.
+pub struct QueueBinding {
+    /// Name for logs and stats, e.g. "blk0/q1".
+    pub name: String,
+    pub worker: Box<dyn QueueWorker>,
+    /// Written by KVM (ioeventfd) when the guest notifies the queue.
+    pub kick: vmm_sys_util::eventfd::EventFd,
+    /// The queue's interrupt (the irqfd of its MSI-X vector).
+    pub interrupt: crate::IrqEvent,
+    /// Called on the reactor thread when the worker reports a [`QueueFault`]; the
+    /// transport sets DEVICE_NEEDS_RESET and raises a configuration-change interrupt.
+    /// The reactor stops serving the queue after calling it.
+    pub on_fault: Box<dyn Fn(&QueueFault) + Send>,
+}
+
+/// Handle of an attached queue, to take it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttachedQueue {
+    pub reactor: usize,
+    pub key: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueHostError {
+    #[error("reactor {0} is gone")]
+    ReactorGone(usize),
+    #[error("reactor cannot watch the queue: {0}")]
+    Setup(#[source] std::io::Error),
+}
+
+/// Where the transport puts queues once the driver is ready (the reactor set), and takes
+/// them back on reset.
+pub trait QueueHost: Send + Sync {
+    /// Hands the queue to a reactor, which starts serving it at once.
+    fn attach(&self, binding: QueueBinding) -> Result<AttachedQueue, QueueHostError>;
+
+    /// Takes the queue back: returns once no request of it is in flight any more (every
+    /// pending op completed and its used entry written), so its rings can be reused.
+    fn detach(&self, queue: AttachedQueue) -> Result<(), QueueHostError>;
+}
