@@ -5,9 +5,11 @@
 //! Device models depend on this crate for the handles they signal; they never touch KVM.
 
 mod irq;
+pub mod reactor;
 pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
+pub use reactor::{QueueStats, ReactorError, ReactorSet, ReactorStats};
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,
 };

@@ -1,0 +1,196 @@
+//! The per-core io_uring reactors and the set that spreads queues over them.
+
+mod ring_loop;
+mod stats;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Sender};
+use log::warn;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::worker::{AttachedQueue, QueueBinding, QueueHost, QueueHostError};
+use ring_loop::{Control, RingLoop};
+pub use stats::{QueueStats, ReactorStats};
+
+/// Submission queue entries per ring: room for several full 256-entry queues per pass.
+const RING_ENTRIES: u32 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReactorError {
+    #[error("no reactor to start (empty core list)")]
+    NoReactors,
+    #[error("cannot set up io_uring for reactor {reactor}: {source}")]
+    Ring {
+        reactor: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the control eventfd of reactor {reactor}: {source}")]
+    ControlEvent {
+        reactor: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start reactor thread {reactor}: {source}")]
+    Spawn {
+        reactor: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct ReactorHandle {
+    control: Sender<Control>,
+    wake: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReactorHandle {
+    fn send(&self, index: usize, message: Control) -> Result<(), QueueHostError> {
+        self.control
+            .send(message)
+            .map_err(|_| QueueHostError::ReactorGone(index))?;
+        self.wake
+            .write(1)
+            .map_err(|_| QueueHostError::ReactorGone(index))
+    }
+}
+
+/// One reactor thread per entry of the placement, each pinned to its core when one is
+/// given; queues go to reactors round-robin as devices activate.
+pub struct ReactorSet {
+    reactors: Vec<ReactorHandle>,
+    next: AtomicUsize,
+}
+
+impl ReactorSet {
+    /// Starts one reactor per element of `cores` (`None`: not pinned).
+    pub fn start(cores: &[Option<usize>]) -> Result<Self, ReactorError> {
+        if cores.is_empty() {
+            return Err(ReactorError::NoReactors);
+        }
+        let mut reactors = Vec::with_capacity(cores.len());
+        for (index, &core) in cores.iter().enumerate() {
+            let (control_tx, control_rx) = unbounded();
+            let wake = EventFd::new(EFD_NONBLOCK).map_err(|source| ReactorError::ControlEvent {
+                reactor: index,
+                source,
+            })?;
+            let loop_wake = wake
+                .try_clone()
+                .map_err(|source| ReactorError::ControlEvent {
+                    reactor: index,
+                    source,
+                })?;
+            let ring = RingLoop::new(index, core, RING_ENTRIES, control_rx, loop_wake).map_err(
+                |source| ReactorError::Ring {
+                    reactor: index,
+                    source,
+                },
+            )?;
+            let thread = std::thread::Builder::new()
+                .name(format!("reactor{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        pin_to_core(index, core);
+                    }
+                    ring.run();
+                })
+                .map_err(|source| ReactorError::Spawn {
+                    reactor: index,
+                    source,
+                })?;
+            reactors.push(ReactorHandle {
+                control: control_tx,
+                wake,
+                thread: Some(thread),
+            });
+        }
+        Ok(Self {
+            reactors,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.reactors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reactors.is_empty()
+    }
+
+    /// A copy of every reactor's counters and histograms.
+    pub fn stats(&self) -> Vec<ReactorStats> {
+        let mut all = Vec::with_capacity(self.reactors.len());
+        for (index, reactor) in self.reactors.iter().enumerate() {
+            let (reply, answer) = bounded(1);
+            if reactor.send(index, Control::Stats(reply)).is_ok() {
+                if let Ok(stats) = answer.recv() {
+                    all.push(stats);
+                }
+            }
+        }
+        all
+    }
+}
+
+impl QueueHost for ReactorSet {
+    fn attach(&self, binding: QueueBinding) -> Result<AttachedQueue, QueueHostError> {
+        let reactor = self.next.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
+        let (reply, answer) = bounded(1);
+        self.reactors[reactor].send(reactor, Control::Attach(binding, reply))?;
+        let key = answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(reactor))?;
+        Ok(AttachedQueue { reactor, key })
+    }
+
+    fn detach(&self, queue: AttachedQueue) -> Result<(), QueueHostError> {
+        let handle = self
+            .reactors
+            .get(queue.reactor)
+            .ok_or(QueueHostError::ReactorGone(queue.reactor))?;
+        let (reply, answer) = bounded(1);
+        handle.send(queue.reactor, Control::Detach(queue.key, reply))?;
+        answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(queue.reactor))
+    }
+}
+
+impl Drop for ReactorSet {
+    fn drop(&mut self) {
+        for (index, reactor) in self.reactors.iter().enumerate() {
+            let _ = reactor.send(index, Control::Stop);
+        }
+        for reactor in &mut self.reactors {
+            if let Some(thread) = reactor.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to `core`; a failure (core offline, not in the allowed set)
+/// leaves it unpinned with a warning rather than stopping the VM.
+fn pin_to_core(reactor: usize, core: usize) {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET indexes within the set; `core` beyond CPU_SETSIZE is rejected first.
+    if core >= libc::CPU_SETSIZE as usize {
+        warn!("reactor {reactor}: core {core} is past CPU_SETSIZE, not pinned");
+        return;
+    }
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc != 0 {
+        warn!(
+            "reactor {reactor}: cannot pin to core {core}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

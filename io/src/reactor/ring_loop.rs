@@ -1,0 +1,493 @@
+//! The loop of one reactor thread: one io_uring, every queue assigned to this reactor.
+//!
+//! Each pass drains every kicked queue until it is empty, turns the popped requests into
+//! SQEs, hands the whole batch to the kernel with one io_uring_enter (which also waits when
+//! there is nothing else to do), reaps completions into used entries and signals each
+//! queue's interrupt at most once per pass, and only when the guest wants one.
+
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use io_uring::{opcode, squeue, types, IoUring};
+use log::{debug, error, warn};
+use slab::Slab;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::stats::{QueueStats, ReactorStats};
+use crate::worker::{IoBatch, IoOp, QueueBinding, QueueFault};
+
+/// Messages from the control side (transport, stats readers); never on the request path.
+pub(crate) enum Control {
+    Attach(QueueBinding, Sender<usize>),
+    /// Stop serving the queue; the reply comes once nothing of it is in flight.
+    Detach(usize, Sender<()>),
+    Stats(Sender<ReactorStats>),
+    Stop,
+}
+
+// user_data layout: the top two bits say what completed, the rest is a slab key.
+const KIND_SHIFT: u32 = 62;
+const KEY_MASK: u64 = (1 << KIND_SHIFT) - 1;
+const KIND_OP: u64 = 0;
+const KIND_KICK: u64 = 1;
+const KIND_CONTROL: u64 = 2;
+const KIND_CANCEL: u64 = 3;
+
+fn user_data(kind: u64, key: usize) -> u64 {
+    (kind << KIND_SHIFT) | (key as u64 & KEY_MASK)
+}
+
+struct ServedQueue {
+    binding: QueueBinding,
+    /// Target of the armed eventfd read; boxed so its address survives slab growth.
+    kick_buf: Box<u64>,
+    kick_armed: bool,
+    /// Kicked (or left non-empty): drain it in the next pass.
+    ready: bool,
+    kicked_at: Option<Instant>,
+    /// Used entries were added since the last interrupt decision.
+    used_added: bool,
+    ops_in_flight: usize,
+    detach_reply: Option<Sender<()>>,
+    faulted: bool,
+    stats: QueueStats,
+}
+
+struct InFlight {
+    queue: usize,
+    tag: u64,
+    /// Kept alive until completion: the kernel reads the iovec array during the op.
+    _op: IoOp,
+    submitted: Instant,
+}
+
+pub(crate) struct RingLoop {
+    index: usize,
+    core: Option<usize>,
+    ring: IoUring,
+    control: Receiver<Control>,
+    control_event: EventFd,
+    control_buf: Box<u64>,
+    queues: Slab<ServedQueue>,
+    in_flight: Slab<InFlight>,
+    batch: IoBatch,
+    /// SQEs pushed since the last io_uring_enter.
+    unsubmitted: usize,
+    stopping: bool,
+    enters: u64,
+    sqes_submitted: u64,
+    sqes_per_enter: hdrhistogram::Histogram<u64>,
+}
+
+impl RingLoop {
+    pub(crate) fn new(
+        index: usize,
+        core: Option<usize>,
+        ring_entries: u32,
+        control: Receiver<Control>,
+        control_event: EventFd,
+    ) -> std::io::Result<Self> {
+        let ring = IoUring::builder().build(ring_entries)?;
+        let stats = ReactorStats::new(index, core);
+        Ok(Self {
+            index,
+            core,
+            ring,
+            control,
+            control_event,
+            control_buf: Box::new(0),
+            queues: Slab::new(),
+            in_flight: Slab::new(),
+            batch: IoBatch::new(),
+            unsubmitted: 0,
+            stopping: false,
+            enters: 0,
+            sqes_submitted: 0,
+            sqes_per_enter: stats.sqes_per_enter,
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        if let Err(err) = self.arm_control() {
+            error!(
+                "reactor {}: cannot watch its control eventfd: {err}",
+                self.index
+            );
+            return;
+        }
+        loop {
+            self.drain_ready_queues();
+            let idle = !self.queues.iter().any(|(_, q)| q.ready && !q.faulted);
+            if let Err(err) = self.enter(if idle { 1 } else { 0 }) {
+                error!("reactor {}: io_uring_enter failed: {err}", self.index);
+                return;
+            }
+            self.reap();
+            self.signal_interrupts();
+            self.finish_detaches();
+            if self.stopping && self.queues.is_empty() && self.in_flight.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) -> std::io::Result<()> {
+        loop {
+            // SAFETY: every buffer an entry points at (kick/control buffers, the iovec
+            // arrays of in-flight ops, guest RAM) stays alive until its completion is
+            // reaped: boxes live in slab entries removed only after that, and guest RAM is
+            // never unmapped.
+            let pushed = unsafe { self.ring.submission().push(entry) }.is_ok();
+            if pushed {
+                self.unsubmitted += 1;
+                return Ok(());
+            }
+            // Submission queue full: hand what is there to the kernel, then retry.
+            self.enter(0)?;
+        }
+    }
+
+    fn enter(&mut self, want: usize) -> std::io::Result<()> {
+        let pushed = self.unsubmitted;
+        let result = self.ring.submitter().submit_and_wait(want);
+        match result {
+            Ok(submitted) => {
+                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                self.enters += 1;
+                if submitted > 0 {
+                    self.sqes_submitted += submitted as u64;
+                    let _ = self.sqes_per_enter.record(submitted as u64);
+                }
+                Ok(())
+            }
+            // Interrupted, or the completion queue is full and must be reaped first.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {
+                debug!("reactor {}: enter with {pushed} SQEs: {err}", self.index);
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn arm_control(&mut self) -> std::io::Result<()> {
+        let entry = opcode::Read::new(
+            types::Fd(self.control_event.as_raw_fd()),
+            (&mut *self.control_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(user_data(KIND_CONTROL, 0));
+        self.push(&entry)
+    }
+
+    fn arm_kick(&mut self, key: usize) -> std::io::Result<()> {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return Ok(());
+        };
+        let entry = opcode::Read::new(
+            types::Fd(queue.binding.kick.as_raw_fd()),
+            (&mut *queue.kick_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(user_data(KIND_KICK, key));
+        queue.kick_armed = true;
+        self.push(&entry)
+    }
+
+    fn handle_control(&mut self) {
+        while let Ok(message) = self.control.try_recv() {
+            match message {
+                Control::Attach(binding, reply) => {
+                    let name = binding.name.clone();
+                    let key = self.queues.insert(ServedQueue {
+                        binding,
+                        kick_buf: Box::new(0),
+                        kick_armed: false,
+                        // The guest may have posted requests before the queue got here.
+                        ready: true,
+                        kicked_at: None,
+                        used_added: false,
+                        ops_in_flight: 0,
+                        detach_reply: None,
+                        faulted: false,
+                        stats: QueueStats::new(name, self.index),
+                    });
+                    if let Err(err) = self.arm_kick(key) {
+                        error!("reactor {}: cannot watch queue kicks: {err}", self.index);
+                    }
+                    let _ = reply.send(key);
+                }
+                Control::Detach(key, reply) => self.start_detach(key, reply),
+                Control::Stats(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                Control::Stop => {
+                    self.stopping = true;
+                    let keys: Vec<usize> = self.queues.iter().map(|(key, _)| key).collect();
+                    for key in keys {
+                        // Nobody waits for these replies: the reactor is going away.
+                        let (reply, _) = crossbeam_channel::bounded(1);
+                        self.start_detach(key, reply);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops taking requests from queue `key`; `reply` is answered by `finish_detaches`
+    /// once its in-flight ops have completed and its kick read is cancelled.
+    fn start_detach(&mut self, key: usize, reply: Sender<()>) {
+        let Some(queue) = self.queues.get_mut(key) else {
+            let _ = reply.send(());
+            return;
+        };
+        queue.detach_reply = Some(reply);
+        queue.ready = false;
+        if queue.kick_armed {
+            let cancel = opcode::AsyncCancel::new(user_data(KIND_KICK, key))
+                .build()
+                .user_data(user_data(KIND_CANCEL, key));
+            if let Err(err) = self.push(&cancel) {
+                error!("reactor {}: cannot cancel a kick read: {err}", self.index);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> ReactorStats {
+        let mut stats = ReactorStats::new(self.index, self.core);
+        stats.enters = self.enters;
+        stats.sqes_submitted = self.sqes_submitted;
+        stats.sqes_per_enter = self.sqes_per_enter.clone();
+        stats.queues = self.queues.iter().map(|(_, q)| q.stats.clone()).collect();
+        stats
+    }
+
+    fn drain_ready_queues(&mut self) {
+        let ready: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.ready && !q.faulted && q.detach_reply.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        for key in ready {
+            if let Err(fault) = self.drain_queue(key) {
+                self.fault(key, &fault);
+            }
+        }
+    }
+
+    fn drain_queue(&mut self, key: usize) -> Result<(), QueueFault> {
+        let mut batch = std::mem::take(&mut self.batch);
+        let result = self.drain_into(key, &mut batch);
+        self.batch = batch;
+        result
+    }
+
+    fn drain_into(&mut self, key: usize, batch: &mut IoBatch) -> Result<(), QueueFault> {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return Ok(());
+        };
+        queue.ready = false;
+        queue.binding.worker.disable_notification()?;
+        loop {
+            let queue = &mut self.queues[key];
+            let popped = queue.binding.worker.drain(batch)?;
+            if popped > 0 {
+                queue.stats.requests += popped as u64;
+                queue.stats.batches += 1;
+                // Requests that needed no host I/O were completed during the drain.
+                queue.used_added = true;
+            }
+            let kicked_at = queue.kicked_at.take();
+            let now = Instant::now();
+            if let Some(kicked_at) = kicked_at {
+                let waited = now.saturating_duration_since(kicked_at).as_nanos() as u64;
+                let _ = queue
+                    .stats
+                    .kick_to_submit_ns
+                    .record_n(waited.max(1), batch.len() as u64);
+            }
+            let ops: Vec<(u64, IoOp)> = batch.drain().collect();
+            for (tag, op) in ops {
+                self.submit_op(key, tag, op, now);
+            }
+            if popped == 0 && !self.queues[key].binding.worker.enable_notification()? {
+                return Ok(());
+            }
+            if popped == 0 {
+                // Chains arrived while notifications were off: keep draining.
+                self.queues[key].binding.worker.disable_notification()?;
+            }
+        }
+    }
+
+    fn submit_op(&mut self, queue: usize, tag: u64, op: IoOp, now: Instant) {
+        let entry = match &op {
+            IoOp::Read { fd, offset, iovecs } => {
+                opcode::Readv::new(types::Fd(*fd), iovecs.as_ptr(), iovecs.len() as u32)
+                    .offset(*offset)
+                    .build()
+            }
+            IoOp::Write { fd, offset, iovecs } => {
+                opcode::Writev::new(types::Fd(*fd), iovecs.as_ptr(), iovecs.len() as u32)
+                    .offset(*offset)
+                    .build()
+            }
+            IoOp::Flush { fd } => opcode::Fsync::new(types::Fd(*fd))
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            IoOp::Fallocate {
+                fd,
+                mode,
+                offset,
+                len,
+            } => opcode::Fallocate::new(types::Fd(*fd), *len)
+                .offset(*offset)
+                .mode(*mode)
+                .build(),
+        };
+        let slot = self.in_flight.insert(InFlight {
+            queue,
+            tag,
+            _op: op,
+            submitted: now,
+        });
+        let entry = entry.user_data(user_data(KIND_OP, slot));
+        match self.push(&entry) {
+            Ok(()) => {
+                let queue = &mut self.queues[queue];
+                queue.ops_in_flight += 1;
+                queue.stats.ops += 1;
+            }
+            Err(err) => {
+                // The ring itself failed: fail the request rather than lose it.
+                warn!("reactor {}: cannot submit an op: {err}", self.index);
+                self.in_flight.remove(slot);
+                self.complete_op(queue, tag, -libc::EIO);
+            }
+        }
+    }
+
+    fn complete_op(&mut self, key: usize, tag: u64, result: i32) {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return;
+        };
+        if result < 0 {
+            queue.stats.op_errors += 1;
+        }
+        queue.used_added = true;
+        if let Err(fault) = queue.binding.worker.complete(tag, result) {
+            self.fault(key, &fault);
+        }
+    }
+
+    fn reap(&mut self) {
+        let now = Instant::now();
+        let completions: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|cqe| (cqe.user_data(), cqe.result()))
+            .collect();
+        for (data, result) in completions {
+            let key = (data & KEY_MASK) as usize;
+            match data >> KIND_SHIFT {
+                KIND_OP => {
+                    if !self.in_flight.contains(key) {
+                        continue;
+                    }
+                    let done = self.in_flight.remove(key);
+                    if let Some(queue) = self.queues.get_mut(done.queue) {
+                        queue.ops_in_flight = queue.ops_in_flight.saturating_sub(1);
+                        let took = now.saturating_duration_since(done.submitted).as_nanos();
+                        let _ = queue
+                            .stats
+                            .submit_to_complete_ns
+                            .record((took as u64).max(1));
+                    }
+                    self.complete_op(done.queue, done.tag, result);
+                }
+                KIND_KICK => self.kicked(key, result, now),
+                KIND_CONTROL => {
+                    self.handle_control();
+                    if let Err(err) = self.arm_control() {
+                        error!("reactor {}: cannot re-arm control: {err}", self.index);
+                        self.stopping = true;
+                    }
+                }
+                _ => {} // cancellation results: the cancelled read reports itself
+            }
+        }
+    }
+
+    fn kicked(&mut self, key: usize, result: i32, now: Instant) {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return;
+        };
+        queue.kick_armed = false;
+        if queue.detach_reply.is_some() || queue.faulted {
+            return;
+        }
+        if result < 0 && result != -libc::EINTR && result != -libc::EAGAIN {
+            error!(
+                "reactor {}: queue {}: reading its kick eventfd failed: {}",
+                self.index,
+                queue.binding.name,
+                std::io::Error::from_raw_os_error(-result)
+            );
+            return;
+        }
+        queue.ready = true;
+        queue.kicked_at.get_or_insert(now);
+        if let Err(err) = self.arm_kick(key) {
+            error!("reactor {}: cannot re-arm a kick read: {err}", self.index);
+        }
+    }
+
+    fn signal_interrupts(&mut self) {
+        let mut faults = Vec::new();
+        for (key, queue) in self.queues.iter_mut() {
+            if !std::mem::take(&mut queue.used_added) {
+                continue;
+            }
+            match queue.binding.worker.needs_interrupt() {
+                Ok(true) => match queue.binding.interrupt.signal() {
+                    Ok(()) => queue.stats.irqs_sent += 1,
+                    Err(err) => warn!("queue {}: {err}", queue.binding.name),
+                },
+                Ok(false) => queue.stats.irqs_suppressed += 1,
+                Err(fault) => faults.push((key, fault)),
+            }
+        }
+        for (key, fault) in faults {
+            self.fault(key, &fault);
+        }
+    }
+
+    fn fault(&mut self, key: usize, fault: &QueueFault) {
+        if let Some(queue) = self.queues.get_mut(key) {
+            if !queue.faulted {
+                warn!("queue {}: {fault}", queue.binding.name);
+                queue.faulted = true;
+                queue.ready = false;
+                (queue.binding.on_fault)(fault);
+            }
+        }
+    }
+
+    fn finish_detaches(&mut self) {
+        let done: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.detach_reply.is_some() && q.ops_in_flight == 0 && !q.kick_armed)
+            .map(|(key, _)| key)
+            .collect();
+        for key in done {
+            let queue = self.queues.remove(key);
+            if let Some(reply) = queue.detach_reply {
+                let _ = reply.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The reactors on real io_uring and real files, driven by a minimal queue worker (no
+//! virtio here: the virtio devices have their own device-path tests).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringvisor_io::{
+    IoBatch, IoOp, IrqEvent, QueueBinding, QueueFault, QueueHost, QueueWorker, ReactorSet,
+};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// (offset, result, bytes) of every completion, in completion order.
+type Completions = Arc<Mutex<Vec<(u64, i32, [u8; 8])>>>;
+
+/// A "queue" whose requests are file offsets to read 8 bytes from, posted by the test.
+struct FileReader {
+    file: std::fs::File,
+    posted: Arc<Mutex<Vec<u64>>>,
+    done: Completions,
+    buffers: Vec<(u64, Box<[u8; 8]>)>,
+    fault_on: Option<u64>,
+    added: bool,
+}
+
+impl QueueWorker for FileReader {
+    fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+        let posted: Vec<u64> = self.posted.lock().unwrap().drain(..).collect();
+        for &offset in &posted {
+            if Some(offset) == self.fault_on {
+                return Err(QueueFault {
+                    queue: 0,
+                    reason: "test fault".into(),
+                });
+            }
+            let mut buffer = Box::new([0u8; 8]);
+            let iovec = libc::iovec {
+                iov_base: buffer.as_mut_ptr().cast(),
+                iov_len: 8,
+            };
+            let tag = self.buffers.len() as u64;
+            self.buffers.push((offset, buffer));
+            batch.push(
+                tag,
+                IoOp::Read {
+                    fd: self.file.as_raw_fd(),
+                    offset,
+                    iovecs: vec![iovec],
+                },
+            );
+        }
+        Ok(posted.len())
+    }
+
+    fn complete(&mut self, tag: u64, result: i32) -> Result<(), QueueFault> {
+        let (offset, buffer) = &self.buffers[tag as usize];
+        self.done.lock().unwrap().push((*offset, result, **buffer));
+        self.added = true;
+        Ok(())
+    }
+
+    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
+        Ok(std::mem::take(&mut self.added))
+    }
+
+    fn disable_notification(&mut self) -> Result<(), QueueFault> {
+        Ok(())
+    }
+
+    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
+        Ok(!self.posted.lock().unwrap().is_empty())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.buffers.len() - self.done.lock().unwrap().len()
+    }
+}
+
+struct TestQueue {
+    posted: Arc<Mutex<Vec<u64>>>,
+    done: Completions,
+    kick: EventFd,
+    interrupt: IrqEvent,
+    faults: Arc<Mutex<Vec<String>>>,
+}
+
+fn test_file(name: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("ringvisor-reactor-{name}-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).unwrap();
+    for block in 0u64..64 {
+        file.write_all(&block.to_le_bytes()).unwrap();
+    }
+    path
+}
+
+fn binding(name: &str, path: &std::path::Path, fault_on: Option<u64>) -> (QueueBinding, TestQueue) {
+    let posted = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let faults = Arc::new(Mutex::new(Vec::new()));
+    let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+    let interrupt = IrqEvent::new().unwrap();
+    let worker = FileReader {
+        file: OpenOptions::new().read(true).open(path).unwrap(),
+        posted: posted.clone(),
+        done: done.clone(),
+        buffers: Vec::new(),
+        fault_on,
+        added: false,
+    };
+    let fault_log = faults.clone();
+    let binding = QueueBinding {
+        name: name.into(),
+        worker: Box::new(worker),
+        kick: kick.try_clone().unwrap(),
+        interrupt: interrupt.try_clone().unwrap(),
+        on_fault: Box::new(move |fault| fault_log.lock().unwrap().push(fault.to_string())),
+    };
+    let queue = TestQueue {
+        posted,
+        done,
+        kick,
+        interrupt,
+        faults,
+    };
+    (binding, queue)
+}
+
+/// Waits (bounded, generously: CI machines are small) until `cond` holds.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn kicks_become_reads_and_completions_raise_the_interrupt() {
+    let path = test_file("reads");
+    let reactors = ReactorSet::start(&[None, None]).unwrap();
+    let (b0, q0) = binding("q0", &path, None);
+    let (b1, q1) = binding("q1", &path, None);
+    let a0 = reactors.attach(b0).unwrap();
+    let a1 = reactors.attach(b1).unwrap();
+    assert_ne!(
+        a0.reactor, a1.reactor,
+        "queues are spread over the reactors"
+    );
+
+    for (queue, offsets) in [(&q0, [0u64, 8, 16]), (&q1, [504, 256, 8])] {
+        queue.posted.lock().unwrap().extend(offsets);
+        queue.kick.write(1).unwrap();
+    }
+    for (queue, offsets) in [(&q0, [0u64, 8, 16]), (&q1, [504, 256, 8])] {
+        wait_for("three completions", || {
+            queue.done.lock().unwrap().len() == 3
+        });
+        let done = queue.done.lock().unwrap().clone();
+        for offset in offsets {
+            let (_, result, bytes) = done.iter().find(|d| d.0 == offset).unwrap();
+            assert_eq!(*result, 8);
+            assert_eq!(u64::from_le_bytes(*bytes), offset / 8, "data at {offset}");
+        }
+        wait_for("an interrupt", || queue.interrupt.take_pending() > 0);
+    }
+
+    // A read past the end of the file completes with 0 bytes, not an error or a hang.
+    q0.posted.lock().unwrap().push(4096);
+    q0.kick.write(1).unwrap();
+    wait_for("the short read", || q0.done.lock().unwrap().len() == 4);
+    assert_eq!(q0.done.lock().unwrap()[3].1, 0);
+
+    let stats = reactors.stats();
+    let all: Vec<_> = stats.iter().flat_map(|r| r.queues.iter()).collect();
+    let s0 = all.iter().find(|q| q.name == "q0").unwrap();
+    assert_eq!((s0.requests, s0.ops, s0.op_errors), (4, 4, 0));
+    assert!(s0.irqs_sent >= 1);
+    assert_eq!(s0.submit_to_complete_ns.len(), 4);
+    assert!(stats.iter().map(|r| r.sqes_submitted).sum::<u64>() >= 7);
+
+    reactors.detach(a0).unwrap();
+    reactors.detach(a1).unwrap();
+    // Detached: a kick is no longer served.
+    q0.posted.lock().unwrap().push(0);
+    q0.kick.write(1).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(q0.done.lock().unwrap().len(), 4);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn detach_waits_for_in_flight_requests() {
+    let path = test_file("detach");
+    let reactors = ReactorSet::start(&[None]).unwrap();
+    let (b, q) = binding("q", &path, None);
+    let attached = reactors.attach(b).unwrap();
+    q.posted.lock().unwrap().extend((0..32).map(|i| i * 8));
+    q.kick.write(1).unwrap();
+    // Detach right away: whatever was popped must have completed when it returns.
+    wait_for("the first completion", || {
+        !q.done.lock().unwrap().is_empty()
+    });
+    reactors.detach(attached).unwrap();
+    let done = q.done.lock().unwrap().len();
+    assert_eq!(
+        done, 32,
+        "every popped request completed before detach returned"
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_queue_fault_is_reported_and_the_queue_is_no_longer_served() {
+    let path = test_file("fault");
+    let reactors = ReactorSet::start(&[None]).unwrap();
+    let (bad, bad_q) = binding("bad", &path, Some(8));
+    let (good, good_q) = binding("good", &path, None);
+    reactors.attach(bad).unwrap();
+    reactors.attach(good).unwrap();
+    bad_q.posted.lock().unwrap().push(8);
+    bad_q.kick.write(1).unwrap();
+    wait_for("the fault report", || {
+        !bad_q.faults.lock().unwrap().is_empty()
+    });
+    assert!(bad_q.faults.lock().unwrap()[0].contains("test fault"));
+
+    // The other queue on the same reactor keeps working.
+    good_q.posted.lock().unwrap().push(16);
+    good_q.kick.write(1).unwrap();
+    wait_for("the healthy queue", || {
+        good_q.done.lock().unwrap().len() == 1
+    });
+    assert_eq!(good_q.done.lock().unwrap()[0].1, 8);
+    std::fs::remove_file(path).unwrap();
+}
