@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
 
 use crate::machine::MachineConfig;
+use crate::options::{parse_cpu_list_arg, parse_disk, CpuList, DiskSpec};
 
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
 
@@ -55,6 +56,18 @@ pub struct RunArgs {
     /// Guest RAM, with a unit: 512M, 2G, 1536MiB (a bare number means MiB).
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
     pub memory: u64,
+
+    /// A virtio-blk disk backed by a raw file or block device; repeat for more disks.
+    /// path=FILE[,readonly=on][,direct=on|off][,queues=N][,serial=ID]: direct (O_DIRECT,
+    /// the default) falls back to the page cache with a warning where the file system
+    /// refuses it; queues (1..=64) are spread over the I/O reactors.
+    #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk)]
+    pub disks: Vec<DiskSpec>,
+
+    /// Host cores for the io_uring reactors, one single-threaded reactor pinned to each,
+    /// e.g. 2-3 or 1,3 (default: every core this process may run on).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list_arg)]
+    pub reactor_cores: Option<CpuList>,
 }
 
 impl RunArgs {
@@ -65,6 +78,8 @@ impl RunArgs {
             cmdline: self.cmdline.clone(),
             cpus: self.cpus,
             memory_bytes: self.memory,
+            disks: self.disks.clone(),
+            reactor_cores: self.reactor_cores.clone().map(|list| list.0),
         }
     }
 }
@@ -176,5 +191,30 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err());
         }
+    }
+
+    #[test]
+    fn disks_repeat_and_reactor_cores_are_a_list() {
+        let cli = Cli::try_parse_from([
+            "ringvisor",
+            "run",
+            "--kernel",
+            "/k",
+            "--disk",
+            "path=/a,queues=2",
+            "--disk",
+            "path=/b,readonly=on",
+            "--reactor-cores",
+            "0-1,3",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        let config = args.machine_config();
+        assert_eq!(config.disks.len(), 2);
+        assert_eq!(
+            (config.disks[0].queues, config.disks[1].read_only),
+            (2, true)
+        );
+        assert_eq!(config.reactor_cores, Some(vec![0, 1, 3]));
     }
 }

@@ -11,5 +11,6 @@ pub mod layout;
 pub mod logger;
 pub mod machine;
 pub mod memory;
+pub mod options;
 pub mod pci;
 pub mod pio_bus;

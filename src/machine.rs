@@ -12,6 +12,7 @@ use ringvisor_io::{IrqEvent, IrqEventError};
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
 use crate::kvm::{KvmVm, VcpuError, VcpuStop, VmError};
 use crate::memory::{self, MemoryError};
+use crate::options::{allowed_cpus, DiskSpec};
 use crate::pci::{PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, PortIoBus};
 
@@ -25,6 +26,9 @@ pub struct MachineConfig {
     pub cmdline: String,
     pub cpus: u8,
     pub memory_bytes: u64,
+    pub disks: Vec<DiskSpec>,
+    /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
+    pub reactor_cores: Option<Vec<usize>>,
 }
 
 /// How a guest that ran to its end stopped.
@@ -54,6 +58,12 @@ pub enum MachineError {
     Guest(#[from] VcpuError),
     #[error("every vCPU thread ended without a guest exit")]
     VcpusVanished,
+    #[error(
+        "--reactor-cores: core {core} is not one this process may run on (allowed: {allowed:?})"
+    )]
+    ReactorCore { core: usize, allowed: Vec<usize> },
+    #[error("cannot read this process's CPU affinity: {0}")]
+    Affinity(#[source] std::io::Error),
 }
 
 impl MachineConfig {
@@ -82,7 +92,23 @@ impl MachineConfig {
             }
             .into());
         }
+        self.reactor_placement()?;
         Ok(())
+    }
+
+    /// The core of each reactor to start: `--reactor-cores`, checked against the cores
+    /// this process may use, or one reactor per allowed core.
+    pub fn reactor_placement(&self) -> Result<Vec<usize>, MachineError> {
+        let allowed = allowed_cpus().map_err(MachineError::Affinity)?;
+        match &self.reactor_cores {
+            None => Ok(allowed),
+            Some(cores) => {
+                if let Some(&core) = cores.iter().find(|core| !allowed.contains(core)) {
+                    return Err(MachineError::ReactorCore { core, allowed });
+                }
+                Ok(cores.clone())
+            }
+        }
     }
 }
 

@@ -1,0 +1,200 @@
+//! Parsers for the structured CLI values: `key=value,...` option lists such as
+//! `--disk path=FILE,readonly=on`, and CPU lists such as `0-3,8`.
+
+use std::path::PathBuf;
+
+/// A `key=value,key=value` list with each key allowed at most once.
+struct OptionList<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> OptionList<'a> {
+    fn parse(text: &'a str, known: &[&str]) -> Result<Self, String> {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for item in text.split(',') {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("'{item}' is not key=value"))?;
+            if !known.contains(&key) {
+                return Err(format!(
+                    "unknown option '{key}' (known: {})",
+                    known.join(", ")
+                ));
+            }
+            if pairs.iter().any(|(k, _)| *k == key) {
+                return Err(format!("option '{key}' given twice"));
+            }
+            pairs.push((key, value));
+        }
+        Ok(Self { pairs })
+    }
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn switch(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("on" | "true" | "yes" | "1") => Ok(true),
+            Some("off" | "false" | "no" | "0") => Ok(false),
+            Some(other) => Err(format!("{key}={other}: use on or off")),
+        }
+    }
+}
+
+/// Largest queue count a disk accepts: one queue per vCPU is the useful maximum.
+pub const MAX_DISK_QUEUES: u16 = 64;
+/// virtio-blk GET_ID returns 20 bytes.
+pub const MAX_DISK_SERIAL: usize = 20;
+
+/// One `--disk` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub direct: bool,
+    pub queues: u16,
+    pub serial: Option<String>,
+}
+
+/// Parses `path=FILE[,readonly=on][,direct=on|off][,queues=N][,serial=ID]`.
+pub fn parse_disk(text: &str) -> Result<DiskSpec, String> {
+    let options = OptionList::parse(text, &["path", "readonly", "direct", "queues", "serial"])?;
+    let path = options
+        .get("path")
+        .filter(|p| !p.is_empty())
+        .ok_or("path=FILE is required")?;
+    let queues = match options.get("queues") {
+        None => 1,
+        Some(n) => n
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=MAX_DISK_QUEUES).contains(n))
+            .ok_or_else(|| format!("queues={n}: want 1..={MAX_DISK_QUEUES}"))?,
+    };
+    let serial = options.get("serial").map(str::to_owned);
+    if let Some(serial) = &serial {
+        if serial.len() > MAX_DISK_SERIAL || !serial.is_ascii() {
+            return Err(format!(
+                "serial={serial}: at most {MAX_DISK_SERIAL} ASCII characters"
+            ));
+        }
+    }
+    Ok(DiskSpec {
+        path: PathBuf::from(path),
+        read_only: options.switch("readonly", false)?,
+        direct: options.switch("direct", true)?,
+        queues,
+        serial,
+    })
+}
+
+/// A parsed CPU list (one CLI value, so clap does not take it for repeated values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// [`parse_cpu_list`] for clap.
+pub fn parse_cpu_list_arg(text: &str) -> Result<CpuList, String> {
+    parse_cpu_list(text).map(CpuList)
+}
+
+/// Parses a CPU list such as `0-3,8,10-11` into sorted, distinct CPU numbers.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for item in text.split(',') {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' is not a CPU number"))
+        };
+        match item.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (number(first)?, number(last)?);
+                if first > last {
+                    return Err(format!("'{item}' is an empty range"));
+                }
+                if last - first >= 4096 {
+                    return Err(format!("'{item}' spans more CPUs than any host has"));
+                }
+                cpus.extend(first..=last);
+            }
+            None => cpus.push(number(item)?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// The CPUs this process may run on (its affinity mask), in order.
+pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; 0 is this thread.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, inside the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_spec_parses() {
+        let disk =
+            parse_disk("path=/tmp/d.img,readonly=on,direct=off,queues=4,serial=abc").unwrap();
+        assert_eq!(
+            disk,
+            DiskSpec {
+                path: "/tmp/d.img".into(),
+                read_only: true,
+                direct: false,
+                queues: 4,
+                serial: Some("abc".into()),
+            }
+        );
+        let plain = parse_disk("path=disk.raw").unwrap();
+        assert!(!plain.read_only && plain.direct && plain.queues == 1 && plain.serial.is_none());
+    }
+
+    #[test]
+    fn bad_disk_specs_say_what_is_wrong() {
+        for (spec, needle) in [
+            ("readonly=on", "path=FILE is required"),
+            ("path=", "path=FILE is required"),
+            ("path=a,queues=0", "queues=0"),
+            ("path=a,queues=65", "queues=65"),
+            ("path=a,queues=x", "queues=x"),
+            ("path=a,readonly=maybe", "use on or off"),
+            ("path=a,speed=9", "unknown option 'speed'"),
+            ("path=a,path=b", "given twice"),
+            ("path=a,serial=012345678901234567890", "at most 20"),
+            ("path=a,direct", "not key=value"),
+        ] {
+            let err = parse_disk(spec).unwrap_err();
+            assert!(err.contains(needle), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,8,2").unwrap(), vec![0, 1, 2, 3, 8]);
+        assert_eq!(parse_cpu_list("5").unwrap(), vec![5]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("0-100000").is_err());
+    }
+
+    #[test]
+    fn this_process_may_run_somewhere() {
+        assert!(!allowed_cpus().unwrap().is_empty());
+    }
+}
