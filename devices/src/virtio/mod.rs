@@ -1,6 +1,8 @@
 //! What every virtio device offers its transport (virtio-pci in the VMM), independent of
 //! the transport itself.
 
+pub mod block;
+
 use ringvisor_io::QueueWorker;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -13,6 +15,9 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 pub const VIRTIO_F_RING_INDIRECT_DESC: u64 = 1 << 28;
 /// VIRTIO_F_RING_EVENT_IDX.
 pub const VIRTIO_F_RING_EVENT_IDX: u64 = 1 << 29;
+
+/// The workers of an activated device, by queue index.
+pub type QueueWorkers = Vec<(u16, Box<dyn QueueWorker>)>;
 
 /// Why a device refused DRIVER_OK.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +55,7 @@ pub trait VirtioDevice: Send {
         mem: GuestMemory,
         acked_features: u64,
         queues: Vec<(u16, Queue)>,
-    ) -> Result<Vec<(u16, Box<dyn QueueWorker>)>, ActivateError>;
+    ) -> Result<QueueWorkers, ActivateError>;
 
     /// The driver reset the device: the transport has already taken every queue back from
     /// the reactors (no request in flight); the device forgets the activation.
