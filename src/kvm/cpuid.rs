@@ -5,6 +5,7 @@ use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
 const LEAF_FEATURES: u32 = 0x1;
 const LEAF_CACHE_PARAMS: u32 = 0x4;
+const LEAF_XSAVE: u32 = 0xd;
 const LEAF_EXT_TOPOLOGY: u32 = 0xb;
 const LEAF_V2_EXT_TOPOLOGY: u32 = 0x1f;
 const LEAF_POWER_MANAGEMENT: u32 = 0x8000_0007;
@@ -12,6 +13,7 @@ const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
 const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
 
 const ECX_HYPERVISOR: u32 = 1 << 31;
+const ECX_XSAVE: u32 = 1 << 26;
 /// TSC-deadline mode of the local APIC timer. KVM emulates it on every host but leaves it
 /// out of KVM_GET_SUPPORTED_CPUID (KVM_CAP_TSC_DEADLINE_TIMER says it is there). Without it
 /// Linux calibrates the APIC timer against the PIT, which under nested or loaded hosts can
@@ -95,6 +97,21 @@ fn configure_entry(entry: &mut kvm_cpuid_entry2, apic_id: u8, count: u8, core_bi
     }
 }
 
+/// XCR0 with every state component CPUID leaf 0xD.0 reports, when the CPU has XSAVE.
+pub fn xsave_features(cpuid: &CpuId) -> Option<u64> {
+    let entries = cpuid.as_slice();
+    let features = entries.iter().find(|e| e.function == LEAF_FEATURES)?;
+    if features.ecx & ECX_XSAVE == 0 {
+        return None;
+    }
+    let xsave = entries
+        .iter()
+        .find(|e| e.function == LEAF_XSAVE && e.index == 0)?;
+    let supported = u64::from(xsave.eax) | (u64::from(xsave.edx) << 32);
+    // x87 state is always on; anything else only as offered.
+    Some(supported | 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +178,29 @@ mod tests {
             configure_for_vcpu(&mut cpuid, 0, 1, offered);
             assert_eq!(cpuid.as_slice()[0].ecx & ECX_TSC_DEADLINE, expect);
         }
+    }
+
+    #[test]
+    fn xcr0_covers_the_offered_xsave_components() {
+        let mut features = leaf(LEAF_FEATURES, 0);
+        let mut xsave = leaf(LEAF_XSAVE, 0);
+        xsave.eax = 0x7;
+        xsave.edx = 0;
+        let cpuid =
+            |f: kvm_cpuid_entry2, x: kvm_cpuid_entry2| CpuId::from_entries(&[f, x]).unwrap();
+        features.ecx = 0;
+        assert_eq!(
+            xsave_features(&cpuid(features, xsave)),
+            None,
+            "no XSAVE, no XCR0"
+        );
+        features.ecx = ECX_XSAVE;
+        assert_eq!(xsave_features(&cpuid(features, xsave)), Some(0x7));
+        xsave.eax = 0;
+        assert_eq!(
+            xsave_features(&cpuid(features, xsave)),
+            Some(0x1),
+            "x87 is always on"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The KVM side of a machine: the VM file descriptor, its memory slots and interrupt routing,
 //! and the vCPUs with their boot state. Nothing here knows a device protocol: exits are
-//! handed to the port-I/O bus.
+//! handed to the port-I/O and MMIO buses, interrupts to the routing table.
 
 mod boot_cpu;
 mod cpuid;
+mod irq_routing;
 mod vcpu;
 mod vm;
 
+pub use irq_routing::{default_irqchip_routes, KvmIrqRouter, FIRST_MSI_GSI};
 pub use vcpu::{Vcpu, VcpuError, VcpuStop};
 pub use vm::{KvmVm, VmError};

@@ -9,10 +9,11 @@ use log::{debug, warn};
 
 use crate::boot::LoadedKernel;
 use crate::memory::GuestMemory;
+use crate::mmio_bus::MmioBus;
 use crate::pio_bus::{PioAction, PortIoBus};
 
 use super::boot_cpu::{entry_regs, initial_fpu, long_mode_sregs};
-use super::cpuid::configure_for_vcpu;
+use super::cpuid::{configure_for_vcpu, xsave_features};
 use super::vm::VmError;
 
 const MSR_IA32_TSC: u32 = 0x10;
@@ -90,6 +91,22 @@ impl Vcpu {
         &self.fd
     }
 
+    /// Starts the vCPU with every XSAVE state component the CPUID offers enabled in XCR0,
+    /// as Linux enables them anyway. A guest whose XSETBV does not exit (nested SVM under
+    /// QEMU's TCG, the project's lab) would otherwise keep KVM's XSAVE size for x87 only,
+    /// and its kernel would allocate FPU buffers too small for the AVX state it saves.
+    fn enable_xsave_features(&self, xcr0: u64) -> Result<(), VmError> {
+        let mut xcrs = kvm_bindings::kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
+        xcrs.xcrs[0].xcr = 0;
+        xcrs.xcrs[0].value = xcr0;
+        self.fd
+            .set_xcrs(&xcrs)
+            .map_err(ioctl("enable the XSAVE state components (XCR0)"))
+    }
+
     /// CPUID, MSRs, FPU and local APIC wiring common to every vCPU.
     pub(super) fn configure(&self, kvm: &Kvm, count: u8) -> Result<(), VmError> {
         let mut cpuid = kvm
@@ -100,6 +117,14 @@ impl Vcpu {
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(ioctl("set the vCPU's CPUID"))?;
+        if let Some(xcr0) = xsave_features(&cpuid) {
+            self.enable_xsave_features(xcr0)?;
+            // KVM sizes the XSAVE area it reports (CPUID 0xD.0 EBX) from XCR0 when the CPUID
+            // is set; setting it again after XCR0 makes that size match XCR0 from the start.
+            self.fd
+                .set_cpuid2(&cpuid)
+                .map_err(ioctl("set the vCPU's CPUID"))?;
+        }
 
         let entries: Vec<kvm_msr_entry> = [
             (MSR_IA32_SYSENTER_CS, 0),
@@ -164,8 +189,8 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Runs the guest until it stops; port I/O goes to `bus`.
-    pub fn run(mut self, bus: &PortIoBus) -> VcpuStop {
+    /// Runs the guest until it stops; port I/O goes to `bus`, MMIO to `mmio`.
+    pub fn run(mut self, bus: &PortIoBus, mmio: &MmioBus) -> VcpuStop {
         let vcpu = self.index;
         loop {
             let exit = match self.fd.run() {
@@ -182,12 +207,14 @@ impl Vcpu {
                     PioAction::Continue => continue,
                     PioAction::Reset => return VcpuStop::Reset,
                 },
-                VcpuExit::MmioRead(_, data) => {
-                    // Nothing is decoded there yet: reads float high, like an empty bus.
-                    data.fill(0xff);
+                VcpuExit::MmioRead(addr, data) => {
+                    mmio.read(addr, data);
                     continue;
                 }
-                VcpuExit::MmioWrite(..) => continue,
+                VcpuExit::MmioWrite(addr, data) => {
+                    mmio.write(addr, data);
+                    continue;
+                }
                 VcpuExit::Hlt => VcpuError::UnexpectedExit {
                     vcpu,
                     exit: "HLT with the in-kernel irqchip".into(),

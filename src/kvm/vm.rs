@@ -1,5 +1,7 @@
 //! Creating a KVM VM with an in-kernel irqchip and PIT, and mapping guest RAM into it.
 
+use std::sync::Arc;
+
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -8,6 +10,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::layout::{KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR};
 use crate::memory::GuestMemory;
 
+use super::irq_routing::KvmIrqRouter;
 use super::vcpu::Vcpu;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +40,9 @@ fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 /// A KVM virtual machine with its in-kernel interrupt controllers.
 pub struct KvmVm {
     kvm: Kvm,
-    fd: VmFd,
+    /// Shared with the interrupt router, which device models call from vCPU threads.
+    fd: Arc<VmFd>,
+    router: Arc<KvmIrqRouter>,
 }
 
 impl KvmVm {
@@ -51,6 +56,7 @@ impl KvmVm {
         for (cap, name) in [
             (kvm_ioctls::Cap::Irqchip, "KVM_CAP_IRQCHIP"),
             (kvm_ioctls::Cap::Irqfd, "KVM_CAP_IRQFD"),
+            (kvm_ioctls::Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
             (kvm_ioctls::Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
             (kvm_ioctls::Cap::Pit2, "KVM_CAP_PIT2"),
             (kvm_ioctls::Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
@@ -73,7 +79,9 @@ impl KvmVm {
         };
         fd.create_pit2(pit)
             .map_err(ioctl("create the in-kernel PIT"))?;
-        Ok(Self { kvm, fd })
+        let fd = Arc::new(fd);
+        let router = Arc::new(KvmIrqRouter::new(Arc::clone(&fd)));
+        Ok(Self { kvm, fd, router })
     }
 
     /// The most vCPUs this host's KVM accepts in one VM.
@@ -107,6 +115,12 @@ impl KvmVm {
         self.fd
             .register_irqfd(event, gsi)
             .map_err(ioctl("register an irqfd"))
+    }
+
+    /// The VM's interrupt routing table and doorbell registry, for MSI-X devices
+    /// (`crate::pci::InterruptController` and `crate::pci::IoEventRegistry`).
+    pub fn irq_router(&self) -> Arc<KvmIrqRouter> {
+        Arc::clone(&self.router)
     }
 
     /// Creates vCPU `index` with CPUID, MSRs, FPU and LAPIC set for `count` vCPUs.

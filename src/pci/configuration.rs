@@ -1,18 +1,48 @@
 //! A type-0 PCI configuration header with per-bit write masks, so guest writes can only change
-//! what real hardware lets them change.
+//! what real hardware lets them change: BAR sizing (write all-ones, read the size mask back)
+//! and the capability list fall out of the same masks.
 
 pub const CONFIG_REGISTERS: usize = 64;
+/// Byte size of the configuration space a type-0 header plus capabilities can use.
+pub const CONFIG_SPACE_SIZE: usize = CONFIG_REGISTERS * 4;
 
 const VENDOR_DEVICE: usize = 0;
 const COMMAND_STATUS: usize = 1;
 const CLASS_REVISION: usize = 2;
 const HEADER_TYPE: usize = 3;
+/// Registers 4..10 are the six BARs.
+pub const BAR0_REGISTER: usize = 4;
+pub const BAR_COUNT: usize = 6;
 const SUBSYSTEM: usize = 11;
+const CAPABILITIES_POINTER_OFFSET: usize = 0x34;
 const INTERRUPT_LINE_PIN: usize = 15;
+/// The first byte after the standard header: capabilities live from here to the end.
+const FIRST_CAPABILITY_OFFSET: usize = 0x40;
 
 /// Memory space, I/O space and bus-master enables.
 const COMMAND_WRITABLE: u32 = 0x0007;
+pub const COMMAND_MEMORY_SPACE: u16 = 0x0002;
+pub const COMMAND_BUS_MASTER: u16 = 0x0004;
+/// Status register bit 4: the capability pointer at 0x34 is valid.
+const STATUS_CAPABILITIES_LIST: u32 = 1 << (16 + 4);
 const INTERRUPT_LINE_WRITABLE: u32 = 0x0000_00ff;
+/// BAR low-dword type bits: memory space, 64-bit decoder.
+const BAR_MEMORY_64: u32 = 0b100;
+
+/// Mistakes in how the VMM builds a header; never caused by the guest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PciConfigError {
+    #[error("BAR {index} cannot hold a 64-bit BAR (needs an even index below 5, unused)")]
+    BarIndex { index: usize },
+    #[error("BAR size {size:#x} is not a power of two between 16 bytes and 2 GiB")]
+    BarSize { size: u64 },
+    #[error("BAR address {address:#x} is not aligned to its size {size:#x}")]
+    BarAlignment { address: u64, size: u64 },
+    #[error("no room for a {len}-byte capability in configuration space")]
+    CapabilityFull { len: usize },
+    #[error("a capability needs at least its ID and next-pointer bytes")]
+    CapabilityTooShort,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PciClass {
@@ -46,6 +76,17 @@ pub struct PciHeader {
 pub struct PciConfiguration {
     registers: [u32; CONFIG_REGISTERS],
     writable: [u32; CONFIG_REGISTERS],
+    /// Sizes of the 64-bit memory BARs, indexed by their first register.
+    bar_sizes: [u64; BAR_COUNT],
+    /// Byte offset of the last capability, whose next pointer the next one patches.
+    last_capability: Option<usize>,
+    next_capability: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Field {
+    Value,
+    Writable,
 }
 
 impl PciConfiguration {
@@ -66,11 +107,130 @@ impl PciConfiguration {
         Self {
             registers,
             writable,
+            bar_sizes: [0; BAR_COUNT],
+            last_capability: None,
+            next_capability: FIRST_CAPABILITY_OFFSET,
         }
     }
 
     pub fn read_register(&self, register: usize) -> u32 {
         self.registers.get(register).copied().unwrap_or(0xffff_ffff)
+    }
+
+    /// Sets the command register as firmware leaves it (e.g. memory decoding on).
+    pub fn set_command(&mut self, command: u16) {
+        let status = self.registers[COMMAND_STATUS] & 0xffff_0000;
+        self.registers[COMMAND_STATUS] = status | u32::from(command);
+    }
+
+    pub fn command(&self) -> u16 {
+        self.registers[COMMAND_STATUS] as u16
+    }
+
+    pub fn memory_enabled(&self) -> bool {
+        self.command() & COMMAND_MEMORY_SPACE != 0
+    }
+
+    /// Declares a non-prefetchable 64-bit memory BAR in registers `index` and `index + 1`,
+    /// placed at `address` as firmware would. Its low bits read back as its type and a
+    /// guest writing all-ones reads back the size mask.
+    pub fn add_memory_bar64(
+        &mut self,
+        index: usize,
+        size: u64,
+        address: u64,
+    ) -> Result<(), PciConfigError> {
+        if index % 2 != 0 || index + 1 >= BAR_COUNT || self.bar_sizes[index] != 0 {
+            return Err(PciConfigError::BarIndex { index });
+        }
+        if !size.is_power_of_two() || !(16..=1 << 31).contains(&size) {
+            return Err(PciConfigError::BarSize { size });
+        }
+        if address % size != 0 {
+            return Err(PciConfigError::BarAlignment { address, size });
+        }
+        let low = BAR0_REGISTER + index;
+        self.bar_sizes[index] = size;
+        self.writable[low] = !(size as u32 - 1) & !0xf;
+        self.writable[low + 1] = 0xffff_ffff;
+        self.registers[low] = (address as u32 & !0xf) | BAR_MEMORY_64;
+        self.registers[low + 1] = (address >> 32) as u32;
+        Ok(())
+    }
+
+    /// The address the guest (or firmware) programmed in the 64-bit BAR `index`.
+    pub fn bar_address(&self, index: usize) -> Option<u64> {
+        let size = *self.bar_sizes.get(index)?;
+        if size == 0 {
+            return None;
+        }
+        let low = BAR0_REGISTER + index;
+        let address = u64::from(self.registers[low + 1]) << 32 | u64::from(self.registers[low]);
+        Some(address & !0xf)
+    }
+
+    pub fn bar_size(&self, index: usize) -> Option<u64> {
+        self.bar_sizes.get(index).copied().filter(|size| *size != 0)
+    }
+
+    /// Appends a capability to the list at 0x34. `body` starts with the capability ID; its
+    /// second byte (next pointer) is filled in here. `writable` is a per-byte mask of what
+    /// the guest may change (empty: read-only). Returns the capability's byte offset.
+    pub fn add_capability(
+        &mut self,
+        body: &[u8],
+        writable: &[u8],
+    ) -> Result<usize, PciConfigError> {
+        if body.len() < 2 {
+            return Err(PciConfigError::CapabilityTooShort);
+        }
+        let offset = self.next_capability;
+        let end = offset + body.len();
+        if end > CONFIG_SPACE_SIZE {
+            return Err(PciConfigError::CapabilityFull { len: body.len() });
+        }
+        for (i, byte) in body.iter().enumerate() {
+            let value = if i == 1 { 0 } else { *byte };
+            self.set_byte(Field::Value, offset + i, value);
+            self.set_byte(
+                Field::Writable,
+                offset + i,
+                writable.get(i).copied().unwrap_or(0),
+            );
+        }
+        match self.last_capability {
+            Some(last) => self.set_byte(Field::Value, last + 1, offset as u8),
+            None => {
+                self.set_byte(Field::Value, CAPABILITIES_POINTER_OFFSET, offset as u8);
+                self.registers[COMMAND_STATUS] |= STATUS_CAPABILITIES_LIST;
+            }
+        }
+        self.last_capability = Some(offset);
+        // Capabilities are dword-aligned (the low two pointer bits are reserved).
+        self.next_capability = end.next_multiple_of(4);
+        Ok(offset)
+    }
+
+    /// Reads the byte at `offset` of configuration space.
+    pub fn read_byte(&self, offset: usize) -> u8 {
+        (self.read_register(offset / 4) >> ((offset % 4) * 8)) as u8
+    }
+
+    /// Sets a byte of configuration space directly (VMM side, ignoring write masks), for
+    /// registers whose value the device model owns.
+    pub fn store_byte(&mut self, offset: usize, value: u8) {
+        self.set_byte(Field::Value, offset, value);
+    }
+
+    fn set_byte(&mut self, field: Field, offset: usize, value: u8) {
+        let array = match field {
+            Field::Value => &mut self.registers,
+            Field::Writable => &mut self.writable,
+        };
+        if let Some(register) = array.get_mut(offset / 4) {
+            let shift = (offset % 4) * 8;
+            *register = (*register & !(0xff << shift)) | (u32::from(value) << shift);
+        }
     }
 
     /// Applies a 1-, 2- or 4-byte write at `offset` bytes into `register`; other widths and
@@ -136,5 +296,76 @@ mod tests {
         config.write_register(CONFIG_REGISTERS + 5, 0, &[1]);
         assert_eq!(config.read_register(COMMAND_STATUS), 0);
         assert_eq!(config.read_register(CONFIG_REGISTERS + 5), 0xffff_ffff);
+    }
+
+    #[test]
+    fn bar_sizing_reads_back_the_size_mask_and_type() {
+        let mut config = bridge();
+        config.add_memory_bar64(0, 0x1_0000, 0xc000_0000).unwrap();
+        assert_eq!(config.read_register(BAR0_REGISTER), 0xc000_0004);
+        assert_eq!(config.bar_address(0), Some(0xc000_0000));
+        config.write_register(BAR0_REGISTER, 0, &[0xff; 4]);
+        config.write_register(BAR0_REGISTER + 1, 0, &[0xff; 4]);
+        assert_eq!(config.read_register(BAR0_REGISTER), 0xffff_0004);
+        assert_eq!(config.read_register(BAR0_REGISTER + 1), 0xffff_ffff);
+        config.write_register(BAR0_REGISTER, 0, &0xd001_2345u32.to_le_bytes());
+        config.write_register(BAR0_REGISTER + 1, 0, &1u32.to_le_bytes());
+        assert_eq!(config.bar_address(0), Some(0x1_d001_0000));
+        // Unimplemented BARs stay zero, whatever the guest writes.
+        config.write_register(BAR0_REGISTER + 2, 0, &[0xff; 4]);
+        assert_eq!(config.read_register(BAR0_REGISTER + 2), 0);
+        assert_eq!(config.bar_address(2), None);
+    }
+
+    #[test]
+    fn bad_bars_are_refused() {
+        let mut config = bridge();
+        assert_eq!(
+            config.add_memory_bar64(1, 0x1000, 0),
+            Err(PciConfigError::BarIndex { index: 1 })
+        );
+        assert_eq!(
+            config.add_memory_bar64(0, 0x1800, 0),
+            Err(PciConfigError::BarSize { size: 0x1800 })
+        );
+        assert_eq!(
+            config.add_memory_bar64(0, 0x1000, 0x800),
+            Err(PciConfigError::BarAlignment {
+                address: 0x800,
+                size: 0x1000
+            })
+        );
+        config.add_memory_bar64(4, 0x1000, 0).unwrap();
+        assert!(config.add_memory_bar64(4, 0x1000, 0).is_err());
+    }
+
+    #[test]
+    fn capabilities_chain_from_0x34_with_their_write_masks() {
+        let mut config = bridge();
+        assert_eq!(
+            config.read_register(COMMAND_STATUS) & STATUS_CAPABILITIES_LIST,
+            0
+        );
+        let first = config.add_capability(&[0x09, 0xee, 3, 0xaa], &[]).unwrap();
+        let second = config
+            .add_capability(&[0x11, 0, 0x12, 0x34, 0x56], &[0, 0, 0xff, 0x0f])
+            .unwrap();
+        assert_eq!((first, second), (0x40, 0x44));
+        assert_ne!(
+            config.read_register(COMMAND_STATUS) & STATUS_CAPABILITIES_LIST,
+            0
+        );
+        assert_eq!(config.read_byte(CAPABILITIES_POINTER_OFFSET), 0x40);
+        assert_eq!(config.read_byte(0x41), 0x44, "next pointer patched");
+        assert_eq!(config.read_byte(0x45), 0, "end of list");
+        config.write_register(0x44 / 4, 2, &[0xab, 0xff]);
+        assert_eq!(config.read_byte(0x46), 0xab);
+        assert_eq!(config.read_byte(0x47), 0x3f);
+        config.write_register(0x40 / 4, 3, &[0]);
+        assert_eq!(config.read_byte(0x43), 0xaa, "read-only capability byte");
+        assert_eq!(
+            config.add_capability(&[0; 200], &[]),
+            Err(PciConfigError::CapabilityFull { len: 200 })
+        );
     }
 }

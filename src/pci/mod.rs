@@ -1,12 +1,24 @@
-//! The PCI root bus behind configuration mechanism #1 (ports 0xCF8/0xCFC).
+//! The PCI root bus behind configuration mechanism #1 (ports 0xCF8/0xCFC), the functions on
+//! it, and what they need from the hypervisor (MSI routes, doorbells).
 
+mod bar_allocator;
 mod config_io;
 mod configuration;
 mod host_bridge;
+pub mod msix;
+#[cfg(test)]
+pub(crate) mod test_utils;
+pub mod virtio;
+mod vm_events;
 
+pub use bar_allocator::BarAllocator;
 pub use config_io::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
-pub use configuration::{PciClass, PciConfiguration, PciHeader};
+pub use configuration::{
+    PciClass, PciConfigError, PciConfiguration, PciHeader, BAR0_REGISTER, BAR_COUNT,
+    COMMAND_BUS_MASTER, COMMAND_MEMORY_SPACE, CONFIG_REGISTERS, CONFIG_SPACE_SIZE,
+};
 pub use host_bridge::PciHostBridge;
+pub use vm_events::{InterruptController, IoEventRegistry, MsiMessage, VmEventError};
 
 /// A function on the root bus as configuration cycles see it.
 pub trait PciFunction: Send {
