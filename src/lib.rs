@@ -11,6 +11,8 @@ pub mod layout;
 pub mod logger;
 pub mod machine;
 pub mod memory;
+pub mod mmio_bus;
 pub mod options;
 pub mod pci;
 pub mod pio_bus;
+pub mod virtq_driver;

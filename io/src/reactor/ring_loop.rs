@@ -118,7 +118,12 @@ impl RingLoop {
         }
         loop {
             self.drain_ready_queues();
-            let idle = !self.queues.iter().any(|(_, q)| q.ready && !q.faulted);
+            // Requests completed during the drain (no host I/O) must be signalled before
+            // the thread sleeps: only wait when there is nothing to do and nothing to say.
+            let idle = !self
+                .queues
+                .iter()
+                .any(|(_, q)| (q.ready && !q.faulted) || q.used_added);
             if let Err(err) = self.enter(if idle { 1 } else { 0 }) {
                 error!("reactor {}: io_uring_enter failed: {err}", self.index);
                 return;
