@@ -7,13 +7,18 @@ use std::thread;
 
 use log::info;
 use ringvisor_devices::legacy::SerialPort;
-use ringvisor_io::{IrqEvent, IrqEventError};
+use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
+use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
 use crate::kvm::{KvmVm, VcpuError, VcpuStop, VmError};
 use crate::memory::{self, MemoryError};
+use crate::mmio_bus::MmioBus;
 use crate::options::{allowed_cpus, DiskSpec};
-use crate::pci::{PciConfigIo, PciHostBridge, PciRootBus};
+use crate::pci::virtio::{
+    plug_virtio_pci, VirtioPciDevice, VirtioPciError, VirtioPciServices, BAR0_SIZE,
+};
+use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, PortIoBus};
 
 /// ISA IRQ of COM1.
@@ -64,6 +69,24 @@ pub enum MachineError {
     ReactorCore { core: usize, allowed: Vec<usize> },
     #[error("cannot read this process's CPU affinity: {0}")]
     Affinity(#[source] std::io::Error),
+    #[error("cannot start the I/O reactors: {0}")]
+    Reactors(#[from] ReactorError),
+    #[error("--disk: {0}")]
+    Disk(#[from] BlockError),
+    #[error("--disk: cannot use {}: {source}", path.display())]
+    DiskPath {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot add {name}: {source}")]
+    VirtioPci {
+        name: String,
+        #[source]
+        source: VirtioPciError,
+    },
+    #[error("no room left in the PCI MMIO window for {0}")]
+    NoBarSpace(String),
 }
 
 impl MachineConfig {
@@ -92,6 +115,12 @@ impl MachineConfig {
             }
             .into());
         }
+        for disk in &self.disks {
+            std::fs::metadata(&disk.path).map_err(|source| MachineError::DiskPath {
+                path: disk.path.clone(),
+                source,
+            })?;
+        }
         self.reactor_placement()?;
         Ok(())
     }
@@ -110,6 +139,13 @@ impl MachineConfig {
             }
         }
     }
+}
+
+/// One reactor per placement core, pinned; a machine without virtio queues needs none
+/// of them running, but the set is cheap and keeps one code path.
+fn start_reactors(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineError> {
+    let cores: Vec<Option<usize>> = config.reactor_placement()?.into_iter().map(Some).collect();
+    Ok(Arc::new(ReactorSet::start(&cores)?))
 }
 
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.
@@ -138,6 +174,40 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     vm.bind_irqfd(serial_irq.eventfd(), COM1_GSI)?;
     let mut root = PciRootBus::new();
     root.add(Box::new(PciHostBridge::new()));
+    let mmio = Arc::new(MmioBus::new());
+    let reactors = start_reactors(config)?;
+    let router = vm.irq_router();
+    let services = VirtioPciServices {
+        mem: mem.clone(),
+        queue_host: reactors,
+        interrupts: router.clone(),
+        ioevents: router,
+    };
+    let mut bars = BarAllocator::default();
+    for (index, disk) in config.disks.iter().enumerate() {
+        let name = format!("blk{index}");
+        let device = BlockDevice::new(BlockConfig {
+            path: disk.path.clone(),
+            read_only: disk.read_only,
+            direct: disk.direct,
+            queues: disk.queues,
+            serial: disk.serial.clone(),
+        })?;
+        let bar = bars
+            .allocate(BAR0_SIZE)
+            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
+        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
+            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
+            .map_err(|source| MachineError::VirtioPci {
+                name: name.clone(),
+                source,
+            })?;
+        info!(
+            "{name}: {} on PCI 00:{:02x}.0, BAR0 {bar:#x}",
+            disk.path.display(),
+            plug.slot
+        );
+    }
     let bus = Arc::new(PortIoBus::new(
         SerialPort::new(serial_irq, console),
         PciConfigIo::new(root),
@@ -158,11 +228,12 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     let (stops, stopped) = mpsc::channel();
     for vcpu in vcpus {
         let bus = Arc::clone(&bus);
+        let mmio = Arc::clone(&mmio);
         let stops = stops.clone();
         thread::Builder::new()
             .name(format!("vcpu{}", vcpu.index()))
             .spawn(move || {
-                let stop = vcpu.run(&bus);
+                let stop = vcpu.run(&bus, &mmio);
                 let _ = stops.send(stop);
             })
             .map_err(MachineError::Thread)?;

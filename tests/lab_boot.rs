@@ -79,14 +79,46 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         mem_kb <= guest_kb && mem_kb >= guest_kb * 85 / 100,
         "MemTotal {mem_kb} kB is not within kernel reservations of {guest_kb} kB"
     );
+    let pci: Vec<&str> = expect("L2: pci=").split(' ').collect();
     assert!(
-        expect("L2: pci=")
-            .split(' ')
-            .any(|dev| dev == "0000:00:00.0:8086:0d57"),
+        pci.contains(&"0000:00:00.0:8086:0d57"),
         "the host bridge was not enumerated"
+    );
+    assert_eq!(
+        pci.iter().filter(|dev| dev.ends_with(":1af4:1042")).count(),
+        3,
+        "three modern virtio-blk functions: {pci:?}"
+    );
+    assert!(
+        !console.contains("XSAVE consistency problem"),
+        "the guest's XSAVE size must match XCR0"
     );
     assert_eq!(expect("L2: clocksource="), "kvm-clock");
     assert_eq!(expect("L2: test smoke exit="), "0");
+
+    // virtio-blk (tests/lab/l2-tests/blk.sh): the stock driver binds all three disks.
+    assert_eq!(expect("L2: blk vda sectors="), "131072 queues=2");
+    assert_eq!(expect("L2: blk vda serial="), "rv-data");
+    assert_eq!(expect("L2: blk vdb ro="), "1");
+    for check in [
+        "pattern-write-verify",
+        "readonly-refuses-writes",
+        "readonly-reads",
+        "scratch-roundtrip",
+        "discard",
+        "discard-reads-zeros",
+    ] {
+        assert!(
+            console
+                .lines()
+                .any(|l| l.trim_end() == format!("L2: blk {check} ok")),
+            "blk check {check} did not pass:\n{console}"
+        );
+    }
+    assert_eq!(expect("L2: test blk exit="), "0");
+    // What the guest acknowledged (fio, ending in a flush) is in the host file.
+    assert_eq!(expect("L1: host verify data.img exit="), "0");
+    assert_eq!(expect("L1: host ro.img unchanged exit="), "0");
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),
@@ -107,4 +139,5 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!(expect("L1: negative missing-kernel exit=").contains("/nonexistent/vmlinuz"));
     assert!(expect("L1: negative not-bzimage exit=").contains("not a bootable x86 bzImage"));
     assert!(expect("L1: negative zero-memory exit=").contains("--memory"));
+    assert!(expect("L1: negative missing-disk exit=").contains("/nonexistent.img"));
 }

@@ -44,7 +44,7 @@ echo "L2: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current
 echo "L2: pci=$(pci_list)"
 echo "L2: cmdline=$(cat /proc/cmdline)"
 
-# rv.test=NAME selects /l2-tests/NAME.sh (tests/lab/l2-tests/ in the repository).
+# rv.test=NAME[,NAME] selects /l2-tests/NAME.sh (tests/lab/l2-tests/ in the repository).
 test_name=
 shell=
 read -r cmdline </proc/cmdline
@@ -54,16 +54,17 @@ for word in $cmdline; do
     rv.shell=1) shell=1 ;;
   esac
 done
-if [ -n "$test_name" ]; then
-  if [ -f "/l2-tests/$test_name.sh" ]; then
-    sh "/l2-tests/$test_name.sh"
+# rv.test=a,b runs /l2-tests/a.sh then /l2-tests/b.sh.
+for name in $(echo "$test_name" | tr ',' ' '); do
+  if [ -f "/l2-tests/$name.sh" ]; then
+    sh "/l2-tests/$name.sh"
     status=$?
   else
-    echo "L2: no such test /l2-tests/$test_name.sh"
+    echo "L2: no such test /l2-tests/$name.sh"
     status=127
   fi
-  echo "L2: test $test_name exit=$status"
-fi
+  echo "L2: test $name exit=$status"
+done
 
 # rv.shell=1 (lab.sh boot --shell): a shell on the console; leaving it powers off.
 if [ -n "$shell" ]; then

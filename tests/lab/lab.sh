@@ -236,6 +236,8 @@ build_l1() {
   install -D -m 0644 "$l2kernel" "$root/l2/vmlinuz"
   install -D -m 0644 "$l2initrd" "$root/l2/initramfs.cpio.gz"
   copy_with_libs "$root" /usr/bin/qemu-system-x86_64 /usr/bin/qemu-system-x86_64
+  # Checks on the host side of guest disks (fio --verify_only on the backing file).
+  copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   for f in "${QEMU_DATA[@]}"; do
     install -D -m 0644 "$(readlink -f "$f")" "$root$f"
   done
