@@ -34,6 +34,8 @@ pub struct MachineConfig {
     pub disks: Vec<DiskSpec>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
     pub reactor_cores: Option<Vec<usize>>,
+    /// Reactor adaptive polling budget in microseconds; 0: never spin.
+    pub poll_us: u64,
 }
 
 /// How a guest that ran to its end stopped.
@@ -145,7 +147,8 @@ impl MachineConfig {
 /// of them running, but the set is cheap and keeps one code path.
 fn start_reactors(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = config.reactor_placement()?.into_iter().map(Some).collect();
-    Ok(Arc::new(ReactorSet::start(&cores)?))
+    let poll = (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us));
+    Ok(Arc::new(ReactorSet::start_with_polling(&cores, poll)?))
 }
 
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.

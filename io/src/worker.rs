@@ -99,6 +99,10 @@ pub trait QueueWorker: Send {
 
     /// How many popped chains still wait for a completion.
     fn in_flight(&self) -> usize;
+
+    /// Whether the guest has posted chains not popped yet; a polling reactor checks this
+    /// with notifications off instead of waiting for a kick.
+    fn has_available(&mut self) -> Result<bool, QueueFault>;
 }
 
 /// Everything a reactor needs to serve one queue.

@@ -73,6 +73,10 @@ impl QueueWorker for FileReader {
         Ok(!self.posted.lock().unwrap().is_empty())
     }
 
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        Ok(!self.posted.lock().unwrap().is_empty())
+    }
+
     fn in_flight(&self) -> usize {
         self.buffers.len() - self.done.lock().unwrap().len()
     }
@@ -234,5 +238,26 @@ fn a_queue_fault_is_reported_and_the_queue_is_no_longer_served() {
         good_q.done.lock().unwrap().len() == 1
     });
     assert_eq!(good_q.done.lock().unwrap()[0].1, 8);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_polling_reactor_serves_chains_posted_without_a_kick() {
+    let path = test_file("poll");
+    // A budget far longer than the test: the reactor is certainly still polling when the
+    // second request is posted, so it must find it without a kick.
+    let reactors = ReactorSet::start_with_polling(&[None], Some(Duration::from_secs(30))).unwrap();
+    let (b, q) = binding("q", &path, None);
+    let attached = reactors.attach(b).unwrap();
+    q.posted.lock().unwrap().push(8);
+    q.kick.write(1).unwrap();
+    wait_for("the kicked request", || q.done.lock().unwrap().len() == 1);
+    q.posted.lock().unwrap().push(16);
+    wait_for("the request found by polling", || {
+        q.done.lock().unwrap().len() == 2
+    });
+    assert_eq!(q.done.lock().unwrap()[1], (16, 8, 2u64.to_le_bytes()));
+    // Control messages still get through while it spins.
+    reactors.detach(attached).unwrap();
     std::fs::remove_file(path).unwrap();
 }

@@ -6,7 +6,7 @@
 //! queue's interrupt at most once per pass, and only when the guest wants one.
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{opcode, squeue, types, IoUring};
@@ -48,6 +48,9 @@ struct ServedQueue {
     kicked_at: Option<Instant>,
     /// Used entries were added since the last interrupt decision.
     used_added: bool,
+    /// Drained with guest notifications left off (polling): they must be turned back on
+    /// before the reactor sleeps.
+    notifications_off: bool,
     ops_in_flight: usize,
     detach_reply: Option<Sender<()>>,
     faulted: bool,
@@ -65,6 +68,8 @@ struct InFlight {
 pub(crate) struct RingLoop {
     index: usize,
     core: Option<usize>,
+    /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
+    poll: Option<Duration>,
     ring: IoUring,
     control: Receiver<Control>,
     control_event: EventFd,
@@ -85,6 +90,7 @@ impl RingLoop {
         index: usize,
         core: Option<usize>,
         ring_entries: u32,
+        poll: Option<Duration>,
         control: Receiver<Control>,
         control_event: EventFd,
     ) -> std::io::Result<Self> {
@@ -93,6 +99,7 @@ impl RingLoop {
         Ok(Self {
             index,
             core,
+            poll,
             ring,
             control,
             control_event,
@@ -120,10 +127,13 @@ impl RingLoop {
             self.drain_ready_queues();
             // Requests completed during the drain (no host I/O) must be signalled before
             // the thread sleeps: only wait when there is nothing to do and nothing to say.
-            let idle = !self
+            let mut idle = !self
                 .queues
                 .iter()
                 .any(|(_, q)| (q.ready && !q.faulted) || q.used_added);
+            if idle {
+                idle = self.poll_for_work();
+            }
             if let Err(err) = self.enter(if idle { 1 } else { 0 }) {
                 error!("reactor {}: io_uring_enter failed: {err}", self.index);
                 return;
@@ -214,6 +224,7 @@ impl RingLoop {
                         ready: true,
                         kicked_at: None,
                         used_added: false,
+                        notifications_off: false,
                         ops_in_flight: 0,
                         detach_reply: None,
                         faulted: false,
@@ -318,6 +329,11 @@ impl RingLoop {
             for (tag, op) in ops {
                 self.submit_op(key, tag, op, now);
             }
+            if popped == 0 && self.poll.is_some() {
+                // Polling: notifications stay off until the reactor is about to sleep.
+                self.queues[key].notifications_off = true;
+                return Ok(());
+            }
             if popped == 0 && !self.queues[key].binding.worker.enable_notification()? {
                 return Ok(());
             }
@@ -326,6 +342,62 @@ impl RingLoop {
                 self.queues[key].binding.worker.disable_notification()?;
             }
         }
+    }
+
+    /// With adaptive polling: spins until a queue has new chains or a completion is
+    /// waiting (returns false: do not sleep), or until the budget runs out; then turns
+    /// notifications back on (returns false if chains slipped in meanwhile) and returns
+    /// true when the reactor may sleep.
+    fn poll_for_work(&mut self) -> bool {
+        let polled: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.notifications_off && !q.faulted && q.detach_reply.is_none())
+            .map(|(key, _)| key)
+            .collect();
+        if let Some(budget) = self.poll {
+            let deadline = Instant::now() + budget;
+            loop {
+                let mut found = false;
+                for &key in &polled {
+                    match self.queues[key].binding.worker.has_available() {
+                        Ok(true) => {
+                            self.queues[key].ready = true;
+                            found = true;
+                        }
+                        Ok(false) => {}
+                        Err(fault) => self.fault(key, &fault),
+                    }
+                }
+                if found {
+                    return false;
+                }
+                // Op completions, kicks and control messages all arrive as CQEs.
+                let mut completions = self.ring.completion();
+                completions.sync();
+                if !completions.is_empty() {
+                    return false;
+                }
+                if polled.is_empty() || Instant::now() >= deadline {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        let mut idle = true;
+        for key in polled {
+            let queue = &mut self.queues[key];
+            queue.notifications_off = false;
+            match queue.binding.worker.enable_notification() {
+                Ok(true) => {
+                    queue.ready = true;
+                    idle = false;
+                }
+                Ok(false) => {}
+                Err(fault) => self.fault(key, &fault),
+            }
+        }
+        idle
     }
 
     fn submit_op(&mut self, queue: usize, tag: u64, op: IoOp, now: Instant) {

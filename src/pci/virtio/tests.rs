@@ -56,6 +56,10 @@ impl QueueWorker for IdleWorker {
     fn in_flight(&self) -> usize {
         0
     }
+
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        Ok(false)
+    }
 }
 
 impl VirtioDevice for FakeDevice {

@@ -323,4 +323,12 @@ impl QueueWorker for BlockQueueWorker {
     fn in_flight(&self) -> usize {
         self.in_flight.len
     }
+
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        let avail = self
+            .queue
+            .avail_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
+            .map_err(|e| self.fault(e))?;
+        Ok(avail.0 != self.queue.next_avail())
+    }
 }

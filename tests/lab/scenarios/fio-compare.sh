@@ -1,0 +1,33 @@
+#!/bin/sh
+# L1 scenario for bench/fio-compare.sh: the same L2 guest and fio jobs (l2-tests/fio.sh)
+# on one virtio-blk disk with 2 queues, under QEMU-KVM (virtio-blk-pci, an iothread,
+# aio=io_uring) and then ringvisor, in the same L1. The backing files live on L1's tmpfs,
+# which has no O_DIRECT in kernel 6.1: both VMMs use the page cache there.
+. /lib/lab/measure.sh
+CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=fio quiet"
+make_disk() { dd if=/dev/zero of="$1" bs=1M count=256 2>/dev/null; }
+
+echo "L1: begin vmm=qemu"
+make_disk /tmp/qemu.img
+measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 384M \
+  -nographic -nic none -no-reboot \
+  -object iothread,id=io0 \
+  -drive file=/tmp/qemu.img,if=none,id=d0,format=raw,aio=io_uring,cache=writeback \
+  -device virtio-blk-pci,drive=d0,iothread=io0,num-queues=2 \
+  -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
+qemu_status=$?
+rm -f /tmp/qemu.img
+
+# ringvisor as it starts by default, then with adaptive polling (RV_POLL_US, 0 skips it).
+rv_status=0
+for poll in 0 ${RV_POLL_US:-50}; do
+  [ "$poll" = 0 ] && name=ringvisor || name=ringvisor-poll$poll
+  [ "$name" = ringvisor-poll0 ] && continue
+  echo "L1: begin vmm=$name"
+  make_disk /tmp/rv.img
+  measure_vmm "$name" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+    --cpus 2 --memory 384M --disk path=/tmp/rv.img,direct=off,queues=2 --poll-us "$poll" \
+    --cmdline "$CMDLINE" || rv_status=1
+  rm -f /tmp/rv.img
+done
+[ "$qemu_status" -eq 0 ] && [ "$rv_status" -eq 0 ]
