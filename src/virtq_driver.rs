@@ -204,6 +204,13 @@ impl SplitQueueDriver {
         Ok(used)
     }
 
+    /// Whether the device added used entries that [`take_used`](Self::take_used) has not
+    /// popped yet.
+    pub fn has_used(&self) -> Result<bool, DriverError> {
+        let device_idx: u16 = self.mem.read_obj(self.used_ring.unchecked_add(2))?;
+        Ok(device_idx != self.last_used.0)
+    }
+
     /// With EVENT_IDX: asks for an interrupt only once the used index passes `idx`.
     pub fn set_used_event(&self, idx: u16) -> Result<(), DriverError> {
         let at = self.avail_ring.unchecked_add(4 + 2 * u64::from(self.size));

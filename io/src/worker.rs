@@ -43,6 +43,8 @@ unsafe impl Send for IoOp {}
 #[derive(Debug, Default)]
 pub struct IoBatch {
     ops: Vec<(u64, IoOp)>,
+    /// Chains the worker completed during the drain, with no host I/O.
+    completed_now: usize,
 }
 
 impl IoBatch {
@@ -65,6 +67,17 @@ impl IoBatch {
     pub fn drain(&mut self) -> std::vec::Drain<'_, (u64, IoOp)> {
         self.ops.drain(..)
     }
+
+    /// The worker completed a chain on the spot (its used entry is written): the reactor
+    /// then owes the guest an interrupt decision even though no op was submitted.
+    pub fn note_completed(&mut self) {
+        self.completed_now += 1;
+    }
+
+    /// Returns and resets the count of [`note_completed`](Self::note_completed) calls.
+    pub fn take_completed(&mut self) -> usize {
+        std::mem::take(&mut self.completed_now)
+    }
 }
 
 /// The ring state is beyond repair (the avail index jumped past the queue size, the rings
@@ -80,7 +93,8 @@ pub struct QueueFault {
 pub trait QueueWorker: Send {
     /// Pops every available chain. Each becomes ops in `batch` (their tags are the worker's
     /// own) or, when it needs no host I/O or is malformed, is completed at once (status
-    /// written, used entry added). Returns how many chains were popped.
+    /// written, used entry added, [`IoBatch::note_completed`] called). Returns how many
+    /// chains were popped.
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault>;
 
     /// The op tagged `tag` finished with `result` (bytes transferred, or -errno).

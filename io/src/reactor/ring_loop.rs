@@ -313,6 +313,8 @@ impl RingLoop {
             if popped > 0 {
                 queue.stats.requests += popped as u64;
                 queue.stats.batches += 1;
+            }
+            if batch.take_completed() > 0 {
                 // Requests that needed no host I/O were completed during the drain.
                 queue.used_added = true;
             }
@@ -356,6 +358,14 @@ impl RingLoop {
             .map(|(key, _)| key)
             .collect();
         if let Some(budget) = self.poll {
+            // Whatever was queued (ops, re-armed kick reads) must be in the kernel's hands
+            // before spinning, or the completions the spin waits for never come.
+            if self.unsubmitted > 0 {
+                if let Err(err) = self.enter(0) {
+                    error!("reactor {}: io_uring_enter failed: {err}", self.index);
+                    return true;
+                }
+            }
             let deadline = Instant::now() + budget;
             loop {
                 let mut found = false;

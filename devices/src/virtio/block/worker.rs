@@ -199,6 +199,7 @@ impl BlockQueueWorker {
                 if let Some(status) = status {
                     self.write_status(status, code);
                 }
+                batch.note_completed();
                 self.add_used(head, used_len)
             }
         }
