@@ -47,4 +47,15 @@ dd if=/dev/vdc of=/tmp/back bs=4096 count=256 iflag=direct 2>/dev/null
 dd if=/dev/zero of=/tmp/zeros bs=4096 count=256 2>/dev/null
 cmp -s /tmp/zeros /tmp/back
 check discard-reads-zeros $?
+# Driver unbind/bind resets the device (status 0: queues taken back from the reactors)
+# and brings it up again; the disk must work after it.
+dev=$(basename "$(readlink /sys/block/vdc/device)")
+echo "$dev" >/sys/bus/virtio/drivers/virtio_blk/unbind &&
+  echo "$dev" >/sys/bus/virtio/drivers/virtio_blk/bind
+check rebind $?
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vdc ] && break; sleep 0.5; done
+dd if=/tmp/ones of=/dev/vdc bs=4096 seek=512 oflag=direct conv=fsync 2>/dev/null &&
+  dd if=/dev/vdc of=/tmp/back bs=4096 skip=512 count=256 iflag=direct 2>/dev/null &&
+  cmp -s /tmp/ones /tmp/back
+check roundtrip-after-reset $?
 exit $fail
