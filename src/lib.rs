@@ -6,6 +6,7 @@
 pub mod boot;
 pub mod cli;
 pub mod console;
+pub mod devpath;
 pub mod kvm;
 pub mod layout;
 pub mod logger;

@@ -1,0 +1,190 @@
+//! Device-path benchmark for virtio-blk: synthetic guest driver → reactor → io_uring on a
+//! real file, against host fio on the same file with the same job. See bench/README.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use ringvisor_bench::devpath::load::{self, LoadConfig};
+use ringvisor_bench::devpath::report::{self, Row};
+use ringvisor_bench::devpath::{file_size, fio, prepare_file, Job, JOBS};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "virtio-blk device path (synthetic driver → reactors → io_uring) vs host fio")]
+struct Args {
+    /// File or block device to read (O_DIRECT); default: a prefilled file under the
+    /// output directory, created once.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Size of the default file, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Measured seconds per job and side.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up seconds before each measurement (fio's ramp_time).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Reactor counts to run each job with (one queue and one driver thread per reactor).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    reactors: Vec<usize>,
+    /// Jobs to run, by name (default: all).
+    #[arg(long, value_delimiter = ',')]
+    jobs: Vec<String>,
+    /// The fio binary.
+    #[arg(long, default_value = "fio")]
+    fio: PathBuf,
+    /// Skip the fio side.
+    #[arg(long)]
+    no_fio: bool,
+    /// Virtqueue size.
+    #[arg(long, default_value_t = 256)]
+    queue_size: u16,
+    /// Offset PRNG seed (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where the table, the JSON document and the default file go.
+    #[arg(long, default_value = "target/bench/devpath-blk")]
+    out: PathBuf,
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} {s}: not a duration"))
+}
+
+fn selected_jobs(names: &[String]) -> Result<Vec<Job>, String> {
+    if names.is_empty() {
+        return Ok(JOBS.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| {
+            JOBS.iter()
+                .find(|j| j.name == name)
+                .copied()
+                .ok_or_else(|| {
+                    let known: Vec<_> = JOBS.iter().map(|j| j.name).collect();
+                    format!("unknown job {name}; known: {}", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let jobs = selected_jobs(&args.jobs)?;
+    let run = seconds(args.seconds, "seconds")?;
+    let warmup = seconds(args.warmup, "warmup")?;
+    if args.reactors.iter().any(|&r| r == 0 || r > 16) {
+        return Err("--reactors: counts from 1 to 16".into());
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let file = match args.file {
+        Some(file) => file,
+        None => {
+            let file = args.out.join(format!("disk-{}M.img", args.size_mib));
+            eprintln!("devpath-blk: preparing {}", file.display());
+            prepare_file(&file, args.size_mib << 20)?;
+            file
+        }
+    };
+    let file_bytes = file_size(&file)?;
+    eprintln!(
+        "devpath-blk: {} ({} MiB), {}s + {}s warm-up per run, seed {seed}",
+        file.display(),
+        file_bytes >> 20,
+        run.as_secs_f64(),
+        warmup.as_secs_f64()
+    );
+
+    let mut rows = Vec::new();
+    let mut fio_json = Vec::new();
+    for &job in &jobs {
+        for &reactors in &args.reactors {
+            eprintln!(
+                "devpath-blk: {} with {reactors} reactor(s): ringvisor",
+                job.name
+            );
+            let ringvisor = load::run(&LoadConfig {
+                file: file.clone(),
+                file_bytes,
+                job,
+                reactors,
+                queue_size: args.queue_size,
+                warmup,
+                run,
+                seed,
+            })
+            .map_err(|e| format!("{} with {reactors} reactors: {e}", job.name))?;
+            let fio = if args.no_fio {
+                None
+            } else {
+                eprintln!(
+                    "devpath-blk: {} with {reactors} job clone(s): fio",
+                    job.name
+                );
+                let fio_args = fio::args(&file, file_bytes, job, reactors, warmup, run);
+                let (result, raw) = fio::run(&args.fio, &fio_args)?;
+                fio_json.push(json!({
+                    "job": job.name,
+                    "reactors": reactors,
+                    "args": fio_args,
+                    "output": serde_json::from_str::<serde_json::Value>(&raw).ok(),
+                }));
+                Some(result)
+            };
+            let row = Row {
+                job,
+                reactors,
+                ringvisor,
+                fio,
+            };
+            eprintln!("{}", row.markdown());
+            rows.push(row);
+        }
+    }
+
+    let table = report::markdown(&rows);
+    println!("{table}");
+    let document = json!({
+        "file": file.display().to_string(),
+        "file_bytes": file_bytes,
+        "seconds": run.as_secs_f64(),
+        "warmup_seconds": warmup.as_secs_f64(),
+        "queue_size": args.queue_size,
+        "seed": seed,
+        "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "results": rows.iter().map(Row::json).collect::<Vec<_>>(),
+        "fio_raw": fio_json,
+    });
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write("summary.md", table)?;
+    write(
+        "results.json",
+        serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?,
+    )?;
+    eprintln!(
+        "devpath-blk: wrote {}/summary.md and results.json",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devpath-blk: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The synthetic guest side of the benchmark: one driver thread per queue (like one vCPU
+//! per queue in a guest) keeps `depth` reads in flight, refilling as completions arrive
+//! with one kick per refill batch, and sleeping on the interrupt eventfd in between.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringvisor::devpath::{BlockRig, GuestQueue, RequestSlot, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN};
+use ringvisor::virtq_driver::Buffer;
+use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_io::ReactorStats;
+use vm_memory::GuestAddress;
+
+use super::{Job, Offsets, Region};
+
+/// How long the driver sleeps on an interrupt before calling the device stuck.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Latencies in nanoseconds up to 60 s, 3 significant digits (as the reactors keep them).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds are valid")
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub file: PathBuf,
+    pub file_bytes: u64,
+    pub job: Job,
+    /// Reactors, and queues: one queue per reactor.
+    pub reactors: usize,
+    pub queue_size: u16,
+    pub warmup: Duration,
+    pub run: Duration,
+    pub seed: u64,
+}
+
+/// What the reactors did during the measured window (counters of the window only).
+#[derive(Debug, Clone)]
+pub struct ReactorWindow {
+    /// io_uring_enter calls that submitted at least one SQE, and the SQEs they carried.
+    pub submitting_enters: u64,
+    pub sqes: u64,
+    pub requests: u64,
+    pub irqs_sent: u64,
+    pub irqs_suppressed: u64,
+    pub kick_to_submit_ns: Histogram<u64>,
+    pub submit_to_complete_ns: Histogram<u64>,
+}
+
+impl ReactorWindow {
+    /// Everything the reactors counted since they started, summed over reactors and queues.
+    pub fn total(stats: &[ReactorStats]) -> Self {
+        let mut window = Self {
+            submitting_enters: 0,
+            sqes: 0,
+            requests: 0,
+            irqs_sent: 0,
+            irqs_suppressed: 0,
+            kick_to_submit_ns: latency_histogram(),
+            submit_to_complete_ns: latency_histogram(),
+        };
+        for reactor in stats {
+            window.submitting_enters += reactor.sqes_per_enter.len();
+            window.sqes += reactor.sqes_submitted;
+            for queue in &reactor.queues {
+                window.requests += queue.requests;
+                window.irqs_sent += queue.irqs_sent;
+                window.irqs_suppressed += queue.irqs_suppressed;
+                // Same bounds on both sides: adding cannot fail.
+                let _ = window.kick_to_submit_ns.add(&queue.kick_to_submit_ns);
+                let _ = window
+                    .submit_to_complete_ns
+                    .add(&queue.submit_to_complete_ns);
+            }
+        }
+        window
+    }
+
+    /// What happened between `before` and `self` (both totals of the same reactors).
+    pub fn since(mut self, before: &Self) -> Self {
+        self.submitting_enters -= before.submitting_enters.min(self.submitting_enters);
+        self.sqes -= before.sqes.min(self.sqes);
+        self.requests -= before.requests.min(self.requests);
+        self.irqs_sent -= before.irqs_sent.min(self.irqs_sent);
+        self.irqs_suppressed -= before.irqs_suppressed.min(self.irqs_suppressed);
+        // A later total holds every count of an earlier one: subtracting cannot fail.
+        let _ = self.kick_to_submit_ns.subtract(&before.kick_to_submit_ns);
+        let _ = self
+            .submit_to_complete_ns
+            .subtract(&before.submit_to_complete_ns);
+        self
+    }
+
+    pub fn sqes_per_enter(&self) -> f64 {
+        self.sqes as f64 / self.submitting_enters.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    /// Requests posted and completed inside the measured window.
+    pub ops: u64,
+    /// Requests that came back with an error status or a wrong length.
+    pub errors: u64,
+    pub seconds: f64,
+    pub block_size: u32,
+    /// Post (descriptor written) until the used entry was seen after the interrupt.
+    pub latency_ns: Histogram<u64>,
+    pub reactors: ReactorWindow,
+}
+
+impl LoadResult {
+    pub fn iops(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+
+    pub fn bytes_per_second(&self) -> f64 {
+        self.iops() * f64::from(self.block_size)
+    }
+}
+
+/// What one driver thread measured.
+struct QueueResult {
+    ops: u64,
+    errors: u64,
+    latency_ns: Histogram<u64>,
+}
+
+struct Slot {
+    request: RequestSlot,
+    data: GuestAddress,
+    posted: Instant,
+}
+
+/// Runs `config.job` through a fresh rig: warm-up, then the measured window.
+pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
+    let queues = u16::try_from(config.reactors).map_err(|_| "too many reactors".to_string())?;
+    let block = BlockConfig {
+        path: config.file.clone(),
+        read_only: true,
+        direct: true,
+        queues,
+        serial: None,
+    };
+    let mut rig = BlockRig::new(block, &vec![None; config.reactors], config.queue_size)
+        .map_err(|e| e.to_string())?;
+    if !rig.device().direct() {
+        return Err(format!(
+            "{}: the filesystem refuses O_DIRECT; the page cache would serve the reads",
+            config.file.display()
+        ));
+    }
+    let measure_from = Instant::now() + config.warmup;
+    let measure_to = measure_from + config.run;
+    let job = config.job;
+    let (guest_queues, reactors) = rig.split_mut();
+    let outcome = std::thread::scope(|scope| {
+        let drivers: Vec<_> = guest_queues
+            .iter_mut()
+            .enumerate()
+            .map(|(index, queue)| {
+                let region =
+                    Region::split(config.file_bytes, config.reactors, index, job.block_size);
+                let offsets = Offsets::new(
+                    job.pattern,
+                    region,
+                    job.block_size,
+                    config.seed ^ index as u64,
+                );
+                scope.spawn(move || drive(queue, job, offsets, measure_from, measure_to))
+            })
+            .collect();
+        std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+        let before = ReactorWindow::total(&reactors.stats());
+        std::thread::sleep(measure_to.saturating_duration_since(Instant::now()));
+        let window = ReactorWindow::total(&reactors.stats()).since(&before);
+        let mut total = QueueResult {
+            ops: 0,
+            errors: 0,
+            latency_ns: latency_histogram(),
+        };
+        for driver in drivers {
+            let result = driver
+                .join()
+                .map_err(|_| "a driver thread panicked".to_string())??;
+            total.ops += result.ops;
+            total.errors += result.errors;
+            let _ = total.latency_ns.add(&result.latency_ns);
+        }
+        Ok::<_, String>((total, window))
+    });
+    let faults = rig.faults();
+    rig.shutdown().map_err(|e| e.to_string())?;
+    let (total, window) = outcome?;
+    if !faults.is_empty() {
+        return Err(format!("queue faults: {faults:?}"));
+    }
+    Ok(LoadResult {
+        ops: total.ops,
+        errors: total.errors,
+        seconds: config.run.as_secs_f64(),
+        block_size: job.block_size,
+        latency_ns: total.latency_ns,
+        reactors: window,
+    })
+}
+
+/// Keeps `job.depth` reads in flight on one queue until `to`, then lets them drain.
+/// Counts the requests posted at or after `from` and seen complete by `to`.
+fn drive(
+    queue: &mut GuestQueue,
+    job: Job,
+    mut offsets: Offsets,
+    from: Instant,
+    to: Instant,
+) -> Result<QueueResult, String> {
+    let err = |e: ringvisor::devpath::DevPathError| e.to_string();
+    let now = Instant::now();
+    let mut slots = Vec::with_capacity(job.depth);
+    for _ in 0..job.depth {
+        slots.push(Slot {
+            request: queue.alloc_slot().map_err(err)?,
+            data: queue.alloc(u64::from(job.block_size)).map_err(err)?,
+            posted: now,
+        });
+    }
+    let mut free: Vec<usize> = (0..job.depth).rev().collect();
+    let mut by_head = vec![usize::MAX; 1 << 16];
+    let mut in_flight = 0;
+    let mut result = QueueResult {
+        ops: 0,
+        errors: 0,
+        latency_ns: latency_histogram(),
+    };
+    loop {
+        if !free.is_empty() && Instant::now() < to {
+            while let Some(index) = free.pop() {
+                let slot = &mut slots[index];
+                let sector = offsets.next_offset() >> 9;
+                slot.posted = Instant::now();
+                let data = [Buffer::writable(slot.data, job.block_size)];
+                let head = queue
+                    .post_in(slot.request, VIRTIO_BLK_T_IN, sector, &data)
+                    .map_err(err)?;
+                by_head[usize::from(head)] = index;
+                in_flight += 1;
+            }
+            queue.kick().map_err(err)?;
+        }
+        if in_flight == 0 {
+            return Ok(result);
+        }
+        if !queue.wait_interrupt(STALL).map_err(err)? {
+            return Err(format!(
+                "no interrupt for {STALL:?} with {in_flight} requests in flight"
+            ));
+        }
+        let used = queue.reap().map_err(err)?;
+        let seen = Instant::now();
+        for (head, len) in used {
+            let index = match by_head.get(usize::from(head)) {
+                Some(&index) if index < slots.len() => index,
+                _ => return Err(format!("used entry for unknown head {head}")),
+            };
+            let slot = &slots[index];
+            let status = queue.status(slot.request.status).map_err(err)?;
+            if status != VIRTIO_BLK_S_OK || len != job.block_size + 1 {
+                result.errors += 1;
+            } else if slot.posted >= from && seen <= to {
+                let ns = seen.duration_since(slot.posted).as_nanos();
+                result
+                    .latency_ns
+                    .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+                result.ops += 1;
+            }
+            by_head[usize::from(head)] = usize::MAX;
+            free.push(index);
+            in_flight -= 1;
+        }
+    }
+}

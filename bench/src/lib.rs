@@ -1,0 +1,4 @@
+//! ringvisor's benchmarks. Each binary in `src/bin` prints a Markdown table and writes its
+//! results under `target/bench/`; numbers are reported, never asserted.
+
+pub mod devpath;

@@ -1,0 +1,512 @@
+//! The device path without KVM: a virtio-blk device activated directly, its queues served by
+//! the real io_uring reactors, and a synthetic guest driver in this process that writes
+//! descriptors into guest memory, kicks the queue's eventfd and sleeps on the interrupt
+//! eventfd like a guest driver would.
+//!
+//! The device-path tests (`tests/device_path_blk.rs`) and the device-path benchmark
+//! (`bench/`) both drive the device through a [`BlockRig`].
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
+use ringvisor_devices::virtio::{ActivateError, VirtioDevice};
+use ringvisor_io::{
+    AttachedQueue, IrqEvent, IrqEventError, QueueBinding, QueueHost, QueueHostError, ReactorError,
+    ReactorSet, ReactorStats,
+};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::memory::{self, GuestMemory, MemoryError, MIN_MEMORY_BYTES};
+use crate::virtq_driver::{Buffer, DriverError, SplitQueueDriver};
+
+/// virtio-blk request types (virtio 1.2, 5.2.6).
+pub const VIRTIO_BLK_T_IN: u32 = 0;
+pub const VIRTIO_BLK_T_OUT: u32 = 1;
+pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
+pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
+pub const VIRTIO_BLK_T_DISCARD: u32 = 11;
+pub const VIRTIO_BLK_T_WRITE_ZEROES: u32 = 13;
+/// virtio-blk status bytes.
+pub const VIRTIO_BLK_S_OK: u8 = 0;
+pub const VIRTIO_BLK_S_IOERR: u8 = 1;
+pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
+
+/// Guest memory each queue gets for request headers, data and status bytes.
+pub const SCRATCH_PER_QUEUE: u64 = 8 << 20;
+/// Where the scratch areas start: the rings of every queue live below.
+const SCRATCH_BASE: u64 = 16 << 20;
+/// The rings of queue `i` start at `RING_BASE + i * ring stride`.
+const RING_BASE: u64 = 0x1_0000;
+/// How long the convenience calls of [`BlockRig`] wait for a completion.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The request header: type, reserved, sector.
+const HEADER_LEN: u32 = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevPathError {
+    #[error("cannot allocate guest memory: {0}")]
+    Memory(#[from] MemoryError),
+    #[error("cannot open the disk: {0}")]
+    Block(#[from] BlockError),
+    #[error("cannot start the reactors: {0}")]
+    Reactor(#[from] ReactorError),
+    #[error("virtqueue driver: {0}")]
+    Driver(#[from] DriverError),
+    #[error("guest memory access failed: {0}")]
+    GuestMemory(#[from] vm_memory::GuestMemoryError),
+    #[error("the device refused activation: {0}")]
+    Activate(#[from] ActivateError),
+    #[error("interrupt line: {0}")]
+    Irq(#[from] IrqEventError),
+    #[error("cannot hand a queue to the reactors or take it back: {0}")]
+    QueueHost(#[from] QueueHostError),
+    #[error("kick eventfd: {0}")]
+    Kick(#[source] std::io::Error),
+    #[error("waiting on the interrupt eventfd: {0}")]
+    Poll(#[source] std::io::Error),
+    #[error("queue size {0} does not fit the rig's ring area")]
+    QueueSize(u16),
+    #[error("the device has {queues} queues, there is no queue {queue}")]
+    NoQueue { queue: usize, queues: usize },
+    #[error("queue {queue}: scratch memory exhausted ({want} more bytes)")]
+    ScratchExhausted { queue: usize, want: u64 },
+    #[error(
+        "queue {queue}: {got} of {want} completions signalled within {waited:?}; \
+         in the used ring without an interrupt: {late:?}; {detail}"
+    )]
+    Timeout {
+        queue: usize,
+        got: usize,
+        want: usize,
+        waited: Duration,
+        late: Vec<(u16, u32)>,
+        detail: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, DevPathError>;
+
+/// What the device answered to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The status byte the device wrote.
+    pub status: u8,
+    /// The length of the used entry: bytes the device wrote, status byte included.
+    pub used_len: u32,
+}
+
+/// Guest addresses of one request's header and status byte.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSlot {
+    pub header: GuestAddress,
+    pub status: GuestAddress,
+}
+
+/// A request that is in the avail ring.
+#[derive(Debug, Clone, Copy)]
+pub struct Posted {
+    /// Head descriptor: the id its used entry comes back with.
+    pub head: u16,
+    pub status: GuestAddress,
+}
+
+/// One queue as the guest sees it: rings, a scratch area for headers, data and status,
+/// the kick eventfd and the interrupt line.
+pub struct GuestQueue {
+    index: usize,
+    mem: GuestMemory,
+    driver: SplitQueueDriver,
+    kick: EventFd,
+    interrupt: IrqEvent,
+    scratch: GuestAddress,
+    next_scratch: u64,
+    faults: Arc<Mutex<Vec<String>>>,
+}
+
+impl GuestQueue {
+    /// Takes `len` bytes (4 KiB aligned) of this queue's scratch memory.
+    pub fn alloc(&mut self, len: u64) -> Result<GuestAddress> {
+        let at = self.next_scratch.next_multiple_of(4096);
+        match at.checked_add(len) {
+            Some(end) if end <= SCRATCH_PER_QUEUE => {
+                self.next_scratch = end;
+                Ok(GuestAddress(self.scratch.0 + at))
+            }
+            _ => Err(DevPathError::ScratchExhausted {
+                queue: self.index,
+                want: len,
+            }),
+        }
+    }
+
+    /// Frees all the scratch memory (no request may still use it).
+    pub fn reset_scratch(&mut self) {
+        self.next_scratch = 0;
+    }
+
+    /// Takes a header and a status byte from scratch memory.
+    pub fn alloc_slot(&mut self) -> Result<RequestSlot> {
+        Ok(RequestSlot {
+            header: self.alloc(u64::from(HEADER_LEN))?,
+            status: self.alloc(1)?,
+        })
+    }
+
+    /// The guest memory the queue lives in.
+    pub fn mem(&self) -> &GuestMemory {
+        &self.mem
+    }
+
+    /// Adds a request whose header and status byte live at `slot`: header, then `data`,
+    /// then the status byte (set to 0xff until the device writes it). Not visible to the
+    /// device before [`kick`](Self::kick). Returns the head descriptor.
+    pub fn post_in(
+        &mut self,
+        slot: RequestSlot,
+        kind: u32,
+        sector: u64,
+        data: &[Buffer],
+    ) -> Result<u16> {
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..].copy_from_slice(&sector.to_le_bytes());
+        self.mem.write_slice(&header, slot.header)?;
+        self.mem.write_obj(0xffu8, slot.status)?;
+        let mut chain = Vec::with_capacity(data.len() + 2);
+        chain.push(Buffer::readable(slot.header, HEADER_LEN));
+        chain.extend_from_slice(data);
+        chain.push(Buffer::writable(slot.status, 1));
+        Ok(self.driver.add_chain(&chain)?)
+    }
+
+    /// Like [`post_in`](Self::post_in), with the header and status from scratch memory.
+    pub fn post(&mut self, kind: u32, sector: u64, data: &[Buffer]) -> Result<Posted> {
+        let slot = self.alloc_slot()?;
+        let head = self.post_in(slot, kind, sector, data)?;
+        Ok(Posted {
+            head,
+            status: slot.status,
+        })
+    }
+
+    /// Publishes every posted request and notifies the device. Like Linux with EVENT_IDX,
+    /// asks for an interrupt at the next used entry.
+    pub fn kick(&mut self) -> Result<()> {
+        self.driver.set_used_event(self.driver.last_used())?;
+        self.driver.publish()?;
+        self.kick.write(1).map_err(DevPathError::Kick)
+    }
+
+    /// Re-arms the interrupt for the next used entry (EVENT_IDX) and, like Linux's
+    /// `virtqueue_enable_cb`, checks the used ring again afterwards: entries the device
+    /// added before it could see the new used_event raise no interrupt. Returns whether
+    /// used entries wait.
+    pub fn arm_interrupt(&mut self) -> Result<bool> {
+        self.driver.set_used_event(self.driver.last_used())?;
+        // The used_event store must be visible before the used idx load (the device
+        // does the mirror image: used idx store, fence, used_event load).
+        fence(Ordering::SeqCst);
+        Ok(self.driver.has_used()?)
+    }
+
+    /// Sleeps until an interrupt comes or used entries wait, for at most `timeout`;
+    /// returns false on timeout. Clears the interrupt.
+    pub fn wait_interrupt(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.interrupt.take_pending() > 0 || self.arm_interrupt()? {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut pollfd = libc::pollfd {
+                fd: self.interrupt.eventfd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `pollfd` is one valid pollfd on an eventfd this queue owns, and the
+            // count passed is 1.
+            let rc = unsafe { libc::poll(&mut pollfd, 1, ms) };
+            if rc < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(DevPathError::Poll(err));
+                }
+            }
+        }
+    }
+
+    /// Pops the used entries the device wrote so far.
+    pub fn reap(&mut self) -> Result<Vec<(u16, u32)>> {
+        Ok(self.driver.take_used()?)
+    }
+
+    /// Waits until `count` used entries came back, sleeping on the interrupt like a guest
+    /// driver (a completion without an interrupt would hang a real guest); returns them.
+    pub fn wait_used(&mut self, count: usize, timeout: Duration) -> Result<Vec<(u16, u32)>> {
+        let start = Instant::now();
+        let mut used = Vec::new();
+        while used.len() < count {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() || !self.wait_interrupt(left)? {
+                let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+                return Err(DevPathError::Timeout {
+                    queue: self.index,
+                    got: used.len(),
+                    want: count,
+                    waited: start.elapsed(),
+                    late: self.driver.take_used()?,
+                    detail: format!("queue faults: {faults:?}"),
+                });
+            }
+            used.extend(self.reap()?);
+        }
+        Ok(used)
+    }
+
+    /// Reads the status byte the device wrote at `status`.
+    pub fn status(&self, status: GuestAddress) -> Result<u8> {
+        Ok(self.mem.read_obj(status)?)
+    }
+}
+
+/// A virtio-blk device, its queues on a [`ReactorSet`], and the guest side of each queue.
+pub struct BlockRig {
+    mem: GuestMemory,
+    device: BlockDevice,
+    reactors: ReactorSet,
+    queues: Vec<GuestQueue>,
+    attached: Vec<AttachedQueue>,
+    faults: Arc<Mutex<Vec<String>>>,
+}
+
+impl BlockRig {
+    /// Opens the disk, starts one reactor per entry of `reactor_cores` (`None`: not
+    /// pinned), lays out `config.queues` queues of `queue_size` entries in fresh guest
+    /// memory and activates the device with every feature it offers.
+    pub fn new(
+        config: BlockConfig,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+    ) -> Result<Self> {
+        let queue_count = u64::from(config.queues);
+        let ring_stride = SplitQueueDriver::footprint(queue_size).next_multiple_of(4096);
+        if RING_BASE + queue_count * ring_stride > SCRATCH_BASE {
+            return Err(DevPathError::QueueSize(queue_size));
+        }
+        let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
+        let mem = memory::allocate(mem_bytes)?;
+        let mut device = BlockDevice::new(config)?;
+        let reactors = ReactorSet::start(reactor_cores)?;
+        let faults = Arc::new(Mutex::new(Vec::new()));
+        let mut device_queues = Vec::new();
+        let mut queues = Vec::new();
+        for index in 0..device.num_queues() {
+            let i = u64::from(index);
+            let base = GuestAddress(RING_BASE + i * ring_stride);
+            let driver = SplitQueueDriver::new(mem.clone(), base, queue_size)?;
+            let mut queue =
+                Queue::new(queue_size).map_err(|_| DevPathError::QueueSize(queue_size))?;
+            driver.configure(&mut queue);
+            device_queues.push((index, queue));
+            queues.push(GuestQueue {
+                index: usize::from(index),
+                mem: mem.clone(),
+                driver,
+                kick: EventFd::new(EFD_NONBLOCK).map_err(DevPathError::Kick)?,
+                interrupt: IrqEvent::new()?,
+                scratch: GuestAddress(SCRATCH_BASE + i * SCRATCH_PER_QUEUE),
+                next_scratch: 0,
+                faults: faults.clone(),
+            });
+        }
+        let features = device.offered_features();
+        let workers = device.activate(mem.clone(), features, device_queues)?;
+        let mut rig = Self {
+            mem,
+            device,
+            reactors,
+            queues,
+            attached: Vec::new(),
+            faults,
+        };
+        for (index, worker) in workers {
+            let queue = rig.queue(usize::from(index))?;
+            let kick = queue.kick.try_clone().map_err(DevPathError::Kick)?;
+            let interrupt = queue.interrupt.try_clone()?;
+            let faults = rig.faults.clone();
+            let name = format!("blk/q{index}");
+            let fault_name = name.clone();
+            let attached = rig.reactors.attach(QueueBinding {
+                name,
+                worker,
+                kick,
+                interrupt,
+                on_fault: Box::new(move |fault| {
+                    faults
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(format!("{fault_name}: {fault}"));
+                }),
+            })?;
+            rig.attached.push(attached);
+        }
+        Ok(rig)
+    }
+
+    pub fn mem(&self) -> &GuestMemory {
+        &self.mem
+    }
+
+    pub fn device(&self) -> &BlockDevice {
+        &self.device
+    }
+
+    /// The guest side of queue `index`.
+    pub fn queue(&mut self, index: usize) -> Result<&mut GuestQueue> {
+        let queues = self.queues.len();
+        self.queues.get_mut(index).ok_or(DevPathError::NoQueue {
+            queue: index,
+            queues,
+        })
+    }
+
+    /// Every queue, to drive them from several threads at once.
+    pub fn queues_mut(&mut self) -> &mut [GuestQueue] {
+        &mut self.queues
+    }
+
+    /// Every queue, and the reactors to read statistics from while threads drive them.
+    pub fn split_mut(&mut self) -> (&mut [GuestQueue], &ReactorSet) {
+        (&mut self.queues, &self.reactors)
+    }
+
+    /// A copy of every reactor's counters and histograms.
+    pub fn stats(&self) -> Vec<ReactorStats> {
+        self.reactors.stats()
+    }
+
+    /// The queue faults the reactors reported so far.
+    pub fn faults(&self) -> Vec<String> {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Posts a request with header and status from scratch memory; returns the status
+    /// address.
+    pub fn post(
+        &mut self,
+        queue: usize,
+        kind: u32,
+        sector: u64,
+        data: &[Buffer],
+    ) -> Result<GuestAddress> {
+        Ok(self.queue(queue)?.post(kind, sector, data)?.status)
+    }
+
+    pub fn kick(&mut self, queue: usize) -> Result<()> {
+        self.queue(queue)?.kick()
+    }
+
+    /// Waits up to [`DEFAULT_WAIT`] for `count` completions on `queue`; on timeout the
+    /// error carries the reactors' counters.
+    pub fn wait_used(&mut self, queue: usize, count: usize) -> Result<Vec<(u16, u32)>> {
+        match self.queue(queue)?.wait_used(count, DEFAULT_WAIT) {
+            Err(DevPathError::Timeout {
+                queue,
+                got,
+                want,
+                waited,
+                late,
+                detail,
+            }) => {
+                let counters: Vec<_> = self
+                    .stats()
+                    .iter()
+                    .flat_map(|r| r.queues.iter())
+                    .map(|q| (q.requests, q.ops, q.irqs_sent, q.irqs_suppressed))
+                    .collect();
+                Err(DevPathError::Timeout {
+                    queue,
+                    got,
+                    want,
+                    waited,
+                    late,
+                    detail: format!(
+                        "{detail}; (requests, ops, irqs sent, irqs suppressed): {counters:?}"
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Posts one request, kicks, waits for it and frees the queue's scratch memory.
+    pub fn roundtrip(
+        &mut self,
+        queue: usize,
+        kind: u32,
+        sector: u64,
+        data: &[Buffer],
+    ) -> Result<Completion> {
+        let status = self.post(queue, kind, sector, data)?;
+        self.kick(queue)?;
+        let used = self.wait_used(queue, 1)?;
+        let q = self.queue(queue)?;
+        q.reset_scratch();
+        Ok(Completion {
+            status: q.status(status)?,
+            used_len: used.first().map_or(0, |&(_, len)| len),
+        })
+    }
+
+    /// Writes `bytes` at `sector` in one data buffer.
+    pub fn write(&mut self, queue: usize, sector: u64, bytes: &[u8]) -> Result<Completion> {
+        let len = u32::try_from(bytes.len()).map_err(|_| DevPathError::ScratchExhausted {
+            queue,
+            want: bytes.len() as u64,
+        })?;
+        let buf = self.queue(queue)?.alloc(u64::from(len))?;
+        self.mem.write_slice(bytes, buf)?;
+        self.roundtrip(
+            queue,
+            VIRTIO_BLK_T_OUT,
+            sector,
+            &[Buffer::readable(buf, len)],
+        )
+    }
+
+    /// Reads `len` bytes at `sector` into one data buffer; returns what came back.
+    pub fn read(&mut self, queue: usize, sector: u64, len: u32) -> Result<(Completion, Vec<u8>)> {
+        let buf = self.queue(queue)?.alloc(u64::from(len))?;
+        let completion = self.roundtrip(
+            queue,
+            VIRTIO_BLK_T_IN,
+            sector,
+            &[Buffer::writable(buf, len)],
+        )?;
+        let mut data = vec![0; len as usize];
+        self.mem.read_slice(&mut data, buf)?;
+        Ok((completion, data))
+    }
+
+    /// Takes every queue back from the reactors (each returns once nothing of it is in
+    /// flight) and resets the device.
+    pub fn shutdown(mut self) -> Result<()> {
+        for attached in self.attached.drain(..) {
+            self.reactors.detach(attached)?;
+        }
+        self.device.reset();
+        Ok(())
+    }
+}
