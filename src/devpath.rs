@@ -297,6 +297,16 @@ impl BlockRig {
         reactor_cores: &[Option<usize>],
         queue_size: u16,
     ) -> Result<Self> {
+        Self::with_polling(config, reactor_cores, queue_size, None)
+    }
+
+    /// As [`new`](Self::new), with the reactors' adaptive polling budget (`--poll-us`).
+    pub fn with_polling(
+        config: BlockConfig,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        poll: Option<std::time::Duration>,
+    ) -> Result<Self> {
         let queue_count = u64::from(config.queues);
         let ring_stride = SplitQueueDriver::footprint(queue_size).next_multiple_of(4096);
         if RING_BASE + queue_count * ring_stride > SCRATCH_BASE {
@@ -305,7 +315,7 @@ impl BlockRig {
         let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
         let mem = memory::allocate(mem_bytes)?;
         let mut device = BlockDevice::new(config)?;
-        let reactors = ReactorSet::start(reactor_cores)?;
+        let reactors = ReactorSet::start_with_polling(reactor_cores, poll)?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();
         let mut queues = Vec::new();

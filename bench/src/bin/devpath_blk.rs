@@ -42,6 +42,9 @@ struct Args {
     /// Virtqueue size.
     #[arg(long, default_value_t = 256)]
     queue_size: u16,
+    /// Reactor adaptive polling in microseconds, as ringvisor's --poll-us (0: off).
+    #[arg(long, default_value_t = 0)]
+    poll_us: u64,
     /// Offset PRNG seed (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -120,6 +123,7 @@ fn run(args: Args) -> Result<(), String> {
                 warmup,
                 run,
                 seed,
+                poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
             })
             .map_err(|e| format!("{} with {reactors} reactors: {e}", job.name))?;
             let fio = if args.no_fio {

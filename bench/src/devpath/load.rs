@@ -33,6 +33,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     pub run: Duration,
     pub seed: u64,
+    /// The reactors' adaptive polling budget; `None`: they sleep when idle.
+    pub poll: Option<Duration>,
 }
 
 /// What the reactors did during the measured window (counters of the window only).
@@ -143,8 +145,13 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
         queues,
         serial: None,
     };
-    let mut rig = BlockRig::new(block, &vec![None; config.reactors], config.queue_size)
-        .map_err(|e| e.to_string())?;
+    let mut rig = BlockRig::with_polling(
+        block,
+        &vec![None; config.reactors],
+        config.queue_size,
+        config.poll,
+    )
+    .map_err(|e| e.to_string())?;
     if !rig.device().direct() {
         return Err(format!(
             "{}: the filesystem refuses O_DIRECT; the page cache would serve the reads",
