@@ -8,20 +8,8 @@
 # Prints one Markdown table row per VMM and run and writes the console logs and the
 # table to target/bench/boot-compare/.
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=$REPO/target/bench/boot-compare
-runs=1
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) runs=${2:?--runs needs a count}; shift 2 ;;
-    *) sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-  esac
-done
-case $runs in '' | *[!0-9]* | 0) echo "boot-compare: --runs wants a positive count" >&2; exit 2 ;; esac
-
-bash "$REPO/tests/lab/lab.sh" deps
-cargo build --release --manifest-path "$REPO/Cargo.toml" --bin ringvisor
-mkdir -p "$OUT"
+. "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
+lab_bench_setup boot-compare 2,9 "$@"
 table=$OUT/summary.md
 {
   echo "| run | vmm | L2 boot-to-init (s) | VMM wall (ms) | VMM peak RSS (MiB) | exit |"
@@ -30,7 +18,7 @@ table=$OUT/summary.md
 for run in $(seq 1 "$runs"); do
   log=$OUT/run-$run.log
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/boot-compare.sh" \
-    --vmm "$REPO/target/release/ringvisor" --timeout 600 >"$log"
+    --vmm "$VMM" --timeout 600 >"$log"
   # "L1: begin vmm=X" opens each VMM's section; its guest's uptime line follows it.
   awk -v run="$run" '
     /^L1: begin vmm=/ { split($3, a, "="); vmm = a[2] }

@@ -11,20 +11,8 @@
 # A ratio within one run is what this measures; the nested lab is far too slow and noisy
 # for absolute figures. Writes target/bench/fio-compare/{run-N.log,summary.md}.
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=$REPO/target/bench/fio-compare
-runs=1
-while [ $# -gt 0 ]; do
-  case $1 in
-    --runs) runs=${2:?--runs needs a count}; shift 2 ;;
-    *) sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
-  esac
-done
-case $runs in '' | *[!0-9]* | 0) echo "fio-compare: --runs wants a positive count" >&2; exit 2 ;; esac
-
-bash "$REPO/tests/lab/lab.sh" deps
-cargo build --release --manifest-path "$REPO/Cargo.toml" --bin ringvisor
-mkdir -p "$OUT"
+. "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
+lab_bench_setup fio-compare 2,13 "$@"
 table=$OUT/summary.md
 {
   echo "| run | vmm | job | IOPS | p50 µs | p99 µs | p99.9 µs |"
@@ -36,7 +24,7 @@ for run in $(seq 1 "$runs"); do
   # A run whose L1 or L2 died (the nested lab under TCG does, now and then, under both
   # VMMs) still reports the jobs that finished; the summary says which VMMs exited badly.
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/fio-compare.sh" \
-    --vmm "$REPO/target/release/ringvisor" --timeout 590 >"$log" 2>&1 || failed=1
+    --vmm "$VMM" --timeout 590 >"$log" 2>&1 || failed=1
   awk -v run="$run" '
     /^L1: begin vmm=/ { split($3, a, "="); vmm = a[2] }
     /^L2: fio [^ ]+ iops=/ {
