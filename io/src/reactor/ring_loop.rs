@@ -80,6 +80,9 @@ pub(crate) struct RingLoop {
     /// SQEs pushed since the last io_uring_enter.
     unsubmitted: usize,
     stopping: bool,
+    /// Reused lists (queue keys to drain, reaped CQEs) so a pass allocates nothing.
+    scratch_keys: Vec<usize>,
+    scratch_completions: Vec<(u64, i32)>,
     enters: u64,
     sqes_submitted: u64,
     sqes_per_enter: hdrhistogram::Histogram<u64>,
@@ -109,6 +112,8 @@ impl RingLoop {
             batch: IoBatch::new(),
             unsubmitted: 0,
             stopping: false,
+            scratch_keys: Vec::new(),
+            scratch_completions: Vec::new(),
             enters: 0,
             sqes_submitted: 0,
             sqes_per_enter: stats.sqes_per_enter,
@@ -281,17 +286,21 @@ impl RingLoop {
     }
 
     fn drain_ready_queues(&mut self) {
-        let ready: Vec<usize> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| q.ready && !q.faulted && q.detach_reply.is_none())
-            .map(|(key, _)| key)
-            .collect();
-        for key in ready {
+        // Scratch lists live in the loop: the hot path allocates nothing per pass.
+        let mut ready = std::mem::take(&mut self.scratch_keys);
+        ready.clear();
+        ready.extend(
+            self.queues
+                .iter()
+                .filter(|(_, q)| q.ready && !q.faulted && q.detach_reply.is_none())
+                .map(|(key, _)| key),
+        );
+        for &key in &ready {
             if let Err(fault) = self.drain_queue(key) {
                 self.fault(key, &fault);
             }
         }
+        self.scratch_keys = ready;
     }
 
     fn drain_queue(&mut self, key: usize) -> Result<(), QueueFault> {
@@ -327,8 +336,7 @@ impl RingLoop {
                     .kick_to_submit_ns
                     .record_n(waited.max(1), batch.len() as u64);
             }
-            let ops: Vec<(u64, IoOp)> = batch.drain().collect();
-            for (tag, op) in ops {
+            for (tag, op) in batch.drain() {
                 self.submit_op(key, tag, op, now);
             }
             if popped == 0 && self.poll.is_some() {
@@ -472,12 +480,14 @@ impl RingLoop {
 
     fn reap(&mut self) {
         let now = Instant::now();
-        let completions: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|cqe| (cqe.user_data(), cqe.result()))
-            .collect();
-        for (data, result) in completions {
+        let mut completions = std::mem::take(&mut self.scratch_completions);
+        completions.clear();
+        completions.extend(
+            self.ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result())),
+        );
+        for &(data, result) in &completions {
             let key = (data & KEY_MASK) as usize;
             match data >> KIND_SHIFT {
                 KIND_OP => {
@@ -506,6 +516,7 @@ impl RingLoop {
                 _ => {} // cancellation results: the cancelled read reports itself
             }
         }
+        self.scratch_completions = completions;
     }
 
     fn kicked(&mut self, key: usize, result: i32, now: Instant) {
