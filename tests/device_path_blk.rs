@@ -264,3 +264,63 @@ fn four_queues_on_two_reactors_run_concurrently() {
     }
     rig.shutdown().unwrap();
 }
+
+/// A loop device over a temporary file, detached on drop.
+struct LoopDevice(PathBuf);
+
+impl LoopDevice {
+    /// Attaches `file`; `None` where this machine cannot (not root, no loop driver).
+    fn attach(file: &std::path::Path) -> Option<Self> {
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        Some(Self(PathBuf::from(path)))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_block_device_backs_a_disk() {
+    let file = TempDisk::new("loop", DISK_BYTES);
+    let Some(device) = LoopDevice::attach(&file.0) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with loop devices: losetup must work there"
+        );
+        eprintln!("SKIPPED: cannot attach a loop device here (needs root and the loop driver)");
+        return;
+    };
+    let mut config = config(&file, 1);
+    config.path = device.0.clone();
+    let mut rig = rig(config, 1);
+    // Capacity comes from BLKGETSIZE64, not from the (zero) size of the device node.
+    assert_eq!(rig.device().capacity_sectors(), DISK_BYTES / 512);
+
+    let data = pattern(42, 64 << 10);
+    assert_eq!(write_pattern(&mut rig, 0, 2048, &data).0, S_OK);
+    assert_eq!(roundtrip(&mut rig, 0, T_FLUSH, 0, &[]).0, S_OK);
+    assert_eq!(read(&mut rig, 0, 2048, data.len()), (S_OK, data.clone()));
+    // Past the end of the device is refused like past the end of a file.
+    assert_eq!(read(&mut rig, 0, DISK_BYTES / 512, 512).0, S_IOERR);
+    rig.shutdown().unwrap();
+    drop(device);
+    assert_eq!(
+        file.read_at(2048 * 512, data.len()),
+        data,
+        "the bytes reached the file"
+    );
+}
