@@ -409,8 +409,10 @@ cmd_boot() {
   if has_hardware_kvm; then
     l2=$(find_kernel l2)
     log "boot: hardware virtualization found: ringvisor runs the guest on /dev/kvm"
+    # A scratch disk for the guest (/dev/vda), kept between boots.
+    [ -e "$CACHE/demo-disk.img" ] || truncate -s 256M "$CACHE/demo-disk.img"
     exec "$vmm" run --kernel "/boot/vmlinuz-$l2" --initramfs "$CACHE/l2-initramfs.cpio.gz" \
-      --cpus 2 --memory 1G --cmdline "$cmdline"
+      --cpus 2 --memory 1G --disk "path=$CACHE/demo-disk.img,queues=2" --cmdline "$cmdline"
   fi
   log "boot: no hardware virtualization on this host: booting through the nested lab" \
     "(ringvisor inside an L1 machine with emulated AMD-V; expect it to be slow)"
