@@ -67,6 +67,20 @@ impl Write for SharedSink {
     }
 }
 
+/// vCPU 0 in real mode with CS at 0, about to run the program at `CODE`.
+fn real_mode_vcpu(vm: &KvmVm) -> ringvisor::kvm::Vcpu {
+    let vcpu = vm.create_vcpu(0, 1).unwrap();
+    let mut sregs = vcpu.fd().get_sregs().unwrap();
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.fd().set_sregs(&sregs).unwrap();
+    let mut regs = vcpu.fd().get_regs().unwrap();
+    regs.rip = CODE;
+    regs.rflags = 2;
+    vcpu.fd().set_regs(&regs).unwrap();
+    vcpu
+}
+
 fn open_vm() -> Option<KvmVm> {
     match KvmVm::create() {
         Ok(vm) => Some(vm),
@@ -105,15 +119,7 @@ fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
         PciConfigIo::new(root),
     );
 
-    let vcpu = vm.create_vcpu(0, 1).unwrap();
-    let mut sregs = vcpu.fd().get_sregs().unwrap();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    vcpu.fd().set_sregs(&sregs).unwrap();
-    let mut regs = vcpu.fd().get_regs().unwrap();
-    regs.rip = CODE;
-    regs.rflags = 2;
-    vcpu.fd().set_regs(&regs).unwrap();
+    let vcpu = real_mode_vcpu(&vm);
 
     let mmio = MmioBus::new();
     let (done, stopped) = mpsc::channel();
@@ -283,15 +289,7 @@ fn virtio_pci_bar_is_served_by_the_mmio_bus_and_its_doorbell_by_an_ioeventfd() {
         SerialPort::new(serial_irq, Box::new(SharedSink::default()) as ConsoleSink),
         PciConfigIo::new(root),
     );
-    let vcpu = vm.create_vcpu(0, 1).unwrap();
-    let mut sregs = vcpu.fd().get_sregs().unwrap();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    vcpu.fd().set_sregs(&sregs).unwrap();
-    let mut regs = vcpu.fd().get_regs().unwrap();
-    regs.rip = CODE;
-    regs.rflags = 2;
-    vcpu.fd().set_regs(&regs).unwrap();
+    let vcpu = real_mode_vcpu(&vm);
 
     let (done, stopped) = mpsc::channel();
     let vcpu_mmio = Arc::clone(&mmio);
