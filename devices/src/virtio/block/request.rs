@@ -198,66 +198,13 @@ fn parse_typed(
 ) -> Result<Outcome, Refusal> {
     // The caller found a status byte and a whole header.
     let writable_data = layout.writable_len().saturating_sub(1);
-    let readable_data = layout.readable_len().saturating_sub(HEADER_LEN);
     match request_type {
-        VIRTIO_BLK_T_IN => {
-            let kind = RequestKind::Read;
-            let fail = |e| (kind, e);
-            if readable_data != 0 {
-                return Err(fail(RequestError::WrongDirection));
-            }
-            let offset = check_transfer(disk, sector, writable_data).map_err(fail)?;
-            let data_len = u32::try_from(writable_data)
-                .map_err(|_| fail(RequestError::TooLarge(writable_data)))?;
-            if data_len == 0 {
-                return Ok(Outcome::ok(kind, status, 1));
-            }
-            let iovecs =
-                iovecs(mem, &layout.writable, 0, writable_data, disk.direct).map_err(fail)?;
-            Ok(Outcome::Submit {
-                op: IoOp::Read {
-                    fd: disk.fd,
-                    offset,
-                    iovecs,
-                },
-                kind,
-                status,
-                data_len,
-            })
-        }
+        VIRTIO_BLK_T_IN => parse_transfer(mem, layout, disk, RequestKind::Read, sector, status),
         VIRTIO_BLK_T_OUT => {
-            let kind = RequestKind::Write;
-            let fail = |e| (kind, e);
             if disk.read_only {
-                return Err(fail(RequestError::ReadOnly));
+                return Err((RequestKind::Write, RequestError::ReadOnly));
             }
-            if writable_data != 0 {
-                return Err(fail(RequestError::WrongDirection));
-            }
-            let offset = check_transfer(disk, sector, readable_data).map_err(fail)?;
-            let data_len = u32::try_from(readable_data)
-                .map_err(|_| fail(RequestError::TooLarge(readable_data)))?;
-            if data_len == 0 {
-                return Ok(Outcome::ok(kind, status, 1));
-            }
-            let iovecs = iovecs(
-                mem,
-                &layout.readable,
-                HEADER_LEN,
-                readable_data,
-                disk.direct,
-            )
-            .map_err(fail)?;
-            Ok(Outcome::Submit {
-                op: IoOp::Write {
-                    fd: disk.fd,
-                    offset,
-                    iovecs,
-                },
-                kind,
-                status,
-                data_len,
-            })
+            parse_transfer(mem, layout, disk, RequestKind::Write, sector, status)
         }
         VIRTIO_BLK_T_FLUSH => {
             // Nothing can be dirty on a read-only disk.
@@ -288,6 +235,49 @@ fn parse_typed(
         ),
         other => Err((RequestKind::Other, RequestError::UnsupportedType(other))),
     }
+}
+
+/// IN (`kind` Read: data in the writable buffers) or OUT (Write: data in the readable
+/// buffers after the header) as one zero-copy op over guest RAM.
+fn parse_transfer(
+    mem: &GuestMemory,
+    layout: &ChainLayout,
+    disk: &Disk,
+    kind: RequestKind,
+    sector: u64,
+    status: GuestAddress,
+) -> Result<Outcome, Refusal> {
+    let fail = |e| (kind, e);
+    let writable_data = layout.writable_len().saturating_sub(1);
+    let readable_data = layout.readable_len().saturating_sub(HEADER_LEN);
+    let reads = kind == RequestKind::Read;
+    // The data buffers, where they start, and the bytes in the other direction (must be 0).
+    let (segments, skip, data, wrong_way) = if reads {
+        (&layout.writable, 0, writable_data, readable_data)
+    } else {
+        (&layout.readable, HEADER_LEN, readable_data, writable_data)
+    };
+    if wrong_way != 0 {
+        return Err(fail(RequestError::WrongDirection));
+    }
+    let offset = check_transfer(disk, sector, data).map_err(fail)?;
+    let data_len = u32::try_from(data).map_err(|_| fail(RequestError::TooLarge(data)))?;
+    if data_len == 0 {
+        return Ok(Outcome::ok(kind, status, 1));
+    }
+    let iovecs = iovecs(mem, segments, skip, data, disk.direct).map_err(fail)?;
+    let fd = disk.fd;
+    let op = if reads {
+        IoOp::Read { fd, offset, iovecs }
+    } else {
+        IoOp::Write { fd, offset, iovecs }
+    };
+    Ok(Outcome::Submit {
+        op,
+        kind,
+        status,
+        data_len,
+    })
 }
 
 /// Checks a read/write of `len` bytes at `sector`; returns its byte offset.
