@@ -25,9 +25,9 @@ const DISCARD_SEGMENT_LEN: u64 = 16;
 /// short, so it is refused up front. Linux guests stay far below (SEG_MAX * SIZE_MAX).
 const MAX_TRANSFER: u64 = 0x7fff_f000;
 
-const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
-const STATUS_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
-const STATUS_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+pub(super) const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
+pub(super) const STATUS_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+pub(super) const STATUS_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
 
 /// What the request parser needs to know about the disk behind the queue.
 #[derive(Debug, Clone)]
