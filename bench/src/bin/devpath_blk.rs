@@ -45,6 +45,10 @@ struct Args {
     /// Reactor adaptive polling in microseconds, as ringvisor's --poll-us (0: off).
     #[arg(long, default_value_t = 0)]
     poll_us: u64,
+    /// The synthetic driver spins on the used ring and asks for no interrupts (a guest's
+    /// polled queue, Linux virtio_blk poll_queues + io_poll) instead of sleeping on them.
+    #[arg(long)]
+    driver_poll: bool,
     /// Offset PRNG seed (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -124,6 +128,7 @@ fn run(args: Args) -> Result<(), String> {
                 run,
                 seed,
                 poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
+                driver_poll: args.driver_poll,
             })
             .map_err(|e| format!("{} with {reactors} reactors: {e}", job.name))?;
             let fio = if args.no_fio {
@@ -162,6 +167,8 @@ fn run(args: Args) -> Result<(), String> {
         "seconds": run.as_secs_f64(),
         "warmup_seconds": warmup.as_secs_f64(),
         "queue_size": args.queue_size,
+        "reactor_poll_us": args.poll_us,
+        "driver_poll": args.driver_poll,
         "seed": seed,
         "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": rows.iter().map(Row::json).collect::<Vec<_>>(),

@@ -35,6 +35,9 @@ pub struct LoadConfig {
     pub seed: u64,
     /// The reactors' adaptive polling budget; `None`: they sleep when idle.
     pub poll: Option<Duration>,
+    /// The driver spins on the used ring and asks for no interrupts (a guest's polled
+    /// queue) instead of sleeping on the interrupt eventfd.
+    pub driver_poll: bool,
 }
 
 /// What the reactors did during the measured window (counters of the window only).
@@ -175,7 +178,12 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                     job.block_size,
                     config.seed ^ index as u64,
                 );
-                scope.spawn(move || drive(queue, job, offsets, measure_from, measure_to))
+                let window = Window {
+                    from: measure_from,
+                    to: measure_to,
+                    poll: config.driver_poll,
+                };
+                scope.spawn(move || drive(queue, job, offsets, window))
             })
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
@@ -213,15 +221,24 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
     })
 }
 
+/// When a driver measures, and how it learns of completions.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Instant,
+    to: Instant,
+    /// Spin on the used ring (no interrupts) instead of sleeping on the interrupt.
+    poll: bool,
+}
+
 /// Keeps `job.depth` reads in flight on one queue until `to`, then lets them drain.
 /// Counts the requests posted at or after `from` and seen complete by `to`.
 fn drive(
     queue: &mut GuestQueue,
     job: Job,
     mut offsets: Offsets,
-    from: Instant,
-    to: Instant,
+    window: Window,
 ) -> Result<QueueResult, String> {
+    let Window { from, to, poll } = window;
     let err = |e: ringvisor::devpath::DevPathError| e.to_string();
     let now = Instant::now();
     let mut slots = Vec::with_capacity(job.depth);
@@ -253,14 +270,23 @@ fn drive(
                 by_head[usize::from(head)] = index;
                 in_flight += 1;
             }
-            queue.kick().map_err(err)?;
+            if poll {
+                queue.kick_polled().map_err(err)?;
+            } else {
+                queue.kick().map_err(err)?;
+            }
         }
         if in_flight == 0 {
             return Ok(result);
         }
-        if !queue.wait_interrupt(STALL).map_err(err)? {
+        let completed = if poll {
+            queue.poll_used(STALL).map_err(err)?
+        } else {
+            queue.wait_interrupt(STALL).map_err(err)?
+        };
+        if !completed {
             return Err(format!(
-                "no interrupt for {STALL:?} with {in_flight} requests in flight"
+                "no completion for {STALL:?} with {in_flight} requests in flight"
             ));
         }
         let used = queue.reap().map_err(err)?;
