@@ -8,14 +8,34 @@
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 
-use super::request::RequestError;
-use super::{QUEUE_MAX_SIZE, SECTOR_SHIFT};
 use crate::virtio::GuestMemory;
 
 /// Bytes in one split-ring descriptor.
 const DESCRIPTOR_LEN: u64 = 16;
-/// Alignment O_DIRECT needs of every buffer address and length (the exposed block size).
-const DIRECT_ALIGN: u64 = 1 << SECTOR_SHIFT;
+/// The longest chain accepted: the largest queue any ringvisor device offers. A chain can
+/// never legitimately be longer than its queue (spec 2.7.5.2), indirect or not.
+pub(crate) const MAX_CHAIN_DESCRIPTORS: usize = 256;
+/// Alignment O_DIRECT needs of every buffer address and length (512-byte logical blocks).
+const DIRECT_ALIGN: u64 = 512;
+
+/// Why a chain, or a buffer in it, cannot be used. Every value comes from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChainError {
+    #[error("descriptor index {0} is outside its table")]
+    DescriptorIndex(u16),
+    #[error("descriptor at {0:#x} is not in guest memory")]
+    DescriptorUnreadable(u64),
+    #[error("indirect descriptor is not the only head of its chain, or its table is malformed")]
+    BadIndirect,
+    #[error("chain has more than {MAX_CHAIN_DESCRIPTORS} descriptors or loops")]
+    ChainTooLong,
+    #[error("device-readable descriptor after a device-writable one")]
+    ReadableAfterWritable,
+    #[error("a buffer is not in guest memory")]
+    BufferOutOfRange,
+    #[error("buffer not 512-byte aligned for O_DIRECT")]
+    UnalignedDirect,
+}
 
 /// One guest-physical buffer of a chain, as the driver gave it (it may wrap around the
 /// address space: such a buffer is never in guest memory and fails every access).
@@ -73,8 +93,8 @@ impl ChainLayout {
         }
     }
 
-    /// The status byte: the last byte of the device-writable part, when it is in RAM.
-    pub fn status_byte(&self, mem: &GuestMemory) -> Option<GuestAddress> {
+    /// The last byte of the device-writable part, when it is in RAM (virtio-blk's status).
+    pub fn last_writable_byte(&self, mem: &GuestMemory) -> Option<GuestAddress> {
         let last = self.writable_len.checked_sub(1)?;
         let addr = pieces(&self.writable, last, 1).next()?.addr;
         mem.address_in_range(addr).then_some(addr)
@@ -90,7 +110,7 @@ pub(crate) fn walk_chain(
     queue_size: u16,
     head: u16,
     layout: &mut ChainLayout,
-) -> Result<(), RequestError> {
+) -> Result<(), ChainError> {
     layout.clear();
     let mut table = table;
     let mut table_len = queue_size;
@@ -99,20 +119,19 @@ pub(crate) fn walk_chain(
     let mut seen = 0usize;
     loop {
         if index >= table_len {
-            return Err(RequestError::DescriptorIndex(index));
+            return Err(ChainError::DescriptorIndex(index));
         }
         seen += 1;
-        // A chain can never legitimately be longer than the largest queue (spec 2.7.5.2),
-        // indirect or not; this bound also ends any loop.
-        if seen > usize::from(QUEUE_MAX_SIZE) {
-            return Err(RequestError::ChainTooLong);
+        // The length bound also ends any loop.
+        if seen > MAX_CHAIN_DESCRIPTORS {
+            return Err(ChainError::ChainTooLong);
         }
         let addr = table
             .checked_add(u64::from(index) * DESCRIPTOR_LEN)
-            .ok_or(RequestError::DescriptorUnreadable(table.raw_value()))?;
+            .ok_or(ChainError::DescriptorUnreadable(table.raw_value()))?;
         let desc: Descriptor = mem
             .read_obj::<RawDescriptor>(addr)
-            .map_err(|_| RequestError::DescriptorUnreadable(addr.raw_value()))?
+            .map_err(|_| ChainError::DescriptorUnreadable(addr.raw_value()))?
             .into();
 
         if desc.refers_to_indirect_table() {
@@ -125,9 +144,9 @@ pub(crate) fn walk_chain(
                 || desc.len() == 0
                 || u64::from(desc.len()) & (DESCRIPTOR_LEN - 1) != 0
             {
-                return Err(RequestError::BadIndirect);
+                return Err(ChainError::BadIndirect);
             }
-            table_len = u16::try_from(entries).map_err(|_| RequestError::BadIndirect)?;
+            table_len = u16::try_from(entries).map_err(|_| ChainError::BadIndirect)?;
             table = desc.addr();
             index = 0;
             indirect = true;
@@ -138,7 +157,7 @@ pub(crate) fn walk_chain(
         let writable = desc.is_write_only();
         // Spec 2.7.4.2: every device-writable descriptor comes after the readable ones.
         if !writable && !layout.writable.is_empty() {
-            return Err(RequestError::ReadableAfterWritable);
+            return Err(ChainError::ReadableAfterWritable);
         }
         layout.push(
             Segment {
@@ -191,21 +210,19 @@ pub(crate) fn read_stream(
     segments: &[Segment],
     skip: u64,
     buf: &mut [u8],
-) -> Result<(), RequestError> {
+) -> Result<(), ChainError> {
     let mut done = 0usize;
     for piece in pieces(segments, skip, buf.len() as u64) {
         let end = done + piece.len as usize;
-        let dst = buf
-            .get_mut(done..end)
-            .ok_or(RequestError::BufferOutOfRange)?;
+        let dst = buf.get_mut(done..end).ok_or(ChainError::BufferOutOfRange)?;
         mem.read_slice(dst, piece.addr)
-            .map_err(|_| RequestError::BufferOutOfRange)?;
+            .map_err(|_| ChainError::BufferOutOfRange)?;
         done = end;
     }
     if done == buf.len() {
         Ok(())
     } else {
-        Err(RequestError::BufferOutOfRange)
+        Err(ChainError::BufferOutOfRange)
     }
 }
 
@@ -215,19 +232,19 @@ pub(crate) fn write_stream(
     segments: &[Segment],
     skip: u64,
     data: &[u8],
-) -> Result<(), RequestError> {
+) -> Result<(), ChainError> {
     let mut done = 0usize;
     for piece in pieces(segments, skip, data.len() as u64) {
         let end = done + piece.len as usize;
-        let src = data.get(done..end).ok_or(RequestError::BufferOutOfRange)?;
+        let src = data.get(done..end).ok_or(ChainError::BufferOutOfRange)?;
         mem.write_slice(src, piece.addr)
-            .map_err(|_| RequestError::BufferOutOfRange)?;
+            .map_err(|_| ChainError::BufferOutOfRange)?;
         done = end;
     }
     if done == data.len() {
         Ok(())
     } else {
-        Err(RequestError::BufferOutOfRange)
+        Err(ChainError::BufferOutOfRange)
     }
 }
 
@@ -239,16 +256,16 @@ pub(crate) fn iovecs(
     skip: u64,
     len: u64,
     direct: bool,
-) -> Result<Vec<libc::iovec>, RequestError> {
+) -> Result<Vec<libc::iovec>, ChainError> {
     let mut out = Vec::with_capacity(segments.len());
     let mut total = 0u64;
     for piece in pieces(segments, skip, len) {
         for slice in GuestMemoryBackend::get_slices(mem, piece.addr, piece.len as usize) {
-            let slice = slice.map_err(|_| RequestError::BufferOutOfRange)?;
+            let slice = slice.map_err(|_| ChainError::BufferOutOfRange)?;
             let base = slice.ptr_guard_mut().as_ptr();
             let slice_len = slice.len();
             if direct && ((base as usize as u64) | slice_len as u64) & (DIRECT_ALIGN - 1) != 0 {
-                return Err(RequestError::UnalignedDirect);
+                return Err(ChainError::UnalignedDirect);
             }
             out.push(libc::iovec {
                 iov_base: base.cast(),
@@ -260,7 +277,7 @@ pub(crate) fn iovecs(
     if total == len {
         Ok(out)
     } else {
-        Err(RequestError::BufferOutOfRange)
+        Err(ChainError::BufferOutOfRange)
     }
 }
 
@@ -303,11 +320,11 @@ mod tests {
         assert_eq!(v[0].iov_len + v[1].iov_len, 0x2000);
         assert_eq!(
             iovecs(&mem, &[seg(0x1f000, 0x2000)], 0, 0x2000, false).unwrap_err(),
-            RequestError::BufferOutOfRange
+            ChainError::BufferOutOfRange
         );
         assert_eq!(
             iovecs(&mem, &[seg(0x1001, 0x200)], 0, 0x200, true).unwrap_err(),
-            RequestError::UnalignedDirect
+            ChainError::UnalignedDirect
         );
     }
 
@@ -326,12 +343,12 @@ mod tests {
         store(&mem, 0, 1, Descriptor::new(0x2000, 16, next, 0));
         assert_eq!(
             walk_chain(&mem, GuestAddress(0), 4, 0, &mut layout),
-            Err(RequestError::ChainTooLong)
+            Err(ChainError::ChainTooLong)
         );
         store(&mem, 0, 1, Descriptor::new(0x2000, 16, next, 4));
         assert_eq!(
             walk_chain(&mem, GuestAddress(0), 4, 0, &mut layout),
-            Err(RequestError::DescriptorIndex(4))
+            Err(ChainError::DescriptorIndex(4))
         );
         // An indirect table of 2 entries, the second writable.
         store(
@@ -350,7 +367,7 @@ mod tests {
         assert_eq!(walk_chain(&mem, GuestAddress(0), 4, 2, &mut layout), Ok(()));
         assert_eq!(layout.readable, vec![seg(0x1000, 16)]);
         assert_eq!(layout.writable, vec![seg(0x2000, 8)]);
-        assert_eq!(layout.status_byte(&mem), Some(GuestAddress(0x2007)));
+        assert_eq!(layout.last_writable_byte(&mem), Some(GuestAddress(0x2007)));
         // A table whose length is not a whole number of descriptors.
         store(
             &mem,
@@ -360,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             walk_chain(&mem, GuestAddress(0), 4, 2, &mut layout),
-            Err(RequestError::BadIndirect)
+            Err(ChainError::BadIndirect)
         );
         // A table outside guest memory.
         store(
@@ -371,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             walk_chain(&mem, GuestAddress(0), 4, 2, &mut layout),
-            Err(RequestError::DescriptorUnreadable(0x20000))
+            Err(ChainError::DescriptorUnreadable(0x20000))
         );
     }
 }

@@ -2,6 +2,8 @@
 //! the transport itself.
 
 pub mod block;
+mod chain;
+mod queue_ring;
 
 use ringvisor_io::QueueWorker;
 use virtio_queue::Queue;

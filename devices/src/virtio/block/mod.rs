@@ -4,7 +4,6 @@
 //! activation. Activation hands one [`BlockQueueWorker`] per queue to the reactors, which
 //! turn requests into io_uring reads, writes, fdatasyncs and fallocates on the shared fd.
 
-mod chain;
 mod request;
 mod worker;
 

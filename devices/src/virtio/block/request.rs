@@ -12,8 +12,8 @@ use virtio_bindings::virtio_blk::{
 };
 use vm_memory::GuestAddress;
 
-use super::chain::{iovecs, read_stream, write_stream, ChainLayout};
-use super::{MAX_DISCARD_SECTORS, MAX_WRITE_ZEROES_SECTORS, QUEUE_MAX_SIZE, SECTOR_SHIFT};
+use super::{MAX_DISCARD_SECTORS, MAX_WRITE_ZEROES_SECTORS, SECTOR_SHIFT};
+use crate::virtio::chain::{iovecs, read_stream, write_stream, ChainError, ChainLayout};
 use crate::virtio::GuestMemory;
 
 /// `struct virtio_blk_outhdr`: type, reserved (ioprio), sector.
@@ -46,22 +46,12 @@ pub(crate) struct Disk {
 /// learns the status byte, nothing more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RequestError {
-    #[error("descriptor index {0} is outside its table")]
-    DescriptorIndex(u16),
-    #[error("descriptor at {0:#x} is not in guest memory")]
-    DescriptorUnreadable(u64),
-    #[error("indirect descriptor is not the only head of its chain, or its table is malformed")]
-    BadIndirect,
-    #[error("chain has more than {QUEUE_MAX_SIZE} descriptors or loops")]
-    ChainTooLong,
-    #[error("device-readable descriptor after a device-writable one")]
-    ReadableAfterWritable,
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     #[error("no device-writable byte for the status, or it is not in guest memory")]
     NoStatus,
     #[error("request header shorter than 16 bytes")]
     HeaderTooShort,
-    #[error("a buffer is not in guest memory")]
-    BufferOutOfRange,
     #[error("buffers go the wrong direction for the request type")]
     WrongDirection,
     #[error("data length {0} is not a multiple of 512")]
@@ -72,8 +62,6 @@ pub(crate) enum RequestError {
     OutOfBounds { sector: u64, count: u64 },
     #[error("the disk is read-only")]
     ReadOnly,
-    #[error("buffer not 512-byte aligned for O_DIRECT")]
-    UnalignedDirect,
     #[error("unsupported request type {0}")]
     UnsupportedType(u32),
     #[error("discard/write-zeroes with {0} bytes of segments")]
@@ -155,13 +143,17 @@ impl Outcome {
 }
 
 /// What a chain whose walk failed turns into: IOERR in its status byte when there is one.
-pub(crate) fn malformed(mem: &GuestMemory, layout: &ChainLayout, error: RequestError) -> Outcome {
-    Outcome::refused(RequestKind::Other, layout.status_byte(mem), error)
+pub(crate) fn malformed(mem: &GuestMemory, layout: &ChainLayout, error: ChainError) -> Outcome {
+    Outcome::refused(
+        RequestKind::Other,
+        layout.last_writable_byte(mem),
+        error.into(),
+    )
 }
 
 /// Parses the request held in `layout` (a chain walked without error).
 pub(crate) fn parse(mem: &GuestMemory, layout: &ChainLayout, disk: &Disk) -> Outcome {
-    let Some(status) = layout.status_byte(mem) else {
+    let Some(status) = layout.last_writable_byte(mem) else {
         return Outcome::refused(RequestKind::Other, None, RequestError::NoStatus);
     };
     let refuse = |kind, error| Outcome::refused(kind, Some(status), error);
@@ -171,7 +163,7 @@ pub(crate) fn parse(mem: &GuestMemory, layout: &ChainLayout, disk: &Disk) -> Out
         return refuse(RequestKind::Other, RequestError::HeaderTooShort);
     }
     if let Err(e) = read_stream(mem, &layout.readable, 0, &mut header) {
-        return refuse(RequestKind::Other, e);
+        return refuse(RequestKind::Other, e.into());
     }
     let (request_type, sector) = split_header(&header);
 
@@ -223,7 +215,7 @@ fn parse_typed(
             // A buffer shorter than 20 bytes gets the start of the ID.
             let len = writable_data.min(u64::from(VIRTIO_BLK_ID_BYTES));
             let id = disk.id.get(..len as usize).unwrap_or(&disk.id);
-            write_stream(mem, &layout.writable, 0, id).map_err(|e| (kind, e))?;
+            write_stream(mem, &layout.writable, 0, id).map_err(|e| (kind, e.into()))?;
             Ok(Outcome::ok(kind, status, id.len() as u32 + 1))
         }
         VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => parse_discard(
@@ -265,7 +257,7 @@ fn parse_transfer(
     if data_len == 0 {
         return Ok(Outcome::ok(kind, status, 1));
     }
-    let iovecs = iovecs(mem, segments, skip, data, disk.direct).map_err(fail)?;
+    let iovecs = iovecs(mem, segments, skip, data, disk.direct).map_err(|e| fail(e.into()))?;
     let fd = disk.fd;
     let op = if reads {
         IoOp::Read { fd, offset, iovecs }
@@ -330,7 +322,7 @@ fn parse_discard(
         return Err(fail(RequestError::TooManySegments));
     }
     let mut raw = [0u8; DISCARD_SEGMENT_LEN as usize];
-    read_stream(mem, &layout.readable, HEADER_LEN, &mut raw).map_err(fail)?;
+    read_stream(mem, &layout.readable, HEADER_LEN, &mut raw).map_err(|e| fail(e.into()))?;
     let [s @ .., n0, n1, n2, n3, f0, f1, f2, f3] = raw;
     let sector = u64::from_le_bytes(s);
     let count = u64::from(u32::from_le_bytes([n0, n1, n2, n3]));

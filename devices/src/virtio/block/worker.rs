@@ -1,19 +1,18 @@
 //! The device side of one virtio-blk request queue, driven by a reactor.
 
-use std::fmt::Display;
 use std::fs::File;
 use std::sync::Arc;
 
 use log::{debug, warn};
 use ringvisor_io::{IoBatch, QueueFault, QueueWorker};
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
-use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 
-use super::chain::{walk_chain, ChainLayout};
 use super::request::{self, Disk, Outcome, RequestError, RequestKind};
 use super::QUEUE_MAX_SIZE;
+use crate::virtio::chain::{walk_chain, ChainError, ChainLayout};
+use crate::virtio::queue_ring::{InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// Per-queue counters. Requests are counted when popped, bytes when they complete.
@@ -59,52 +58,15 @@ struct InFlight {
     data_len: u32,
 }
 
-/// In-flight requests keyed by the tag handed to the reactor: a slot index, reused through
-/// a free list so the hot path does not allocate once the queue has warmed up.
-#[derive(Debug, Default)]
-struct InFlightTable {
-    slots: Vec<Option<InFlight>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl InFlightTable {
-    fn insert(&mut self, request: InFlight) -> u64 {
-        self.len += 1;
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
-        };
-        if let Some(slot) = self.slots.get_mut(index) {
-            *slot = Some(request);
-        }
-        index as u64
-    }
-
-    fn remove(&mut self, tag: u64) -> Option<InFlight> {
-        let index = usize::try_from(tag).ok()?;
-        let request = self.slots.get_mut(index)?.take()?;
-        self.free.push(index);
-        self.len -= 1;
-        Some(request)
-    }
-}
-
 /// Serves one request queue of a [`super::BlockDevice`].
 pub struct BlockQueueWorker {
-    index: u16,
-    queue: Queue,
-    mem: GuestMemory,
+    ring: QueueRing,
     // Keeps `disk.fd` open as long as any op of this queue may be in flight.
     _file: Arc<File>,
     disk: Disk,
-    in_flight: InFlightTable,
+    in_flight: InFlightTable<InFlight>,
     layout: ChainLayout,
     heads: Vec<u16>,
-    used_added: bool,
     stats: BlockQueueStats,
 }
 
@@ -117,46 +79,37 @@ impl BlockQueueWorker {
         disk: Disk,
     ) -> Self {
         Self {
-            index,
-            queue,
-            mem,
+            ring: QueueRing::new(index, queue, mem),
             _file: file,
             disk,
             in_flight: InFlightTable::default(),
             layout: ChainLayout::with_capacity(usize::from(QUEUE_MAX_SIZE)),
             heads: Vec::with_capacity(usize::from(QUEUE_MAX_SIZE)),
-            used_added: false,
             stats: BlockQueueStats::default(),
         }
     }
 
     /// The queue's index in its device.
     pub fn index(&self) -> u16 {
-        self.index
+        self.ring.index()
     }
 
     pub fn stats(&self) -> BlockQueueStats {
         self.stats
     }
 
-    fn fault(&self, reason: impl Display) -> QueueFault {
-        QueueFault {
-            queue: self.index,
-            reason: reason.to_string(),
-        }
-    }
-
     /// Turns the chain at `head` into ops in `batch`, or completes it at once.
     fn start_request(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
-        if head >= self.queue.size() {
-            // The used ring cannot name such a head: the driver broke the ring.
-            return Err(self.fault(format!("available ring names descriptor {head}")));
-        }
-        let table = GuestAddress(self.queue.desc_table());
-        let outcome = match walk_chain(&self.mem, table, self.queue.size(), head, &mut self.layout)
-        {
-            Ok(()) => request::parse(&self.mem, &self.layout, &self.disk),
-            Err(e) => request::malformed(&self.mem, &self.layout, e),
+        let mem = self.ring.mem();
+        let outcome = match walk_chain(
+            mem,
+            self.ring.desc_table(),
+            self.ring.size(),
+            head,
+            &mut self.layout,
+        ) {
+            Ok(()) => request::parse(mem, &self.layout, &self.disk),
+            Err(e) => request::malformed(mem, &self.layout, e),
         };
         match outcome {
             Outcome::Submit {
@@ -168,8 +121,8 @@ impl BlockQueueWorker {
                 // Every outstanding chain holds at least one descriptor, so a driver can
                 // never have more in flight than the queue size; one that reuses heads must
                 // neither grow the table without bound nor have the reactor spin on it.
-                if self.in_flight.len >= usize::from(self.queue.size()) {
-                    return Err(self.fault("more chains in flight than the queue size"));
+                if self.in_flight.len() >= usize::from(self.ring.size()) {
+                    return Err(self.ring.fault("more chains in flight than the queue size"));
                 }
                 self.stats.count(kind);
                 let tag = self.in_flight.insert(InFlight {
@@ -190,9 +143,9 @@ impl BlockQueueWorker {
             } => {
                 self.stats.count(kind);
                 if let Some(e) = error {
-                    debug!("virtio-blk queue {}: request refused: {e}", self.index);
+                    debug!("virtio-blk queue {}: request refused: {e}", self.index());
                     self.stats.refused += 1;
-                    if e == RequestError::UnalignedDirect {
+                    if e == RequestError::Chain(ChainError::UnalignedDirect) {
                         self.stats.unaligned_direct += 1;
                     }
                 }
@@ -200,42 +153,27 @@ impl BlockQueueWorker {
                     self.write_status(status, code);
                 }
                 batch.note_completed();
-                self.add_used(head, used_len)
+                self.ring.add_used(head, used_len)
             }
         }
     }
 
     fn write_status(&self, status: GuestAddress, code: u8) {
         // The parser checked the byte is in guest RAM, and RAM is never unmapped.
-        if let Err(e) = self.mem.write_obj(code, status) {
+        if let Err(e) = self.ring.mem().write_obj(code, status) {
             warn!(
                 "virtio-blk queue {}: cannot write status at {:#x}: {e}",
-                self.index, status.0
+                self.index(),
+                status.0
             );
         }
-    }
-
-    fn add_used(&mut self, head: u16, len: u32) -> Result<(), QueueFault> {
-        self.queue
-            .add_used(&self.mem, head, len)
-            .map_err(|e| self.fault(format!("cannot add a used entry: {e}")))?;
-        self.used_added = true;
-        Ok(())
     }
 }
 
 impl QueueWorker for BlockQueueWorker {
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         self.heads.clear();
-        match self.queue.iter(&self.mem) {
-            Ok(chains) => self.heads.extend(chains.map(|chain| chain.head_index())),
-            Err(e) => {
-                return Err(QueueFault {
-                    queue: self.index,
-                    reason: e.to_string(),
-                })
-            }
-        }
+        self.ring.pop_heads(&mut self.heads)?;
         let heads = std::mem::take(&mut self.heads);
         let result = heads
             .iter()
@@ -249,7 +187,7 @@ impl QueueWorker for BlockQueueWorker {
         let Some(request) = self.in_flight.remove(tag) else {
             warn!(
                 "virtio-blk queue {}: completion for unknown tag {tag}",
-                self.index
+                self.index()
             );
             return Ok(());
         };
@@ -275,7 +213,9 @@ impl QueueWorker for BlockQueueWorker {
         } else {
             debug!(
                 "virtio-blk queue {}: {:?} of {} bytes failed: {result}",
-                self.index, request.kind, request.data_len
+                self.index(),
+                request.kind,
+                request.data_len
             );
             self.stats.io_errors += 1;
             1
@@ -286,50 +226,26 @@ impl QueueWorker for BlockQueueWorker {
             VIRTIO_BLK_S_IOERR
         };
         self.write_status(request.status, code as u8);
-        self.add_used(request.head, used_len)
+        self.ring.add_used(request.head, used_len)
     }
 
     fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        if !std::mem::take(&mut self.used_added) {
-            return Ok(false);
-        }
-        let wanted = self
-            .queue
-            .needs_notification(&self.mem)
-            .map_err(|e| self.fault(e))?;
-        if !wanted || self.queue.event_idx_enabled() {
-            return Ok(wanted);
-        }
-        // virtio-queue ignores VRING_AVAIL_F_NO_INTERRUPT (spec 2.7.7.2); needs_notification
-        // already fenced the used-ring writes before this read.
-        let flags: u16 = self
-            .mem
-            .read_obj(GuestAddress(self.queue.avail_ring()))
-            .map_err(|e| self.fault(format!("cannot read the avail flags: {e}")))?;
-        Ok(u16::from_le(flags) & VRING_AVAIL_F_NO_INTERRUPT as u16 == 0)
+        self.ring.needs_interrupt()
     }
 
     fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.queue
-            .disable_notification(&self.mem)
-            .map_err(|e| self.fault(e))
+        self.ring.disable_notification()
     }
 
     fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.queue
-            .enable_notification(&self.mem)
-            .map_err(|e| self.fault(e))
+        self.ring.enable_notification()
     }
 
     fn in_flight(&self) -> usize {
-        self.in_flight.len
+        self.in_flight.len()
     }
 
     fn has_available(&mut self) -> Result<bool, QueueFault> {
-        let avail = self
-            .queue
-            .avail_idx(&self.mem, std::sync::atomic::Ordering::Acquire)
-            .map_err(|e| self.fault(e))?;
-        Ok(avail.0 != self.queue.next_avail())
+        self.ring.has_available()
     }
 }

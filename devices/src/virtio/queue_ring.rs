@@ -1,0 +1,176 @@
+//! The device side of one split virtqueue as every queue worker uses it: popping chains,
+//! adding used entries, deciding interrupts and notifications, and the table of requests
+//! waiting for host I/O.
+
+use std::fmt::Display;
+use std::sync::atomic::Ordering;
+
+use ringvisor_io::QueueFault;
+use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::GuestMemory;
+
+/// One activated queue and the guest memory its rings live in.
+pub(crate) struct QueueRing {
+    index: u16,
+    queue: Queue,
+    mem: GuestMemory,
+    used_added: bool,
+}
+
+impl QueueRing {
+    pub fn new(index: u16, queue: Queue, mem: GuestMemory) -> Self {
+        Self {
+            index,
+            queue,
+            mem,
+            used_added: false,
+        }
+    }
+
+    /// The queue's index in its device.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    pub fn mem(&self) -> &GuestMemory {
+        &self.mem
+    }
+
+    pub fn size(&self) -> u16 {
+        self.queue.size()
+    }
+
+    pub fn desc_table(&self) -> GuestAddress {
+        GuestAddress(self.queue.desc_table())
+    }
+
+    pub fn fault(&self, reason: impl Display) -> QueueFault {
+        QueueFault {
+            queue: self.index,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Pops every available chain; appends their head indices to `heads`. A head the
+    /// used ring could not name means the driver broke the ring.
+    pub fn pop_heads(&mut self, heads: &mut Vec<u16>) -> Result<(), QueueFault> {
+        let start = heads.len();
+        match self.queue.iter(&self.mem) {
+            Ok(chains) => heads.extend(chains.map(|chain| chain.head_index())),
+            Err(e) => return Err(self.fault(e)),
+        }
+        let size = self.queue.size();
+        match heads[start..].iter().find(|&&head| head >= size) {
+            Some(head) => Err(self.fault(format!("available ring names descriptor {head}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn add_used(&mut self, head: u16, len: u32) -> Result<(), QueueFault> {
+        self.queue
+            .add_used(&self.mem, head, len)
+            .map_err(|e| self.fault(format!("cannot add a used entry: {e}")))?;
+        self.used_added = true;
+        Ok(())
+    }
+
+    /// Whether the guest wants an interrupt for the used entries added since the last
+    /// call (EVENT_IDX or VRING_AVAIL_F_NO_INTERRUPT honoured).
+    pub fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
+        if !std::mem::take(&mut self.used_added) {
+            return Ok(false);
+        }
+        let wanted = self
+            .queue
+            .needs_notification(&self.mem)
+            .map_err(|e| self.fault(e))?;
+        if !wanted || self.queue.event_idx_enabled() {
+            return Ok(wanted);
+        }
+        // virtio-queue ignores VRING_AVAIL_F_NO_INTERRUPT (spec 2.7.7.2); needs_notification
+        // already fenced the used-ring writes before this read.
+        let flags: u16 = self
+            .mem
+            .read_obj(GuestAddress(self.queue.avail_ring()))
+            .map_err(|e| self.fault(format!("cannot read the avail flags: {e}")))?;
+        Ok(u16::from_le(flags) & VRING_AVAIL_F_NO_INTERRUPT as u16 == 0)
+    }
+
+    pub fn disable_notification(&mut self) -> Result<(), QueueFault> {
+        self.queue
+            .disable_notification(&self.mem)
+            .map_err(|e| self.fault(e))
+    }
+
+    /// Returns true when chains arrived while notifications were off.
+    pub fn enable_notification(&mut self) -> Result<bool, QueueFault> {
+        self.queue
+            .enable_notification(&self.mem)
+            .map_err(|e| self.fault(e))
+    }
+
+    /// Whether the guest posted chains not popped yet.
+    pub fn has_available(&mut self) -> Result<bool, QueueFault> {
+        let avail = self
+            .queue
+            .avail_idx(&self.mem, Ordering::Acquire)
+            .map_err(|e| self.fault(e))?;
+        Ok(avail.0 != self.queue.next_avail())
+    }
+}
+
+/// Requests waiting for host I/O, keyed by the tag handed to the reactor: a slot index,
+/// reused through a free list so the hot path does not allocate once the queue has warmed
+/// up.
+#[derive(Debug)]
+pub(crate) struct InFlightTable<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl<T> Default for InFlightTable<T> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> InFlightTable<T> {
+    pub fn insert(&mut self, request: T) -> u64 {
+        self.len += 1;
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some(request);
+        }
+        index as u64
+    }
+
+    pub fn get_mut(&mut self, tag: u64) -> Option<&mut T> {
+        self.slots.get_mut(usize::try_from(tag).ok()?)?.as_mut()
+    }
+
+    pub fn remove(&mut self, tag: u64) -> Option<T> {
+        let index = usize::try_from(tag).ok()?;
+        let request = self.slots.get_mut(index)?.take()?;
+        self.free.push(index);
+        self.len -= 1;
+        Some(request)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
