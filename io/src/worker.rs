@@ -32,6 +32,9 @@ pub enum IoOp {
         offset: u64,
         len: u64,
     },
+    /// Completes (with result 0) after `nanos` nanoseconds: a worker that must wait for
+    /// something outside its queue (another queue's requests to finish) checks again then.
+    Delay { nanos: u64 },
 }
 
 // SAFETY: the iovec pointers refer to guest RAM, which is shared with the guest anyway and
@@ -97,8 +100,9 @@ pub trait QueueWorker: Send {
     /// chains were popped.
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault>;
 
-    /// The op tagged `tag` finished with `result` (bytes transferred, or -errno).
-    fn complete(&mut self, tag: u64, result: i32) -> Result<(), QueueFault>;
+    /// The op tagged `tag` finished with `result` (bytes transferred, or -errno). A request
+    /// that needs more host I/O after this one puts it in `batch`, as `drain` does.
+    fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault>;
 
     /// Whether the guest wants an interrupt for the used entries added so far (EVENT_IDX
     /// or VRING_AVAIL_F_NO_INTERRUPT honoured); resets the "added" state.

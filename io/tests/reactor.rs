@@ -54,7 +54,7 @@ impl QueueWorker for FileReader {
         Ok(posted.len())
     }
 
-    fn complete(&mut self, tag: u64, result: i32) -> Result<(), QueueFault> {
+    fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {
         let (offset, buffer) = &self.buffers[tag as usize];
         self.done.lock().unwrap().push((*offset, result, **buffer));
         self.added = true;

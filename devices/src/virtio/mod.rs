@@ -1,9 +1,12 @@
 //! What every virtio device offers its transport (virtio-pci in the VMM), independent of
 //! the transport itself.
 
+pub mod backing;
 pub mod block;
 mod chain;
 mod queue_ring;
+#[cfg(test)]
+mod test_util;
 
 use ringvisor_io::QueueWorker;
 use virtio_queue::Queue;

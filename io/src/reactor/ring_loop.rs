@@ -96,7 +96,10 @@ struct InFlight {
     queue: usize,
     tag: u64,
     /// Kept alive until completion: the kernel reads the iovec array during the op.
-    _op: IoOp,
+    op: IoOp,
+    /// A delay's timeout, which the kernel reads while the op is armed; boxed so its
+    /// address survives slab growth.
+    _timeout: Option<Box<types::Timespec>>,
     submitted: Instant,
 }
 
@@ -471,6 +474,14 @@ impl RingLoop {
     }
 
     fn submit_op(&mut self, queue: usize, tag: u64, op: IoOp, now: Instant) {
+        let timeout = match &op {
+            IoOp::Delay { nanos } => Some(Box::new(
+                types::Timespec::new()
+                    .sec(nanos / 1_000_000_000)
+                    .nsec((nanos % 1_000_000_000) as u32),
+            )),
+            _ => None,
+        };
         let entry = match &op {
             IoOp::Read { fd, offset, iovecs } => {
                 opcode::Readv::new(types::Fd(*fd), iovecs.as_ptr(), iovecs.len() as u32)
@@ -494,11 +505,18 @@ impl RingLoop {
                 .offset(*offset)
                 .mode(*mode)
                 .build(),
+            IoOp::Delay { .. } => match &timeout {
+                Some(timespec) => {
+                    opcode::Timeout::new(&**timespec as *const types::Timespec).build()
+                }
+                None => opcode::Nop::new().build(),
+            },
         };
         let slot = self.in_flight.insert(InFlight {
             queue,
             tag,
-            _op: op,
+            op,
+            _timeout: timeout,
             submitted: now,
         });
         let entry = entry.user_data(user_data(KIND_OP, slot));
@@ -525,9 +543,22 @@ impl RingLoop {
             queue.stats.op_errors += 1;
         }
         queue.used_added = true;
-        if let Err(fault) = queue.binding.worker.complete(tag, result) {
-            self.fault(key, &fault);
+        let mut batch = std::mem::take(&mut self.batch);
+        let outcome = queue.binding.worker.complete(tag, result, &mut batch);
+        batch.take_completed();
+        match outcome {
+            Ok(()) => {
+                let now = Instant::now();
+                for (tag, op) in batch.drain() {
+                    self.submit_op(key, tag, op, now);
+                }
+            }
+            Err(fault) => {
+                batch.drain();
+                self.fault(key, &fault);
+            }
         }
+        self.batch = batch;
     }
 
     fn reap(&mut self) {
@@ -547,14 +578,23 @@ impl RingLoop {
                         continue;
                     }
                     let done = self.in_flight.remove(key);
+                    let delay = matches!(done.op, IoOp::Delay { .. });
                     if let Some(queue) = self.queues.get_mut(done.queue) {
                         queue.ops_in_flight = queue.ops_in_flight.saturating_sub(1);
-                        let took = now.saturating_duration_since(done.submitted).as_nanos();
-                        let _ = queue
-                            .stats
-                            .submit_to_complete_ns
-                            .record((took as u64).max(1));
+                        if !delay {
+                            let took = now.saturating_duration_since(done.submitted).as_nanos();
+                            let _ = queue
+                                .stats
+                                .submit_to_complete_ns
+                                .record((took as u64).max(1));
+                        }
                     }
+                    // A delay that ran its course is its success.
+                    let result = if delay && result == -libc::ETIME {
+                        0
+                    } else {
+                        result
+                    };
                     self.complete_op(done.queue, done.tag, result);
                 }
                 KIND_KICK => self.kicked(key, result, now),

@@ -41,7 +41,7 @@ impl QueueWorker for IdleWorker {
     fn drain(&mut self, _: &mut IoBatch) -> Result<usize, QueueFault> {
         Ok(0)
     }
-    fn complete(&mut self, _: u64, _: i32) -> Result<(), QueueFault> {
+    fn complete(&mut self, _: u64, _: i32, _: &mut IoBatch) -> Result<(), QueueFault> {
         Ok(())
     }
     fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {

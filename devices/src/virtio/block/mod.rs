@@ -10,10 +10,8 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
-use std::io;
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +24,7 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_queue::{Queue, QueueT};
 
+use super::backing::{backing_size, open_backing, BackingError};
 use super::{
     ActivateError, GuestMemory, QueueWorkers, VirtioDevice, VIRTIO_F_RING_EVENT_IDX,
     VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
@@ -56,10 +55,6 @@ const MAX_WRITE_ZEROES_SECTORS: u32 = MAX_DISCARD_SECTORS;
 /// secure-erase and zoned fields are not offered).
 const CONFIG_LEN: usize = 60;
 
-const BLKGETSIZE64_TYPE: u32 = 0x12;
-const BLKGETSIZE64_NR: u32 = 114;
-vmm_sys_util::ioctl_ior_nr!(BLKGETSIZE64, BLKGETSIZE64_TYPE, BLKGETSIZE64_NR, u64);
-
 /// How to expose a disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockConfig {
@@ -77,20 +72,8 @@ pub struct BlockConfig {
 /// Why a disk cannot be exposed.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("cannot open disk {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot read the size of disk {path}: {source}")]
-    Size {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("disk {path} is neither a regular file nor a block device")]
-    NotADisk { path: PathBuf },
+    #[error(transparent)]
+    Backing(#[from] BackingError),
     #[error("disk {path} is {bytes} bytes, smaller than one 512-byte sector")]
     TooSmall { path: PathBuf, bytes: u64 },
     #[error("disk {path}: {queues} queues requested, 1 to {MAX_QUEUES} supported")]
@@ -129,8 +112,8 @@ impl BlockDevice {
             }
         }
 
-        let (file, direct) = open_disk(&path, config.read_only, config.direct)?;
-        let bytes = disk_size(&file, &path)?;
+        let (file, direct) = open_backing(&path, config.read_only, config.direct)?;
+        let bytes = backing_size(&file, &path)?;
         if bytes < SECTOR_SIZE {
             return Err(BlockError::TooSmall { path, bytes });
         }
@@ -185,61 +168,6 @@ impl BlockDevice {
     pub fn is_activated(&self) -> bool {
         self.activated
     }
-}
-
-/// Opens read-only or read-write, with O_DIRECT when asked and the filesystem allows it.
-fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<(File, bool), BlockError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(!read_only);
-    if direct {
-        match options.clone().custom_flags(libc::O_DIRECT).open(path) {
-            Ok(file) => return Ok((file, true)),
-            // tmpfs and a few others refuse O_DIRECT at open time.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => warn!(
-                "disk {}: the filesystem refuses O_DIRECT, using the page cache",
-                path.display()
-            ),
-            Err(source) => {
-                return Err(BlockError::Open {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-        }
-    }
-    options
-        .open(path)
-        .map(|file| (file, false))
-        .map_err(|source| BlockError::Open {
-            path: path.to_owned(),
-            source,
-        })
-}
-
-/// Size in bytes of a regular file or a block device.
-fn disk_size(file: &File, path: &Path) -> Result<u64, BlockError> {
-    let size_error = |source| BlockError::Size {
-        path: path.to_owned(),
-        source,
-    };
-    let metadata = file.metadata().map_err(size_error)?;
-    let file_type = metadata.file_type();
-    if file_type.is_file() {
-        return Ok(metadata.len());
-    }
-    if !file_type.is_block_device() {
-        return Err(BlockError::NotADisk {
-            path: path.to_owned(),
-        });
-    }
-    let mut bytes: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which refers to `bytes`, a
-    // live u64; `file` is an open block device.
-    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(file, BLKGETSIZE64(), &mut bytes) };
-    if ret < 0 {
-        return Err(size_error(io::Error::last_os_error()));
-    }
-    Ok(bytes)
 }
 
 fn features(read_only: bool, queues: u16) -> u64 {

@@ -183,7 +183,7 @@ impl QueueWorker for BlockQueueWorker {
         result.map(|()| popped)
     }
 
-    fn complete(&mut self, tag: u64, result: i32) -> Result<(), QueueFault> {
+    fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {
         let Some(request) = self.in_flight.remove(tag) else {
             warn!(
                 "virtio-blk queue {}: completion for unknown tag {tag}",

@@ -127,7 +127,7 @@ fn opening_reports_bad_disks() {
     };
     assert!(matches!(
         BlockDevice::new(dir).unwrap_err(),
-        BlockError::NotADisk { .. }
+        BlockError::Backing(BackingError::NotADisk { .. })
     ));
 
     for queues in [0, MAX_QUEUES + 1] {

@@ -140,12 +140,12 @@ fn failed_and_short_host_io_is_ioerr() {
         assert_eq!(h.worker.drain(&mut batch).unwrap(), 1);
         let (tag, _) = batch.drain().next().unwrap();
         assert_eq!(h.worker.in_flight(), 1);
-        h.worker.complete(tag, result).unwrap();
+        h.worker.complete(tag, result, &mut IoBatch::new()).unwrap();
         assert_eq!(h.next_used(), (u32::from(head), 1));
         assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), IOERR);
     }
     // A stray completion is ignored.
-    h.worker.complete(1234, 0).unwrap();
+    h.worker.complete(1234, 0, &mut IoBatch::new()).unwrap();
     assert_eq!(h.stats().io_errors, 2);
 }
 

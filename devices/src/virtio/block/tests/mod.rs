@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use ringvisor_io::{IoBatch, IoOp, QueueWorker};
+use ringvisor_io::{IoBatch, QueueWorker};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
     VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
@@ -96,33 +96,7 @@ pub(super) fn guest_memory() -> GuestMemory {
     .unwrap()
 }
 
-/// Runs an op the way the reactor would, synchronously.
-fn execute(op: IoOp) -> i32 {
-    // SAFETY: the iovecs point into the test's guest memory, alive for the whole call, and
-    // the fds are the device's open image.
-    let ret = unsafe {
-        match op {
-            IoOp::Read { fd, offset, iovecs } => {
-                libc::preadv(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64) as i64
-            }
-            IoOp::Write { fd, offset, iovecs } => {
-                libc::pwritev(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64) as i64
-            }
-            IoOp::Flush { fd } => libc::fdatasync(fd).into(),
-            IoOp::Fallocate {
-                fd,
-                mode,
-                offset,
-                len,
-            } => libc::fallocate(fd, mode, offset as i64, len as i64).into(),
-        }
-    };
-    if ret < 0 {
-        -std::io::Error::last_os_error().raw_os_error().unwrap()
-    } else {
-        ret as i32
-    }
-}
+use crate::virtio::test_util::execute;
 
 /// The driver side of one queue plus its worker.
 struct Harness<'a> {
@@ -205,7 +179,9 @@ impl<'a> Harness<'a> {
         let ops: Vec<_> = batch.drain().collect();
         for (tag, op) in ops {
             let result = execute(op);
-            self.worker.complete(tag, result).unwrap();
+            self.worker
+                .complete(tag, result, &mut IoBatch::new())
+                .unwrap();
         }
         assert_eq!(self.worker.in_flight(), 0);
         popped
