@@ -5,6 +5,7 @@ pub mod backing;
 pub mod block;
 mod chain;
 mod queue_ring;
+pub mod scsi;
 #[cfg(test)]
 mod test_util;
 

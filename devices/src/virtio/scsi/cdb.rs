@@ -520,3 +520,31 @@ pub fn decode(cdb: &[u8]) -> Result<Command, Sense> {
     // SPC allows a device server to.
     Ok(command)
 }
+
+/// The CDB byte where a READ/WRITE/VERIFY/WRITE SAME transfer length starts, for the
+/// field pointer of an INVALID FIELD IN CDB about it.
+pub fn length_field(opcode: u8) -> u16 {
+    match opcode {
+        READ_6 | WRITE_6 => 4,
+        READ_12 | WRITE_12 => 6,
+        READ_16 | WRITE_16 | VERIFY_16 | WRITE_AND_VERIFY_16 | WRITE_SAME_16
+        | SYNCHRONIZE_CACHE_16 => 10,
+        _ => 7,
+    }
+}
+
+impl Command {
+    /// The ALLOCATION LENGTH of a command that returns parameter data: data-in beyond it
+    /// is not sent.
+    pub fn allocation_length(&self) -> Option<u32> {
+        match *self {
+            Command::RequestSense { alloc }
+            | Command::Inquiry { alloc, .. }
+            | Command::ReadCapacity16 { alloc }
+            | Command::ReportLuns { alloc, .. } => Some(alloc),
+            Command::ModeSense(ModeSense { alloc, .. })
+            | Command::ReportOpcodes(ReportOpcodes { alloc, .. }) => Some(alloc),
+            _ => None,
+        }
+    }
+}

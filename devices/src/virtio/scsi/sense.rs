@@ -9,12 +9,10 @@ pub const CHECK_CONDITION: u8 = 0x02;
 /// Sense keys.
 pub mod key {
     pub const NO_SENSE: u8 = 0x0;
-    pub const NOT_READY: u8 = 0x2;
     pub const MEDIUM_ERROR: u8 = 0x3;
     pub const HARDWARE_ERROR: u8 = 0x4;
     pub const ILLEGAL_REQUEST: u8 = 0x5;
     pub const DATA_PROTECT: u8 = 0x7;
-    pub const ABORTED_COMMAND: u8 = 0xb;
     pub const MISCOMPARE: u8 = 0xe;
 }
 

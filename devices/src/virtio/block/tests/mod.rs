@@ -1,9 +1,6 @@
 //! Request-level tests: a mock driver (virtio-queue's MockSplitQueue) over guest memory, a
 //! real temporary image, and ops executed synchronously in place of the reactor.
 
-use std::fs::{self, File};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use ringvisor_io::{IoBatch, QueueWorker};
@@ -15,8 +12,6 @@ use virtio_bindings::virtio_ring::{
     VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
 };
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::{BlockConfig, BlockDevice, BlockQueueStats, BlockQueueWorker};
@@ -43,33 +38,7 @@ const HOLE: u64 = 0x20_0000;
 use super::request::{STATUS_IOERR as IOERR, STATUS_OK as OK, STATUS_UNSUPP as UNSUPP};
 const UNTOUCHED: u8 = 0xee;
 
-/// A sparse image in the temp directory, removed on drop.
-pub(super) struct TempDisk {
-    pub path: PathBuf,
-}
-
 impl TempDisk {
-    pub fn new(bytes: u64) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ringvisor-blk-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        File::create(&path).unwrap().set_len(bytes).unwrap();
-        Self { path }
-    }
-
-    pub fn filled(bytes: usize, byte: u8) -> Self {
-        let disk = Self::new(0);
-        fs::write(&disk.path, vec![byte; bytes]).unwrap();
-        disk
-    }
-
-    pub fn contents(&self) -> Vec<u8> {
-        fs::read(&self.path).unwrap()
-    }
-
     pub fn config(&self) -> BlockConfig {
         BlockConfig {
             path: self.path.clone(),
@@ -78,12 +47,6 @@ impl TempDisk {
             queues: 1,
             serial: None,
         }
-    }
-}
-
-impl Drop for TempDisk {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -96,24 +59,30 @@ pub(super) fn guest_memory() -> GuestMemory {
     .unwrap()
 }
 
-use crate::virtio::test_util::execute;
+use crate::virtio::test_util::{execute, MockDriver, TempDisk};
 
 /// The driver side of one queue plus its worker.
 struct Harness<'a> {
-    mem: &'a GuestMemory,
-    vq: MockSplitQueue<'a, GuestMemory>,
+    driver: MockDriver<'a>,
     worker: BlockQueueWorker,
-    next_desc: u16,
-    avail: u16,
-    used: u16,
+}
+
+impl<'a> std::ops::Deref for Harness<'a> {
+    type Target = MockDriver<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.driver
+    }
+}
+
+impl std::ops::DerefMut for Harness<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.driver
+    }
 }
 
 impl<'a> Harness<'a> {
     fn new(mem: &'a GuestMemory, device: &BlockDevice, event_idx: bool) -> Self {
-        let vq = MockSplitQueue::new(mem, QSIZE);
-        let mut queue: Queue = vq.create_queue().unwrap();
-        queue.set_used_ring_address(Some(USED as u32), Some(0));
-        queue.set_event_idx(event_idx);
+        let (driver, queue) = MockDriver::new(mem, QSIZE, USED, event_idx);
         let worker = BlockQueueWorker::new(
             0,
             queue,
@@ -121,55 +90,7 @@ impl<'a> Harness<'a> {
             Arc::clone(&device.file),
             device.disk.clone(),
         );
-        Self {
-            mem,
-            vq,
-            worker,
-            next_desc: 0,
-            avail: 0,
-            used: 0,
-        }
-    }
-
-    fn store(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let desc = Descriptor::new(addr, len, flags, next);
-        self.vq
-            .desc_table()
-            .store(index, RawDescriptor::from(desc))
-            .unwrap();
-    }
-
-    /// Publishes a chain of (addr, len, flags) linked in order; returns its head.
-    fn add(&mut self, descs: &[(u64, u32, u16)]) -> u16 {
-        let n = descs.len() as u16;
-        if self.next_desc + n > QSIZE {
-            self.next_desc = 0;
-        }
-        let head = self.next_desc;
-        for (i, &(addr, len, flags)) in descs.iter().enumerate() {
-            let index = head + i as u16;
-            if i as u16 + 1 == n {
-                self.store(index, addr, len, flags, 0);
-            } else {
-                self.store(
-                    index,
-                    addr,
-                    len,
-                    flags | VRING_DESC_F_NEXT as u16,
-                    index + 1,
-                );
-            }
-        }
-        self.next_desc += n;
-        self.publish(head);
-        head
-    }
-
-    fn publish(&mut self, head: u16) {
-        let slot = usize::from(self.avail % QSIZE);
-        self.vq.avail().ring().ref_at(slot).unwrap().store(head);
-        self.avail = self.avail.wrapping_add(1);
-        self.vq.avail().idx().store(self.avail);
+        Self { driver, worker }
     }
 
     /// Drains the queue and completes every op; returns the number of chains popped.
@@ -185,17 +106,6 @@ impl<'a> Harness<'a> {
         }
         assert_eq!(self.worker.in_flight(), 0);
         popped
-    }
-
-    /// The next used entry: (head, len).
-    fn next_used(&mut self) -> (u32, u32) {
-        let idx: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
-        assert_eq!(idx, self.used.wrapping_add(1));
-        let elem = USED + 4 + 8 * u64::from(self.used % QSIZE);
-        let id: u32 = self.mem.read_obj(GuestAddress(elem)).unwrap();
-        let len: u32 = self.mem.read_obj(GuestAddress(elem + 4)).unwrap();
-        self.used = self.used.wrapping_add(1);
-        (id, len)
     }
 
     /// Runs one published chain; returns (status byte, used len).

@@ -46,7 +46,7 @@ fn write_then_read_back_across_descriptors_and_regions() {
 #[test]
 fn indirect_chain_reads() {
     let disk = TempDisk::new(4096);
-    fs::write(&disk.path, pattern(4096, 3)).unwrap();
+    std::fs::write(&disk.path, pattern(4096, 3)).unwrap();
     let dev = open(&disk, false);
     let mem = guest_memory();
     let mut h = Harness::new(&mem, &dev, false);
