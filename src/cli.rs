@@ -6,7 +6,10 @@ use clap::{Args, Parser, Subcommand};
 use log::LevelFilter;
 
 use crate::machine::MachineConfig;
-use crate::options::{parse_cpu_list_arg, parse_disk, CpuList, DiskSpec};
+use crate::options::{
+    parse_cpu_list_arg, parse_disk, parse_scsi, parse_scsi_disk, CpuList, DiskSpec, ScsiSpec,
+};
+use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
 
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
 
@@ -64,6 +67,18 @@ pub struct RunArgs {
     #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk)]
     pub disks: Vec<DiskSpec>,
 
+    /// A logical unit on the virtio-scsi controller, backed by a raw file or block device;
+    /// repeat for more (thousands work). path=FILE[,target=T][,lun=L][,readonly=on]
+    /// [,direct=on|off][,serial=ID]: target (0..=255) and lun (0..=16383) are assigned
+    /// when omitted (a free target's LUN 0 first), duplicates are refused.
+    #[arg(long = "scsi-disk", value_name = "OPTIONS", value_parser = parse_scsi_disk)]
+    pub scsi_disks: Vec<ScsiDiskConfig>,
+
+    /// The virtio-scsi controller: queues=N request queues (1..=64, default 1), spread
+    /// over the I/O reactors. Present whenever --scsi-disk is given.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_scsi)]
+    pub scsi: Option<ScsiSpec>,
+
     /// Host cores for the io_uring reactors, one single-threaded reactor pinned to each,
     /// e.g. 2-3 or 1,3 (default: every core this process may run on).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list_arg)]
@@ -86,6 +101,10 @@ impl RunArgs {
             cpus: self.cpus,
             memory_bytes: self.memory,
             disks: self.disks.clone(),
+            scsi: (self.scsi.is_some() || !self.scsi_disks.is_empty()).then(|| ScsiConfig {
+                queues: self.scsi.map_or(1, |spec| spec.queues),
+                disks: self.scsi_disks.clone(),
+            }),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
         }
@@ -227,5 +246,46 @@ mod tests {
         );
         assert_eq!(config.reactor_cores, Some(vec![0, 1, 3]));
         assert_eq!(config.poll_us, 50);
+    }
+
+    #[test]
+    fn scsi_disks_bring_the_controller() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["ringvisor", "run", "--kernel", "/k"];
+            args.extend_from_slice(extra);
+            let Command::Run(args) = Cli::try_parse_from(args).unwrap().command;
+            args.machine_config()
+        };
+        assert!(parse(&[]).scsi.is_none());
+        let config = parse(&["--scsi-disk", "path=/a", "--scsi-disk", "path=/b,lun=3"]);
+        let scsi = config.scsi.unwrap();
+        assert_eq!(
+            (scsi.queues, scsi.disks.len(), scsi.disks[1].lun),
+            (1, 2, Some(3))
+        );
+        let config = parse(&["--scsi", "queues=4"]);
+        assert_eq!(config.scsi.unwrap().queues, 4);
+    }
+
+    #[test]
+    fn duplicate_scsi_addresses_fail_validation() {
+        let image = std::env::temp_dir().join(format!("rv-cli-scsi-{}", std::process::id()));
+        std::fs::write(&image, [0u8; 4096]).unwrap();
+        let disk = format!("path={},target=1,lun=2", image.display());
+        let Command::Run(args) = Cli::try_parse_from([
+            "ringvisor",
+            "run",
+            "--kernel",
+            "/proc/self/exe",
+            "--scsi-disk",
+            &disk,
+            "--scsi-disk",
+            &disk,
+        ])
+        .unwrap()
+        .command;
+        let err = args.machine_config().validate().unwrap_err().to_string();
+        std::fs::remove_file(&image).unwrap();
+        assert!(err.contains("target 1 lun 2 is already taken"), "{err}");
     }
 }

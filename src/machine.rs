@@ -8,6 +8,7 @@ use std::thread;
 use log::info;
 use ringvisor_devices::legacy::SerialPort;
 use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
+use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
@@ -32,6 +33,8 @@ pub struct MachineConfig {
     pub cpus: u8,
     pub memory_bytes: u64,
     pub disks: Vec<DiskSpec>,
+    /// The virtio-scsi controller and its logical units, when asked for.
+    pub scsi: Option<ScsiConfig>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
@@ -75,8 +78,16 @@ pub enum MachineError {
     Reactors(#[from] ReactorError),
     #[error("--disk: {0}")]
     Disk(#[from] BlockError),
+    #[error("--scsi-disk: {0}")]
+    Scsi(#[from] ScsiError),
     #[error("--disk: cannot use {}: {source}", path.display())]
     DiskPath {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--scsi-disk: cannot use {}: {source}", path.display())]
+    ScsiDiskPath {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -122,6 +133,15 @@ impl MachineConfig {
                 path: disk.path.clone(),
                 source,
             })?;
+        }
+        if let Some(scsi) = &self.scsi {
+            for disk in &scsi.disks {
+                std::fs::metadata(&disk.path).map_err(|source| MachineError::ScsiDiskPath {
+                    path: disk.path.clone(),
+                    source,
+                })?;
+            }
+            assign_addresses(&scsi.disks)?;
         }
         self.reactor_placement()?;
         Ok(())
@@ -210,6 +230,36 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             disk.path.display(),
             plug.slot
         );
+    }
+    if let Some(scsi) = &config.scsi {
+        let name = "scsi0".to_string();
+        let device = ScsiDevice::new(scsi.clone())?;
+        let units = device.units();
+        let bar = bars
+            .allocate(BAR0_SIZE)
+            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
+        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
+            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
+            .map_err(|source| MachineError::VirtioPci {
+                name: name.clone(),
+                source,
+            })?;
+        info!(
+            "{name}: {} logical unit(s), {} request queue(s), on PCI 00:{:02x}.0, BAR0 {bar:#x}",
+            units.len(),
+            scsi.queues,
+            plug.slot
+        );
+        for (address, path, read_only, direct) in units {
+            info!(
+                "{name}: target {} lun {}: {}{}{}",
+                address.target,
+                address.lun,
+                path.display(),
+                if read_only { ", read-only" } else { "" },
+                if direct { "" } else { ", page cache" }
+            );
+        }
     }
     let bus = Arc::new(PortIoBus::new(
         SerialPort::new(serial_irq, console),

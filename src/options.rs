@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use ringvisor_devices::virtio::scsi::{self, ScsiDiskConfig};
+
 /// A `key=value,key=value` list with each key allowed at most once.
 struct OptionList<'a> {
     pairs: Vec<(&'a str, &'a str)>,
@@ -90,6 +92,74 @@ pub fn parse_disk(text: &str) -> Result<DiskSpec, String> {
     })
 }
 
+/// Parses `--scsi-disk path=FILE[,target=T][,lun=L][,readonly=on][,direct=on|off]
+/// [,serial=ID]`; target and LUN are assigned when omitted.
+pub fn parse_scsi_disk(text: &str) -> Result<ScsiDiskConfig, String> {
+    let options = OptionList::parse(
+        text,
+        &["path", "target", "lun", "readonly", "direct", "serial"],
+    )?;
+    let path = options
+        .get("path")
+        .filter(|p| !p.is_empty())
+        .ok_or("path=FILE is required")?;
+    let target = match options.get("target") {
+        None => None,
+        Some(t) => Some(
+            t.parse::<u16>()
+                .ok()
+                .filter(|t| *t <= scsi::protocol::MAX_TARGET)
+                .ok_or_else(|| format!("target={t}: want 0..={}", scsi::protocol::MAX_TARGET))?,
+        ),
+    };
+    let lun = match options.get("lun") {
+        None => None,
+        Some(l) => Some(
+            l.parse::<u32>()
+                .ok()
+                .filter(|l| *l <= scsi::protocol::MAX_LUN)
+                .ok_or_else(|| format!("lun={l}: want 0..={}", scsi::protocol::MAX_LUN))?,
+        ),
+    };
+    let serial = options.get("serial").map(str::to_owned);
+    if let Some(serial) = &serial {
+        if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "serial={serial}: 1 to 64 printable ASCII characters"
+            ));
+        }
+    }
+    Ok(ScsiDiskConfig {
+        path: PathBuf::from(path),
+        target,
+        lun,
+        read_only: options.switch("readonly", false)?,
+        direct: options.switch("direct", true)?,
+        serial,
+    })
+}
+
+/// `--scsi queues=N`: the controller's request queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScsiSpec {
+    pub queues: u16,
+}
+
+/// Parses `queues=N`.
+pub fn parse_scsi(text: &str) -> Result<ScsiSpec, String> {
+    let options = OptionList::parse(text, &["queues"])?;
+    let max = scsi::MAX_REQUEST_QUEUES;
+    let queues = match options.get("queues") {
+        None => 1,
+        Some(n) => n
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("queues={n}: want 1..={max}"))?,
+    };
+    Ok(ScsiSpec { queues })
+}
+
 /// A parsed CPU list (one CLI value, so clap does not take it for repeated values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
@@ -162,6 +232,39 @@ mod tests {
         );
         let plain = parse_disk("path=disk.raw").unwrap();
         assert!(!plain.read_only && plain.direct && plain.queues == 1 && plain.serial.is_none());
+    }
+
+    #[test]
+    fn scsi_disks_and_the_controller_parse() {
+        let disk =
+            parse_scsi_disk("path=a.img,target=3,lun=7,readonly=on,direct=off,serial=X1").unwrap();
+        assert_eq!(
+            disk,
+            ScsiDiskConfig {
+                path: PathBuf::from("a.img"),
+                target: Some(3),
+                lun: Some(7),
+                read_only: true,
+                direct: false,
+                serial: Some("X1".into()),
+            }
+        );
+        let plain = parse_scsi_disk("path=b.img").unwrap();
+        assert_eq!((plain.target, plain.lun, plain.direct), (None, None, true));
+        for (spec, want) in [
+            ("target=1", "path=FILE is required"),
+            ("path=a,target=256", "target=256: want 0..=255"),
+            ("path=a,lun=16384", "lun=16384: want 0..=16383"),
+            ("path=a,lun=x", "lun=x"),
+            ("path=a,serial=a b", "printable ASCII"),
+            ("path=a,queues=2", "unknown option 'queues'"),
+        ] {
+            let err = parse_scsi_disk(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+        assert_eq!(parse_scsi("queues=4").unwrap().queues, 4);
+        assert!(parse_scsi("queues=0").unwrap_err().contains("want 1..=64"));
+        assert!(parse_scsi("lun=1").is_err());
     }
 
     #[test]
