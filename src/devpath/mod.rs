@@ -1,40 +1,40 @@
-//! The device path without KVM: a virtio-blk device activated directly, its queues served by
+//! The device path without KVM: a virtio device activated directly, its queues served by
 //! the real io_uring reactors, and a synthetic guest driver in this process that writes
 //! descriptors into guest memory, kicks the queue's eventfd and sleeps on the interrupt
 //! eventfd like a guest driver would.
 //!
-//! The device-path tests (`tests/device_path_blk.rs`) and the device-path benchmark
-//! (`bench/`) both drive the device through a [`BlockRig`].
+//! The device-path tests (`tests/device_path_*.rs`) and the device-path benchmark
+//! (`bench/`) drive devices through a [`Rig`]: [`BlockRig`] for virtio-blk, [`ScsiRig`]
+//! for virtio-scsi.
+
+mod blk;
+mod scsi;
+
+pub use blk::{
+    BlockRig, Completion, Posted, RequestSlot, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
+    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
+    VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
+};
+pub use scsi::{PostedCommand, ScsiAnswer, ScsiRig};
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
+use ringvisor_devices::virtio::block::BlockError;
+use ringvisor_devices::virtio::scsi::ScsiError;
 use ringvisor_devices::virtio::{ActivateError, VirtioDevice};
 use ringvisor_io::{
     AttachedQueue, IrqEvent, IrqEventError, QueueBinding, QueueHost, QueueHostError, ReactorError,
     ReactorSet, ReactorStats,
 };
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::memory::{self, GuestMemory, MemoryError, MIN_MEMORY_BYTES};
 use crate::virtq_driver::{Buffer, DriverError, SplitQueueDriver};
-
-/// virtio-blk request types (virtio 1.2, 5.2.6).
-pub const VIRTIO_BLK_T_IN: u32 = 0;
-pub const VIRTIO_BLK_T_OUT: u32 = 1;
-pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
-pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
-pub const VIRTIO_BLK_T_DISCARD: u32 = 11;
-pub const VIRTIO_BLK_T_WRITE_ZEROES: u32 = 13;
-/// virtio-blk status bytes.
-pub const VIRTIO_BLK_S_OK: u8 = 0;
-pub const VIRTIO_BLK_S_IOERR: u8 = 1;
-pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 
 /// Guest memory each queue gets for request headers, data and status bytes.
 pub const SCRATCH_PER_QUEUE: u64 = 8 << 20;
@@ -44,15 +44,14 @@ const SCRATCH_BASE: u64 = 16 << 20;
 const RING_BASE: u64 = 0x1_0000;
 /// How long the convenience calls of [`BlockRig`] wait for a completion.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
-/// The request header: type, reserved, sector.
-const HEADER_LEN: u32 = 16;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DevPathError {
     #[error("cannot allocate guest memory: {0}")]
     Memory(#[from] MemoryError),
     #[error("cannot open the disk: {0}")]
     Block(#[from] BlockError),
+    #[error("cannot open the SCSI disks: {0}")]
+    Scsi(#[from] ScsiError),
     #[error("cannot start the reactors: {0}")]
     Reactor(#[from] ReactorError),
     #[error("virtqueue driver: {0}")]
@@ -91,30 +90,6 @@ pub enum DevPathError {
 
 pub type Result<T> = std::result::Result<T, DevPathError>;
 
-/// What the device answered to one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    /// The status byte the device wrote.
-    pub status: u8,
-    /// The length of the used entry: bytes the device wrote, status byte included.
-    pub used_len: u32,
-}
-
-/// Guest addresses of one request's header and status byte.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestSlot {
-    pub header: GuestAddress,
-    pub status: GuestAddress,
-}
-
-/// A request that is in the avail ring.
-#[derive(Debug, Clone, Copy)]
-pub struct Posted {
-    /// Head descriptor: the id its used entry comes back with.
-    pub head: u16,
-    pub status: GuestAddress,
-}
-
 /// One queue as the guest sees it: rings, a scratch area for headers, data and status,
 /// the kick eventfd and the interrupt line.
 pub struct GuestQueue {
@@ -149,49 +124,15 @@ impl GuestQueue {
         self.next_scratch = 0;
     }
 
-    /// Takes a header and a status byte from scratch memory.
-    pub fn alloc_slot(&mut self) -> Result<RequestSlot> {
-        Ok(RequestSlot {
-            header: self.alloc(u64::from(HEADER_LEN))?,
-            status: self.alloc(1)?,
-        })
-    }
-
     /// The guest memory the queue lives in.
     pub fn mem(&self) -> &GuestMemory {
         &self.mem
     }
 
-    /// Adds a request whose header and status byte live at `slot`: header, then `data`,
-    /// then the status byte (set to 0xff until the device writes it). Not visible to the
-    /// device before [`kick`](Self::kick). Returns the head descriptor.
-    pub fn post_in(
-        &mut self,
-        slot: RequestSlot,
-        kind: u32,
-        sector: u64,
-        data: &[Buffer],
-    ) -> Result<u16> {
-        let mut header = [0u8; HEADER_LEN as usize];
-        header[..4].copy_from_slice(&kind.to_le_bytes());
-        header[8..].copy_from_slice(&sector.to_le_bytes());
-        self.mem.write_slice(&header, slot.header)?;
-        self.mem.write_obj(0xffu8, slot.status)?;
-        let mut chain = Vec::with_capacity(data.len() + 2);
-        chain.push(Buffer::readable(slot.header, HEADER_LEN));
-        chain.extend_from_slice(data);
-        chain.push(Buffer::writable(slot.status, 1));
-        Ok(self.driver.add_chain(&chain)?)
-    }
-
-    /// Like [`post_in`](Self::post_in), with the header and status from scratch memory.
-    pub fn post(&mut self, kind: u32, sector: u64, data: &[Buffer]) -> Result<Posted> {
-        let slot = self.alloc_slot()?;
-        let head = self.post_in(slot, kind, sector, data)?;
-        Ok(Posted {
-            head,
-            status: slot.status,
-        })
+    /// Adds a chain of `buffers`, not visible to the device before
+    /// [`kick`](Self::kick). Returns the head descriptor.
+    pub fn post_chain(&mut self, buffers: &[Buffer]) -> Result<u16> {
+        Ok(self.driver.add_chain(buffers)?)
     }
 
     /// Publishes every posted request and notifies the device. Like Linux with EVENT_IDX,
@@ -296,55 +237,41 @@ impl GuestQueue {
         }
         Ok(used)
     }
-
-    /// Reads the status byte the device wrote at `status`.
-    pub fn status(&self, status: GuestAddress) -> Result<u8> {
-        Ok(self.mem.read_obj(status)?)
-    }
 }
 
-/// A virtio-blk device, its queues on a [`ReactorSet`], and the guest side of each queue.
-pub struct BlockRig {
+/// A virtio device, its queues on a [`ReactorSet`], and the guest side of each queue.
+pub struct Rig<D: VirtioDevice> {
     mem: GuestMemory,
-    device: BlockDevice,
+    device: D,
     reactors: ReactorSet,
     queues: Vec<GuestQueue>,
     attached: Vec<AttachedQueue>,
     faults: Arc<Mutex<Vec<String>>>,
 }
 
-impl BlockRig {
-    /// Opens the disk, starts one reactor per entry of `reactor_cores` (`None`: not
-    /// pinned), lays out `config.queues` queues of `queue_size` entries in fresh guest
-    /// memory and activates the device with every feature it offers.
-    pub fn new(
-        config: BlockConfig,
-        reactor_cores: &[Option<usize>],
-        queue_size: u16,
-    ) -> Result<Self> {
-        Self::with_polling(config, reactor_cores, queue_size, None)
-    }
-
-    /// As [`new`](Self::new), with the reactors' adaptive polling budget (`--poll-us`).
-    pub fn with_polling(
-        config: BlockConfig,
+impl<D: VirtioDevice> Rig<D> {
+    /// Starts one reactor per entry of `reactor_cores` (`None`: not pinned), lays out
+    /// every queue of `device` with `queue_size` entries in fresh guest memory, activates
+    /// the device with every feature it offers and hands each queue to the reactors.
+    pub fn with_device(
+        mut device: D,
+        name: &str,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
         poll: Option<std::time::Duration>,
     ) -> Result<Self> {
-        let queue_count = u64::from(config.queues);
+        let queue_count = device.queue_max_sizes().len() as u64;
         let ring_stride = SplitQueueDriver::footprint(queue_size).next_multiple_of(4096);
         if RING_BASE + queue_count * ring_stride > SCRATCH_BASE {
             return Err(DevPathError::QueueSize(queue_size));
         }
         let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
         let mem = memory::allocate(mem_bytes)?;
-        let mut device = BlockDevice::new(config)?;
         let reactors = ReactorSet::start_with_polling(reactor_cores, poll)?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();
         let mut queues = Vec::new();
-        for index in 0..device.num_queues() {
+        for index in 0..queue_count as u16 {
             let i = u64::from(index);
             let base = GuestAddress(RING_BASE + i * ring_stride);
             let driver = SplitQueueDriver::new(mem.clone(), base, queue_size)?;
@@ -378,7 +305,7 @@ impl BlockRig {
             let kick = queue.kick.try_clone().map_err(DevPathError::Kick)?;
             let interrupt = queue.interrupt.try_clone()?;
             let faults = rig.faults.clone();
-            let name = format!("blk/q{index}");
+            let name = format!("{name}/q{index}");
             let fault_name = name.clone();
             let attached = rig.reactors.attach(QueueBinding {
                 name,
@@ -401,7 +328,7 @@ impl BlockRig {
         &self.mem
     }
 
-    pub fn device(&self) -> &BlockDevice {
+    pub fn device(&self) -> &D {
         &self.device
     }
 
@@ -435,18 +362,6 @@ impl BlockRig {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Posts a request with header and status from scratch memory; returns the status
-    /// address.
-    pub fn post(
-        &mut self,
-        queue: usize,
-        kind: u32,
-        sector: u64,
-        data: &[Buffer],
-    ) -> Result<GuestAddress> {
-        Ok(self.queue(queue)?.post(kind, sector, data)?.status)
     }
 
     pub fn kick(&mut self, queue: usize) -> Result<()> {
@@ -484,55 +399,6 @@ impl BlockRig {
             }
             other => other,
         }
-    }
-
-    /// Posts one request, kicks, waits for it and frees the queue's scratch memory.
-    pub fn roundtrip(
-        &mut self,
-        queue: usize,
-        kind: u32,
-        sector: u64,
-        data: &[Buffer],
-    ) -> Result<Completion> {
-        let status = self.post(queue, kind, sector, data)?;
-        self.kick(queue)?;
-        let used = self.wait_used(queue, 1)?;
-        let q = self.queue(queue)?;
-        q.reset_scratch();
-        Ok(Completion {
-            status: q.status(status)?,
-            used_len: used.first().map_or(0, |&(_, len)| len),
-        })
-    }
-
-    /// Writes `bytes` at `sector` in one data buffer.
-    pub fn write(&mut self, queue: usize, sector: u64, bytes: &[u8]) -> Result<Completion> {
-        let len = u32::try_from(bytes.len()).map_err(|_| DevPathError::ScratchExhausted {
-            queue,
-            want: bytes.len() as u64,
-        })?;
-        let buf = self.queue(queue)?.alloc(u64::from(len))?;
-        self.mem.write_slice(bytes, buf)?;
-        self.roundtrip(
-            queue,
-            VIRTIO_BLK_T_OUT,
-            sector,
-            &[Buffer::readable(buf, len)],
-        )
-    }
-
-    /// Reads `len` bytes at `sector` into one data buffer; returns what came back.
-    pub fn read(&mut self, queue: usize, sector: u64, len: u32) -> Result<(Completion, Vec<u8>)> {
-        let buf = self.queue(queue)?.alloc(u64::from(len))?;
-        let completion = self.roundtrip(
-            queue,
-            VIRTIO_BLK_T_IN,
-            sector,
-            &[Buffer::writable(buf, len)],
-        )?;
-        let mut data = vec![0; len as usize];
-        self.mem.read_slice(&mut data, buf)?;
-        Ok((completion, data))
     }
 
     /// Takes every queue back from the reactors (each returns once nothing of it is in
