@@ -116,6 +116,11 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         3,
         "three modern virtio-blk functions: {pci:?}"
     );
+    assert_eq!(
+        pci.iter().filter(|dev| dev.ends_with(":1af4:1048")).count(),
+        1,
+        "one modern virtio-scsi function: {pci:?}"
+    );
     assert!(
         !console.contains("XSAVE consistency problem"),
         "the guest's XSAVE size must match XCR0"
@@ -148,6 +153,40 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     // What the guest acknowledged (fio, ending in a flush) is in the host file.
     assert_eq!(expect("L1: host verify data.img exit="), "0");
     assert_eq!(expect("L1: host ro.img unchanged exit="), "0");
+
+    // virtio-scsi (tests/lab/l2-tests/scsi.sh): the stock driver scans all three units,
+    // the one at target 3 LUN 5 through REPORT LUNS (target 3 has no LUN 0).
+    assert_eq!(expect("L2: scsi units="), "0:0:0 0:1:0 0:3:5");
+    assert_eq!(expect("L2: scsi vendor="), "RINGVSR model=VIRTUAL DISK");
+    assert_eq!(
+        expect("L2: scsi cache_type="),
+        "write back provisioning=unmap"
+    );
+    assert_eq!(
+        expect("L2: scsi wwid="),
+        "t10.RINGVSR rv-scsi-data serial=rv-scsi-data"
+    );
+    assert!(expect("L2: scsi sd").ends_with("sectors=65536 physical=4096"));
+    assert!(expect("L2: scsi hw_queues=") == "2", "two request queues");
+    for check in [
+        "pattern-write-verify",
+        "readonly-refuses-writes",
+        "readonly-reads",
+        "lun5-roundtrip",
+        "discard",
+        "discard-reads-zeros",
+        "rescan",
+        "read-after-rescan",
+    ] {
+        assert!(
+            console
+                .lines()
+                .any(|l| l.trim_end() == format!("L2: scsi {check} ok")),
+            "scsi check {check} did not pass:\n{console}"
+        );
+    }
+    assert_eq!(expect("L2: test scsi exit="), "0");
+    assert_eq!(expect("L1: host verify scsi-data.img exit="), "0");
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),
@@ -169,4 +208,9 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!(expect("L1: negative not-bzimage exit=").contains("not a bootable x86 bzImage"));
     assert!(expect("L1: negative zero-memory exit=").contains("--memory"));
     assert!(expect("L1: negative missing-disk exit=").contains("/nonexistent.img"));
+    let duplicate = expect("L1: negative duplicate-lun exit=");
+    assert!(
+        !duplicate.starts_with("0 ") && duplicate.contains("target 1 lun 0 is already taken"),
+        "{duplicate}"
+    );
 }

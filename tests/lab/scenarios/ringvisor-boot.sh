@@ -1,7 +1,8 @@
 #!/bin/sh
 # L1 scenario: boot the stock L2 kernel under ringvisor inside L1 with three virtio-blk
-# disks, run the smoke and blk tests in L2, check the disks from the host side, then try
-# bad input. The L2 guest prints its own "L2: ..." facts; tests/lab_boot.rs checks them.
+# disks and a virtio-scsi controller with three logical units, run the smoke, blk and
+# scsi tests in L2, check the disks from the host side, then try bad input. The L2 guest
+# prints its own "L2: ..." facts; tests/lab_boot.rs checks them.
 . /lib/lab/measure.sh
 CPUS=${CPUS:-2}
 MEMORY=${MEMORY:-384M}
@@ -11,13 +12,20 @@ dd if=/dev/zero of=/tmp/data.img bs=1M count=0 seek=64 2>/dev/null
 dd if=/dev/urandom of=/tmp/ro.img bs=1M count=4 2>/dev/null
 dd if=/dev/zero of=/tmp/scratch.img bs=1M count=0 seek=16 2>/dev/null
 ro_before=$(md5sum </tmp/ro.img)
+dd if=/dev/zero of=/tmp/scsi-data.img bs=1M count=0 seek=32 2>/dev/null
+dd if=/dev/urandom of=/tmp/scsi-ro.img bs=1M count=2 2>/dev/null
+dd if=/dev/zero of=/tmp/scsi-lun5.img bs=1M count=0 seek=4 2>/dev/null
 
 measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus "$CPUS" --memory "$MEMORY" \
   --disk path=/tmp/data.img,queues=2,serial=rv-data \
   --disk path=/tmp/ro.img,readonly=on \
   --disk path=/tmp/scratch.img \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk"
+  --scsi queues=2 \
+  --scsi-disk path=/tmp/scsi-data.img,serial=rv-scsi-data \
+  --scsi-disk path=/tmp/scsi-ro.img,readonly=on \
+  --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi"
 status=$?
 
 # What the guest acknowledged must be in the file: the same fio job, verifying only.
@@ -30,6 +38,13 @@ verify=$?
 echo "L1: host verify data.img exit=$verify"
 [ "$(md5sum </tmp/ro.img)" = "$ro_before" ]
 echo "L1: host ro.img unchanged exit=$?"
+fio --name=pattern --filename=/tmp/scsi-data.img --ioengine=psync --rw=randwrite \
+  --bs=4k --numjobs=2 --size=8M --offset_increment=8M --randrepeat=1 \
+  --verify=crc32c --verify_fatal=1 --verify_only --group_reporting \
+  --output=/tmp/fio-host-scsi.out >/dev/null 2>&1
+verify=$?
+[ $verify -eq 0 ] || tail -n 20 /tmp/fio-host-scsi.out
+echo "L1: host verify scsi-data.img exit=$verify"
 
 # Bad input must give one clear line and a non-zero status, never a panic.
 ringvisor run --kernel /nonexistent/vmlinuz >/tmp/neg.out 2>&1
@@ -42,4 +57,7 @@ ringvisor run --kernel /l2/vmlinuz --memory 0 >/tmp/neg.out 2>&1
 echo "L1: negative zero-memory exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --disk path=/nonexistent.img >/tmp/neg.out 2>&1
 echo "L1: negative missing-disk exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+ringvisor run --kernel /l2/vmlinuz --scsi-disk path=/tmp/scsi-ro.img,target=1,lun=0 \
+  --scsi-disk path=/tmp/scsi-lun5.img,target=1,lun=0 >/tmp/neg.out 2>&1
+echo "L1: negative duplicate-lun exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 exit "$status"

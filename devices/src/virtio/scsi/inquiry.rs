@@ -61,7 +61,9 @@ pub fn inquiry(lu: &LogicalUnit, evpd: bool, page: u8) -> Result<Vec<u8>, Sense>
     Ok(d)
 }
 
-/// Device identification: an NAA designator and a T10 vendor ID one, both of the unit.
+/// Device identification: an NAA locally-assigned designator and a T10 vendor ID one, both
+/// of the unit. Linux builds its `wwid` from the T10 one (it skips locally assigned NAA,
+/// and the other NAA formats need an IEEE OUI).
 fn identification(lu: &LogicalUnit) -> Vec<u8> {
     let mut d = Vec::new();
     // Binary code set, association LU, type NAA, 8 bytes.
