@@ -15,7 +15,7 @@ pub use blk::{
     VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
     VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
 };
-pub use scsi::{PostedCommand, ScsiAnswer, ScsiRig};
+pub use scsi::{CommandSlot, PostedCommand, ScsiAnswer, ScsiRig};
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, Ordering};

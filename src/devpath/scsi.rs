@@ -5,7 +5,7 @@ use ringvisor_devices::virtio::scsi::protocol::{
     DEFAULT_CDB_SIZE, DEFAULT_SENSE_SIZE, FIRST_REQUEST_QUEUE,
 };
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDevice};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::{GuestQueue, Result, Rig};
 use crate::virtq_driver::Buffer;
@@ -47,7 +47,65 @@ pub struct PostedCommand {
     data_in: GuestAddress,
 }
 
+/// Request and response headers of one command, reused from command to command.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandSlot {
+    pub request: GuestAddress,
+    pub response: GuestAddress,
+}
+
+/// `virtio_scsi_req_cmd` up to the data for `target`/`lun` and `cdb`.
+fn request_header(target: u8, lun: u16, cdb: &[u8]) -> [u8; REQUEST_LEN as usize] {
+    let mut request = [0u8; REQUEST_LEN as usize];
+    request[..4].copy_from_slice(&[1, target, 0x40 | (lun >> 8) as u8, lun as u8]);
+    let cdb_len = cdb.len().min(DEFAULT_CDB_SIZE as usize);
+    request[19..19 + cdb_len].copy_from_slice(&cdb[..cdb_len]);
+    request
+}
+
 impl GuestQueue {
+    /// Takes a request and a response header from scratch memory.
+    pub fn alloc_command_slot(&mut self) -> Result<CommandSlot> {
+        Ok(CommandSlot {
+            request: self.alloc(u64::from(REQUEST_LEN))?,
+            response: self.alloc(u64::from(RESPONSE_LEN))?,
+        })
+    }
+
+    /// Adds a READ(16) of `blocks` 512-byte blocks at `lba` into `data`, headers at
+    /// `slot`. Returns the head descriptor.
+    pub fn post_read(
+        &mut self,
+        slot: CommandSlot,
+        target: u8,
+        lun: u16,
+        lba: u64,
+        blocks: u32,
+        data: Buffer,
+    ) -> Result<u16> {
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x88;
+        cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+        cdb[10..14].copy_from_slice(&blocks.to_be_bytes());
+        self.mem
+            .write_slice(&request_header(target, lun, &cdb), slot.request)?;
+        // Response and status read as "not answered" until the device writes them.
+        self.mem.write_slice(&[0xff; 12], slot.response)?;
+        self.post_chain(&[
+            Buffer::readable(slot.request, REQUEST_LEN),
+            Buffer::writable(slot.response, RESPONSE_LEN),
+            data,
+        ])
+    }
+
+    /// The (virtio response, SCSI status) the device wrote at `slot`.
+    pub fn command_status(&self, slot: CommandSlot) -> Result<(u8, u8)> {
+        let mut fields = [0u8; 2];
+        self.mem
+            .read_slice(&mut fields, slot.response.unchecked_add(10))?;
+        Ok((fields[1], fields[0]))
+    }
+
     /// Adds a command for `target`/`lun` with `data_out` and `data_in` bytes of room,
     /// headers and buffers from scratch memory.
     pub fn post_command(
@@ -58,10 +116,7 @@ impl GuestQueue {
         data_out: &[u8],
         data_in: u32,
     ) -> Result<PostedCommand> {
-        let mut request = [0u8; REQUEST_LEN as usize];
-        request[..4].copy_from_slice(&[1, target, 0x40 | (lun >> 8) as u8, lun as u8]);
-        let cdb_len = cdb.len().min(DEFAULT_CDB_SIZE as usize);
-        request[19..19 + cdb_len].copy_from_slice(&cdb[..cdb_len]);
+        let request = request_header(target, lun, cdb);
         let request_at = self.alloc(u64::from(REQUEST_LEN))?;
         self.mem.write_slice(&request, request_at)?;
         let mut chain = vec![Buffer::readable(request_at, REQUEST_LEN)];
@@ -120,13 +175,18 @@ impl Rig<ScsiDevice> {
         reactor_cores: &[Option<usize>],
         queue_size: u16,
     ) -> Result<Self> {
-        Rig::with_device(
-            ScsiDevice::new(config)?,
-            "scsi",
-            reactor_cores,
-            queue_size,
-            None,
-        )
+        Self::scsi_with_polling(config, reactor_cores, queue_size, None)
+    }
+
+    /// As [`scsi`](Self::scsi), with the reactors' adaptive polling budget (`--poll-us`).
+    pub fn scsi_with_polling(
+        config: ScsiConfig,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        poll: Option<std::time::Duration>,
+    ) -> Result<Self> {
+        let device = ScsiDevice::new(config)?;
+        Rig::with_device(device, "scsi", reactor_cores, queue_size, poll)
     }
 
     /// The rig queue index of request queue `n` (after the control and event queues).

@@ -1,18 +1,21 @@
-//! Device-path benchmark for virtio-blk: synthetic guest driver → reactor → io_uring on a
-//! real file, against host fio on the same file with the same job. See bench/README.md.
+//! Device-path benchmark for virtio-blk and virtio-scsi: synthetic guest driver → reactor →
+//! io_uring on a real file, against host fio on the same file with the same job. See
+//! bench/README.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use ringvisor_bench::devpath::load::{self, LoadConfig};
+use ringvisor_bench::devpath::load::{self, Device, LoadConfig};
 use ringvisor_bench::devpath::report::{self, Row};
 use ringvisor_bench::devpath::{file_size, fio, prepare_file, Job, JOBS};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(about = "virtio-blk device path (synthetic driver → reactors → io_uring) vs host fio")]
+#[command(
+    about = "virtio-blk/-scsi device path (synthetic driver → reactors → io_uring) vs host fio"
+)]
 struct Args {
     /// File or block device to read (O_DIRECT); default: a prefilled file under the
     /// output directory, created once.
@@ -30,6 +33,10 @@ struct Args {
     /// Reactor counts to run each job with (one queue and one driver thread per reactor).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     reactors: Vec<usize>,
+    /// Devices to run each job on: blk, and scsi:N for a virtio-scsi controller with N
+    /// logical units on the same file (requests round-robin over them).
+    #[arg(long, value_delimiter = ',', default_value = "blk", value_parser = parse_device)]
+    devices: Vec<Device>,
     /// Jobs to run, by name (default: all).
     #[arg(long, value_delimiter = ',')]
     jobs: Vec<String>,
@@ -55,6 +62,27 @@ struct Args {
     /// Where the table, the JSON document and the default file go.
     #[arg(long, default_value = "target/bench/devpath-blk")]
     out: PathBuf,
+}
+
+fn parse_device(text: &str) -> Result<Device, String> {
+    match text.split_once(':') {
+        None if text == "blk" => Ok(Device::Blk),
+        None if text == "scsi" => Ok(Device::Scsi { luns: 1 }),
+        Some(("scsi", n)) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=4096).contains(n))
+            .map(|luns| Device::Scsi { luns })
+            .ok_or_else(|| format!("scsi:{n}: want 1 to 4096 logical units")),
+        _ => Err(format!("{text}: want blk, scsi or scsi:N")),
+    }
+}
+
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Blk => "blk".to_string(),
+        Device::Scsi { luns } => format!("scsi×{luns}"),
+    }
 }
 
 fn seconds(s: f64, what: &str) -> Result<Duration, String> {
@@ -114,23 +142,29 @@ fn run(args: Args) -> Result<(), String> {
     let mut fio_json = Vec::new();
     for &job in &jobs {
         for &reactors in &args.reactors {
-            eprintln!(
-                "devpath-blk: {} with {reactors} reactor(s): ringvisor",
-                job.name
-            );
-            let ringvisor = load::run(&LoadConfig {
-                file: file.clone(),
-                file_bytes,
-                job,
-                reactors,
-                queue_size: args.queue_size,
-                warmup,
-                run,
-                seed,
-                poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
-                driver_poll: args.driver_poll,
-            })
-            .map_err(|e| format!("{} with {reactors} reactors: {e}", job.name))?;
+            let mut results = Vec::new();
+            for &device in &args.devices {
+                let name = device_name(device);
+                eprintln!(
+                    "devpath-blk: {} with {reactors} reactor(s): ringvisor {name}",
+                    job.name
+                );
+                let result = load::run(&LoadConfig {
+                    device,
+                    file: file.clone(),
+                    file_bytes,
+                    job,
+                    reactors,
+                    queue_size: args.queue_size,
+                    warmup,
+                    run,
+                    seed,
+                    poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
+                    driver_poll: args.driver_poll,
+                })
+                .map_err(|e| format!("{} on {name} with {reactors} reactors: {e}", job.name))?;
+                results.push((name, result));
+            }
             let fio = if args.no_fio {
                 None
             } else {
@@ -148,14 +182,17 @@ fn run(args: Args) -> Result<(), String> {
                 }));
                 Some(result)
             };
-            let row = Row {
-                job,
-                reactors,
-                ringvisor,
-                fio,
-            };
-            eprintln!("{}", row.markdown());
-            rows.push(row);
+            for (device, ringvisor) in results {
+                let row = Row {
+                    device,
+                    job,
+                    reactors,
+                    ringvisor,
+                    fio: fio.clone(),
+                };
+                eprintln!("{}", row.markdown());
+                rows.push(row);
+            }
         }
     }
 

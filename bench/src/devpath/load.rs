@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringvisor::devpath::{BlockRig, GuestQueue, RequestSlot, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN};
+use ringvisor::devpath::{
+    BlockRig, CommandSlot, GuestQueue, RequestSlot, ScsiRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN,
+};
 use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
-use ringvisor_io::ReactorStats;
+use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
+use ringvisor_io::{ReactorSet, ReactorStats};
 use vm_memory::GuestAddress;
 
 use super::{Job, Offsets, Region};
@@ -22,8 +25,25 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds are valid")
 }
 
+/// Which device the synthetic driver talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Blk,
+    /// A virtio-scsi controller with `luns` logical units, all backed by the file
+    /// (read-only, each with its own descriptor); requests go round-robin over them.
+    Scsi {
+        luns: usize,
+    },
+}
+
+/// The address the controller assigns to unit `i` (a free target's LUN 0 first).
+fn scsi_address(i: usize) -> (u8, u16) {
+    ((i % 256) as u8, (i / 256) as u16)
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    pub device: Device,
     pub file: PathBuf,
     pub file_bytes: u64,
     pub job: Job,
@@ -132,8 +152,15 @@ struct QueueResult {
     latency_ns: Histogram<u64>,
 }
 
+/// Where one in-flight request's headers live.
+#[derive(Clone, Copy)]
+enum Headers {
+    Blk(RequestSlot),
+    Scsi(CommandSlot),
+}
+
 struct Slot {
-    request: RequestSlot,
+    headers: Headers,
     data: GuestAddress,
     posted: Instant,
 }
@@ -141,31 +168,90 @@ struct Slot {
 /// Runs `config.job` through a fresh rig: warm-up, then the measured window.
 pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
     let queues = u16::try_from(config.reactors).map_err(|_| "too many reactors".to_string())?;
-    let block = BlockConfig {
-        path: config.file.clone(),
-        read_only: true,
-        direct: true,
-        queues,
-        serial: None,
-    };
-    let mut rig = BlockRig::with_polling(
-        block,
-        &vec![None; config.reactors],
-        config.queue_size,
-        config.poll,
-    )
-    .map_err(|e| e.to_string())?;
-    if !rig.device().direct() {
-        return Err(format!(
-            "{}: the filesystem refuses O_DIRECT; the page cache would serve the reads",
-            config.file.display()
-        ));
+    let cores = vec![None; config.reactors];
+    match config.device {
+        Device::Blk => {
+            let block = BlockConfig {
+                path: config.file.clone(),
+                read_only: true,
+                direct: true,
+                queues,
+                serial: None,
+            };
+            let mut rig = BlockRig::with_polling(block, &cores, config.queue_size, config.poll)
+                .map_err(|e| e.to_string())?;
+            if !rig.device().direct() {
+                return Err(refuses_direct(config));
+            }
+            let (guest_queues, reactors) = rig.split_mut();
+            let outcome = measure(config, guest_queues, reactors);
+            let faults = rig.faults();
+            rig.shutdown().map_err(|e| e.to_string())?;
+            finish(config, outcome, faults)
+        }
+        Device::Scsi { luns } => {
+            let disks = (0..luns)
+                .map(|_| ScsiDiskConfig {
+                    path: config.file.clone(),
+                    target: None,
+                    lun: None,
+                    read_only: true,
+                    direct: true,
+                    serial: None,
+                })
+                .collect();
+            let scsi = ScsiConfig { queues, disks };
+            let mut rig = ScsiRig::scsi_with_polling(scsi, &cores, config.queue_size, config.poll)
+                .map_err(|e| e.to_string())?;
+            if rig.device().units().iter().any(|unit| !unit.3) {
+                return Err(refuses_direct(config));
+            }
+            let (guest_queues, reactors) = rig.split_mut();
+            // The control and event queues come first; the drivers use the request queues.
+            let request_queues = &mut guest_queues[ScsiRig::request_queue(0)..];
+            let outcome = measure(config, request_queues, reactors);
+            let faults = rig.faults();
+            rig.shutdown().map_err(|e| e.to_string())?;
+            finish(config, outcome, faults)
+        }
     }
+}
+
+fn refuses_direct(config: &LoadConfig) -> String {
+    format!(
+        "{}: the filesystem refuses O_DIRECT; the page cache would serve the reads",
+        config.file.display()
+    )
+}
+
+type Outcome = Result<(QueueResult, ReactorWindow), String>;
+
+fn finish(
+    config: &LoadConfig,
+    outcome: Outcome,
+    faults: Vec<String>,
+) -> Result<LoadResult, String> {
+    let (total, window) = outcome?;
+    if !faults.is_empty() {
+        return Err(format!("queue faults: {faults:?}"));
+    }
+    Ok(LoadResult {
+        ops: total.ops,
+        errors: total.errors,
+        seconds: config.run.as_secs_f64(),
+        block_size: config.job.block_size,
+        latency_ns: total.latency_ns,
+        reactors: window,
+    })
+}
+
+/// Warm-up, then the measured window, one driver thread per queue.
+fn measure(config: &LoadConfig, guest_queues: &mut [GuestQueue], reactors: &ReactorSet) -> Outcome {
     let measure_from = Instant::now() + config.warmup;
     let measure_to = measure_from + config.run;
     let job = config.job;
-    let (guest_queues, reactors) = rig.split_mut();
-    let outcome = std::thread::scope(|scope| {
+    let device = config.device;
+    std::thread::scope(|scope| {
         let drivers: Vec<_> = guest_queues
             .iter_mut()
             .enumerate()
@@ -183,7 +269,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                     to: measure_to,
                     poll: config.driver_poll,
                 };
-                scope.spawn(move || drive(queue, job, offsets, window))
+                scope.spawn(move || drive(queue, job, device, offsets, window))
             })
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
@@ -204,20 +290,6 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
             let _ = total.latency_ns.add(&result.latency_ns);
         }
         Ok::<_, String>((total, window))
-    });
-    let faults = rig.faults();
-    rig.shutdown().map_err(|e| e.to_string())?;
-    let (total, window) = outcome?;
-    if !faults.is_empty() {
-        return Err(format!("queue faults: {faults:?}"));
-    }
-    Ok(LoadResult {
-        ops: total.ops,
-        errors: total.errors,
-        seconds: config.run.as_secs_f64(),
-        block_size: job.block_size,
-        latency_ns: total.latency_ns,
-        reactors: window,
     })
 }
 
@@ -235,6 +307,7 @@ struct Window {
 fn drive(
     queue: &mut GuestQueue,
     job: Job,
+    device: Device,
     mut offsets: Offsets,
     window: Window,
 ) -> Result<QueueResult, String> {
@@ -243,8 +316,12 @@ fn drive(
     let now = Instant::now();
     let mut slots = Vec::with_capacity(job.depth);
     for _ in 0..job.depth {
+        let headers = match device {
+            Device::Blk => Headers::Blk(queue.alloc_slot().map_err(err)?),
+            Device::Scsi { .. } => Headers::Scsi(queue.alloc_command_slot().map_err(err)?),
+        };
         slots.push(Slot {
-            request: queue.alloc_slot().map_err(err)?,
+            headers,
             data: queue.alloc(u64::from(job.block_size)).map_err(err)?,
             posted: now,
         });
@@ -252,6 +329,11 @@ fn drive(
     let mut free: Vec<usize> = (0..job.depth).rev().collect();
     let mut by_head = vec![usize::MAX; 1 << 16];
     let mut in_flight = 0;
+    let mut next_lun = 0usize;
+    let luns = match device {
+        Device::Scsi { luns } => luns.max(1),
+        Device::Blk => 1,
+    };
     let mut result = QueueResult {
         ops: 0,
         errors: 0,
@@ -263,10 +345,19 @@ fn drive(
                 let slot = &mut slots[index];
                 let sector = offsets.next_offset() >> 9;
                 slot.posted = Instant::now();
-                let data = [Buffer::writable(slot.data, job.block_size)];
-                let head = queue
-                    .post_in(slot.request, VIRTIO_BLK_T_IN, sector, &data)
-                    .map_err(err)?;
+                let data = Buffer::writable(slot.data, job.block_size);
+                let head = match slot.headers {
+                    Headers::Scsi(headers) => {
+                        let (target, lun) = scsi_address(next_lun % luns);
+                        next_lun = next_lun.wrapping_add(1);
+                        let blocks = job.block_size >> 9;
+                        queue.post_read(headers, target, lun, sector, blocks, data)
+                    }
+                    Headers::Blk(headers) => {
+                        queue.post_in(headers, VIRTIO_BLK_T_IN, sector, &[data])
+                    }
+                }
+                .map_err(err)?;
                 by_head[usize::from(head)] = index;
                 in_flight += 1;
             }
@@ -297,8 +388,18 @@ fn drive(
                 _ => return Err(format!("used entry for unknown head {head}")),
             };
             let slot = &slots[index];
-            let status = queue.status(slot.request.status).map_err(err)?;
-            if status != VIRTIO_BLK_S_OK || len != job.block_size + 1 {
+            let ok = match slot.headers {
+                Headers::Blk(headers) => {
+                    queue.status(headers.status).map_err(err)? == VIRTIO_BLK_S_OK
+                        && len == job.block_size + 1
+                }
+                // GOOD, and the response header (108 bytes) plus the data.
+                Headers::Scsi(headers) => {
+                    queue.command_status(headers).map_err(err)? == (0, 0)
+                        && len == job.block_size + 108
+                }
+            };
+            if !ok {
                 result.errors += 1;
             } else if slot.posted >= from && seen <= to {
                 let ns = seen.duration_since(slot.posted).as_nanos();

@@ -9,6 +9,8 @@ use super::Job;
 /// One job at one reactor count, both sides.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// "blk", or "scsi×N" for a controller with N logical units.
+    pub device: String,
     pub job: Job,
     pub reactors: usize,
     pub ringvisor: LoadResult,
@@ -37,6 +39,7 @@ impl Row {
         let rv = &self.ringvisor;
         let fio = self.fio.as_ref();
         let cells = [
+            self.device.clone(),
             self.job.name.to_string(),
             self.reactors.to_string(),
             format!("{:.0}", rv.iops()),
@@ -63,6 +66,7 @@ impl Row {
             format!("{} / {}", us(quantile_ns(h, 0.5)), us(quantile_ns(h, 0.99)))
         };
         let cells = [
+            self.device.clone(),
             self.job.name.to_string(),
             self.reactors.to_string(),
             format!("{:.1}", rv.bytes_per_second() / f64::from(1u32 << 20)),
@@ -92,6 +96,7 @@ impl Row {
             })
         };
         json!({
+            "device": self.device,
             "job": self.job.name,
             "rw": self.job.fio_rw(),
             "block_size": self.job.block_size,
@@ -132,21 +137,21 @@ impl Row {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| job | reactors | ringvisor IOPS | fio IOPS | ratio | rv p50 µs | rv p99 µs \
+        "| device | job | reactors | ringvisor IOPS | fio IOPS | ratio | rv p50 µs | rv p99 µs \
          | rv p99.9 µs | fio p50 µs | fio p99 µs | fio p99.9 µs | added p50 µs \
          | added p99 µs | SQEs/enter |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         out.push_str(&row.markdown());
         out.push('\n');
     }
     out.push('\n');
     out.push_str(
-        "| job | reactors | rv MiB/s | fio MiB/s | requests | irqs sent | irqs suppressed \
+        "| device | job | reactors | rv MiB/s | fio MiB/s | requests | irqs sent | irqs suppressed \
          | kick→submit p50/p99 µs | submit→complete p50/p99 µs | errors |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         out.push_str(&row.reactor_markdown());
         out.push('\n');

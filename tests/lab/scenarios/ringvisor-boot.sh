@@ -15,6 +15,13 @@ ro_before=$(md5sum </tmp/ro.img)
 dd if=/dev/zero of=/tmp/scsi-data.img bs=1M count=0 seek=32 2>/dev/null
 dd if=/dev/urandom of=/tmp/scsi-ro.img bs=1M count=2 2>/dev/null
 dd if=/dev/zero of=/tmp/scsi-lun5.img bs=1M count=0 seek=4 2>/dev/null
+# 61 more logical units (sparse, on L1's tmpfs): 64 in all, auto-assigned to targets 2,
+# 4, 5, ... (the first of them gets a second fio pattern).
+extra=""
+for i in $(seq 1 61); do
+  dd if=/dev/zero of=/tmp/scsi-extra-$i.img bs=1M count=0 seek=16 2>/dev/null
+  extra="$extra --scsi-disk path=/tmp/scsi-extra-$i.img"
+done
 
 measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus "$CPUS" --memory "$MEMORY" \
@@ -24,7 +31,7 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --scsi queues=2 \
   --scsi-disk path=/tmp/scsi-data.img,serial=rv-scsi-data \
   --scsi-disk path=/tmp/scsi-ro.img,readonly=on \
-  --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 \
+  --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 $extra \
   --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi"
 status=$?
 
@@ -45,6 +52,12 @@ fio --name=pattern --filename=/tmp/scsi-data.img --ioengine=psync --rw=randwrite
 verify=$?
 [ $verify -eq 0 ] || tail -n 20 /tmp/fio-host-scsi.out
 echo "L1: host verify scsi-data.img exit=$verify"
+fio --name=extra --filename=/tmp/scsi-extra-1.img --ioengine=psync --rw=randwrite \
+  --bs=4k --size=8M --randrepeat=1 --verify=crc32c --verify_fatal=1 --verify_only \
+  --output=/tmp/fio-host-extra.out >/dev/null 2>&1
+verify=$?
+[ $verify -eq 0 ] || tail -n 20 /tmp/fio-host-extra.out
+echo "L1: host verify scsi-extra-1.img exit=$verify"
 
 # Bad input must give one clear line and a non-zero status, never a panic.
 ringvisor run --kernel /nonexistent/vmlinuz >/tmp/neg.out 2>&1
