@@ -1,13 +1,23 @@
 #!/bin/sh
-# L2 benchmark jobs on /dev/vda (used by bench/fio-compare.sh through the nested lab):
-# one "L2: fio JOB iops=N p50_us=N p99_us=N p999_us=N" line per job. Direct I/O in the
-# guest; the backing file's caching is the VMM's business (see the scenario).
+# L2 benchmark jobs on the guest's one disk, /dev/vda (virtio-blk) or /dev/sda
+# (virtio-scsi) (used by bench/fio-compare.sh through the nested lab): one
+# "L2: fio JOB iops=N p50_us=N p99_us=N p999_us=N" line per job. Direct I/O in the guest;
+# the backing file's caching is the VMM's business (see the scenario).
 RUNTIME=${FIO_RUNTIME:-8}
-[ -b /dev/vda ] || { echo "L2: fio no /dev/vda"; exit 1; }
+# SCSI units appear once the host adapter's scan is done.
+for i in $(seq 1 40); do
+  [ -b /dev/vda ] || [ -b /dev/sda ] && break
+  sleep 0.25
+done
+if [ -b /dev/vda ]; then DISK=/dev/vda; elif [ -b /dev/sda ]; then DISK=/dev/sda; else
+  echo "L2: fio no /dev/vda or /dev/sda"
+  exit 1
+fi
+echo "L2: fio disk=$DISK"
 
 # job: NAME RW BS IODEPTH
 run_job() {
-  out=$(fio --name="$1" --filename=/dev/vda --ioengine=libaio --direct=1 --rw="$2" \
+  out=$(fio --name="$1" --filename=$DISK --ioengine=libaio --direct=1 --rw="$2" \
     --bs="$3" --iodepth="$4" --runtime="$RUNTIME" --time_based --size=192M \
     --randrepeat=1 --norandommap --output-format=terse --terse-version=3 2>/dev/null) || {
     echo "L2: fio $1 failed"

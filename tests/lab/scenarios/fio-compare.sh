@@ -1,7 +1,8 @@
 #!/bin/sh
 # L1 scenario for bench/fio-compare.sh: the same L2 guest and fio jobs (l2-tests/fio.sh)
-# on one virtio-blk disk with 2 queues, under ringvisor and then QEMU-KVM (virtio-blk-pci,
-# an iothread, aio=io_uring), in the same L1. The backing files live on L1's tmpfs, which
+# on one virtio-blk disk with 2 queues, under ringvisor (default, --poll-us 50, and the
+# same file as a virtio-scsi unit with 2 request queues) and then QEMU-KVM
+# (virtio-blk-pci, an iothread, aio=io_uring), in the same L1. The backing files live on L1's tmpfs, which
 # has no O_DIRECT in kernel 6.1: both VMMs use the page cache there.
 . /lib/lab/measure.sh
 CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=fio quiet"
@@ -18,6 +19,12 @@ for poll in 0 50; do
     --cmdline "$CMDLINE" || rv_status=1
   rm -f /tmp/rv.img
 done
+echo "L1: begin vmm=ringvisor-scsi"
+make_disk /tmp/rv.img
+measure_vmm ringvisor-scsi ringvisor run --kernel /l2/vmlinuz \
+  --initramfs /l2/initramfs.cpio.gz --cpus 2 --memory 384M \
+  --scsi queues=2 --scsi-disk path=/tmp/rv.img,direct=off --cmdline "$CMDLINE" || rv_status=1
+rm -f /tmp/rv.img
 
 # QEMU last: its L2 guest runs with an XCR0 that L1's KVM never saw it set (nested SVM
 # under TCG does not trap XSETBV) and, in this lab, sometimes takes L1 down with it.

@@ -448,6 +448,9 @@ impl QueueWorker for ScsiRequestWorker {
         };
         let data_in = if failed.is_none() { pending.data_in } else { 0 };
         let outcome = self.finish(pending.head, &pending.response, reply, data_in);
+        // The reactor learns of this used entry from the completion itself; the flag is
+        // for requests answered during a drain.
+        self.finished_now = false;
         // The used entry is written: task management may now call the request done.
         pending.unit.end_io();
         outcome
