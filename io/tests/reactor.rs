@@ -22,7 +22,24 @@ struct FileReader {
     done: Completions,
     buffers: Vec<(u64, Box<[u8; 8]>)>,
     fault_on: Option<u64>,
+    /// Wait this long (an IoOp::Delay) before each read, queued from the completion.
+    delay_ns: Option<u64>,
+    /// Results of the delays, for the test to check.
+    delays: Arc<Mutex<Vec<(i32, Instant)>>>,
     added: bool,
+}
+
+/// Tags of delays have this bit set; the read queued after one gets the tag without it.
+const DELAY_TAG: u64 = 1 << 40;
+
+impl FileReader {
+    fn read(&self, tag: u64, iovec: libc::iovec) -> IoOp {
+        IoOp::Read {
+            fd: self.file.as_raw_fd(),
+            offset: self.buffers[tag as usize].0,
+            iovecs: vec![iovec],
+        }
+    }
 }
 
 impl QueueWorker for FileReader {
@@ -42,19 +59,30 @@ impl QueueWorker for FileReader {
             };
             let tag = self.buffers.len() as u64;
             self.buffers.push((offset, buffer));
-            batch.push(
-                tag,
-                IoOp::Read {
-                    fd: self.file.as_raw_fd(),
-                    offset,
-                    iovecs: vec![iovec],
-                },
-            );
+            match self.delay_ns {
+                Some(nanos) => {
+                    self.delays.lock().unwrap().push((i32::MIN, Instant::now()));
+                    batch.push(tag | DELAY_TAG, IoOp::Delay { nanos });
+                }
+                None => batch.push(tag, self.read(tag, iovec)),
+            }
         }
         Ok(posted.len())
     }
 
-    fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {
+    fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
+        if tag & DELAY_TAG != 0 {
+            let tag = tag & !DELAY_TAG;
+            let slot = &mut self.delays.lock().unwrap()[tag as usize];
+            *slot = (result, slot.1);
+            let buffer = &mut self.buffers[tag as usize].1;
+            let iovec = libc::iovec {
+                iov_base: buffer.as_mut_ptr().cast(),
+                iov_len: 8,
+            };
+            batch.push(tag, self.read(tag, iovec));
+            return Ok(());
+        }
         let (offset, buffer) = &self.buffers[tag as usize];
         self.done.lock().unwrap().push((*offset, result, **buffer));
         self.added = true;
@@ -88,6 +116,7 @@ struct TestQueue {
     kick: EventFd,
     interrupt: IrqEvent,
     faults: Arc<Mutex<Vec<String>>>,
+    delays: Arc<Mutex<Vec<(i32, Instant)>>>,
 }
 
 fn test_file(name: &str) -> std::path::PathBuf {
@@ -101,6 +130,16 @@ fn test_file(name: &str) -> std::path::PathBuf {
 }
 
 fn binding(name: &str, path: &std::path::Path, fault_on: Option<u64>) -> (QueueBinding, TestQueue) {
+    delayed_binding(name, path, fault_on, None)
+}
+
+fn delayed_binding(
+    name: &str,
+    path: &std::path::Path,
+    fault_on: Option<u64>,
+    delay_ns: Option<u64>,
+) -> (QueueBinding, TestQueue) {
+    let delays = Arc::new(Mutex::new(Vec::new()));
     let posted = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(Mutex::new(Vec::new()));
     let faults = Arc::new(Mutex::new(Vec::new()));
@@ -112,6 +151,8 @@ fn binding(name: &str, path: &std::path::Path, fault_on: Option<u64>) -> (QueueB
         done: done.clone(),
         buffers: Vec::new(),
         fault_on,
+        delay_ns,
+        delays: delays.clone(),
         added: false,
     };
     let fault_log = faults.clone();
@@ -128,6 +169,7 @@ fn binding(name: &str, path: &std::path::Path, fault_on: Option<u64>) -> (QueueB
         kick,
         interrupt,
         faults,
+        delays,
     };
     (binding, queue)
 }
@@ -258,6 +300,37 @@ fn a_polling_reactor_serves_chains_posted_without_a_kick() {
     });
     assert_eq!(q.done.lock().unwrap()[1], (16, 8, 2u64.to_le_bytes()));
     // Control messages still get through while it spins.
+    reactors.detach(attached).unwrap();
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_completion_can_queue_more_io_after_a_delay() {
+    let path = test_file("delay");
+    let reactors = ReactorSet::start(&[None]).unwrap();
+    let (b, q) = delayed_binding("q", &path, None, Some(2_000_000));
+    let attached = reactors.attach(b).unwrap();
+    q.posted.lock().unwrap().extend([16u64, 24]);
+    q.kick.write(1).unwrap();
+    wait_for("two reads after their delays", || {
+        q.done.lock().unwrap().len() == 2
+    });
+    let done_at = Instant::now();
+    for (offset, result, bytes) in q.done.lock().unwrap().iter() {
+        assert_eq!((*result, u64::from_le_bytes(*bytes)), (8, offset / 8));
+    }
+    for (result, started) in q.delays.lock().unwrap().iter() {
+        assert_eq!(*result, 0, "a delay that ran its course completes with 0");
+        assert!(done_at - *started >= Duration::from_millis(2));
+    }
+    let stats = reactors.stats();
+    let queue = &stats[0].queues[0];
+    assert_eq!((queue.ops, queue.op_errors), (4, 0));
+    assert_eq!(
+        queue.submit_to_complete_ns.len(),
+        2,
+        "delays are not I/O latency"
+    );
     reactors.detach(attached).unwrap();
     std::fs::remove_file(path).unwrap();
 }
