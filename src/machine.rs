@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use log::info;
+use log::{debug, info};
 use ringvisor_devices::legacy::SerialPort;
 use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
@@ -251,7 +251,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             plug.slot
         );
         for (address, path, read_only, direct) in units {
-            info!(
+            debug!(
                 "{name}: target {} lun {}: {}{}{}",
                 address.target,
                 address.lun,
