@@ -7,8 +7,10 @@ use log::LevelFilter;
 
 use crate::machine::MachineConfig;
 use crate::options::{
-    parse_cpu_list_arg, parse_disk, parse_scsi, parse_scsi_disk, CpuList, DiskSpec, ScsiSpec,
+    parse_cpu_list_arg, parse_disk, parse_net, parse_scsi, parse_scsi_disk, CpuList, DiskSpec,
+    ScsiSpec,
 };
+use ringvisor_devices::virtio::net::NetConfig;
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
 
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
@@ -79,6 +81,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "OPTIONS", value_parser = parse_scsi)]
     pub scsi: Option<ScsiSpec>,
 
+    /// A virtio-net NIC on a TAP interface; repeat for more NICs.
+    /// tap=NAME[,mac=MAC][,queues=N][,mtu=M]: the TAP is created when missing and
+    /// ringvisor may (CAP_NET_ADMIN), multi-queue when queues (pairs, 1..=16) > 1; the MAC
+    /// defaults to a locally administered one derived from the TAP name.
+    #[arg(long = "net", value_name = "OPTIONS", value_parser = parse_net)]
+    pub nets: Vec<NetConfig>,
+
     /// Host cores for the io_uring reactors, one single-threaded reactor pinned to each,
     /// e.g. 2-3 or 1,3 (default: every core this process may run on).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list_arg)]
@@ -105,6 +114,7 @@ impl RunArgs {
                 queues: self.scsi.map_or(1, |spec| spec.queues),
                 disks: self.scsi_disks.clone(),
             }),
+            nets: self.nets.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
         }

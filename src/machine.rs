@@ -8,6 +8,7 @@ use std::thread;
 use log::{debug, info};
 use ringvisor_devices::legacy::SerialPort;
 use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
+use ringvisor_devices::virtio::net::{NetConfig, NetDevice, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 
@@ -35,6 +36,8 @@ pub struct MachineConfig {
     pub disks: Vec<DiskSpec>,
     /// The virtio-scsi controller and its logical units, when asked for.
     pub scsi: Option<ScsiConfig>,
+    /// virtio-net NICs, one per TAP.
+    pub nets: Vec<NetConfig>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
@@ -80,6 +83,8 @@ pub enum MachineError {
     Disk(#[from] BlockError),
     #[error("--scsi-disk: {0}")]
     Scsi(#[from] ScsiError),
+    #[error("--net: {0}")]
+    Net(#[from] NetError),
     #[error("--disk: cannot use {}: {source}", path.display())]
     DiskPath {
         path: PathBuf,
@@ -260,6 +265,30 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 if direct { "" } else { ", page cache" }
             );
         }
+    }
+    for (index, net) in config.nets.iter().enumerate() {
+        let name = format!("net{index}");
+        let device = NetDevice::new(net.clone())?;
+        let mac = device.mac();
+        let bar = bars
+            .allocate(BAR0_SIZE)
+            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
+        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
+            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
+            .map_err(|source| MachineError::VirtioPci {
+                name: name.clone(),
+                source,
+            })?;
+        info!(
+            "{name}: tap {} ({} queue pair(s)), MAC {}, on PCI 00:{:02x}.0, BAR0 {bar:#x}",
+            net.tap,
+            net.queue_pairs,
+            mac.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            plug.slot
+        );
     }
     let bus = Arc::new(PortIoBus::new(
         SerialPort::new(serial_irq, console),

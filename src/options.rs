@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use ringvisor_devices::virtio::net::{self, NetConfig};
 use ringvisor_devices::virtio::scsi::{self, ScsiDiskConfig};
 
 /// A `key=value,key=value` list with each key allowed at most once.
@@ -139,6 +140,69 @@ pub fn parse_scsi_disk(text: &str) -> Result<ScsiDiskConfig, String> {
     })
 }
 
+/// Parses `--net tap=NAME[,mac=MAC][,queues=N][,mtu=M]` (queues: queue pairs).
+pub fn parse_net(text: &str) -> Result<NetConfig, String> {
+    let options = OptionList::parse(text, &["tap", "mac", "queues", "mtu"])?;
+    let tap = options
+        .get("tap")
+        .filter(|t| !t.is_empty())
+        .ok_or("tap=NAME is required")?;
+    if tap.len() > 15 || !tap.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+        return Err(format!(
+            "tap={tap}: an interface name of at most 15 characters"
+        ));
+    }
+    let mac = match options.get("mac") {
+        None => None,
+        Some(text) => Some(parse_mac(text)?),
+    };
+    let max = net::MAX_QUEUE_PAIRS;
+    let queue_pairs = match options.get("queues") {
+        None => 1,
+        Some(n) => n
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("queues={n}: want 1..={max}"))?,
+    };
+    let mtu = match options.get("mtu") {
+        None => None,
+        Some(m) => Some(
+            m.parse::<u16>()
+                .ok()
+                .filter(|m| (net::MIN_MTU..=net::MAX_MTU).contains(m))
+                .ok_or_else(|| format!("mtu={m}: want {}..={}", net::MIN_MTU, net::MAX_MTU))?,
+        ),
+    };
+    Ok(NetConfig {
+        tap: tap.to_owned(),
+        mac,
+        queue_pairs,
+        mtu,
+    })
+}
+
+/// `52:54:00:12:34:56`: six hex bytes, a unicast address.
+fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("mac={text}: want six hex bytes like 52:54:00:12:34:56");
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!("mac={text}: a multicast address cannot name a NIC"));
+    }
+    Ok(mac)
+}
+
 /// `--scsi queues=N`: the controller's request queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScsiSpec {
@@ -232,6 +296,34 @@ mod tests {
         );
         let plain = parse_disk("path=disk.raw").unwrap();
         assert!(!plain.read_only && plain.direct && plain.queues == 1 && plain.serial.is_none());
+    }
+
+    #[test]
+    fn net_specs_parse_and_bad_ones_say_why() {
+        let net = parse_net("tap=tap0,mac=52:54:00:ab:cd:ef,queues=2,mtu=9000").unwrap();
+        assert_eq!(
+            net,
+            NetConfig {
+                tap: "tap0".into(),
+                mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 0xef]),
+                queue_pairs: 2,
+                mtu: Some(9000),
+            }
+        );
+        assert_eq!(parse_net("tap=t").unwrap().queue_pairs, 1);
+        for (spec, want) in [
+            ("mac=52:54:00:00:00:01", "tap=NAME is required"),
+            ("tap=averyveryverylongname", "at most 15"),
+            ("tap=t,mac=52:54:00:00:00", "six hex bytes"),
+            ("tap=t,mac=52:54:00:00:00:zz", "six hex bytes"),
+            ("tap=t,mac=01:00:5e:00:00:01", "multicast"),
+            ("tap=t,queues=0", "queues=0"),
+            ("tap=t,queues=17", "queues=17"),
+            ("tap=t,mtu=20", "mtu=20"),
+        ] {
+            let err = parse_net(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! for virtio-scsi.
 
 mod blk;
+mod net;
 mod scsi;
 
 pub use blk::{
@@ -15,6 +16,7 @@ pub use blk::{
     VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
     VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
 };
+pub use net::NetRig;
 pub use scsi::{CommandSlot, PostedCommand, ScsiAnswer, ScsiRig};
 
 use std::os::fd::AsRawFd;
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ringvisor_devices::virtio::block::BlockError;
+use ringvisor_devices::virtio::net::NetError;
 use ringvisor_devices::virtio::scsi::ScsiError;
 use ringvisor_devices::virtio::{ActivateError, VirtioDevice};
 use ringvisor_io::{
@@ -52,6 +55,8 @@ pub enum DevPathError {
     Block(#[from] BlockError),
     #[error("cannot open the SCSI disks: {0}")]
     Scsi(#[from] ScsiError),
+    #[error("cannot attach the TAP: {0}")]
+    Net(#[from] NetError),
     #[error("cannot start the reactors: {0}")]
     Reactor(#[from] ReactorError),
     #[error("virtqueue driver: {0}")]

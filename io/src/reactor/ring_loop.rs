@@ -314,14 +314,29 @@ impl RingLoop {
         };
         queue.detach_reply = Some(reply);
         queue.ready = false;
+        let mut targets = std::mem::take(&mut self.scratch_keys);
+        targets.clear();
         if queue.kick_armed {
-            let cancel = opcode::AsyncCancel::new(user_data(KIND_KICK, key))
+            targets.push(user_data(KIND_KICK, key) as usize);
+        }
+        // Ops that wait on something other than a disk (a TAP read waits for a frame)
+        // would hold the detach forever: cancel every op of the queue. Disk I/O already
+        // under way cannot be cancelled and simply completes.
+        targets.extend(
+            self.in_flight
+                .iter()
+                .filter(|(_, op)| op.queue == key)
+                .map(|(slot, _)| user_data(KIND_OP, slot) as usize),
+        );
+        for &target in &targets {
+            let cancel = opcode::AsyncCancel::new(target as u64)
                 .build()
                 .user_data(user_data(KIND_CANCEL, key));
             if let Err(err) = self.push(&cancel) {
-                error!("reactor {}: cannot cancel a kick read: {err}", self.index);
+                error!("reactor {}: cannot cancel an op: {err}", self.index);
             }
         }
+        self.scratch_keys = targets;
     }
 
     fn snapshot(&self) -> ReactorStats {

@@ -1,0 +1,168 @@
+//! A TAP interface opened for virtio-net: no packet information, a 12-byte virtio-net
+//! header on every frame, one file per queue pair (IFF_MULTI_QUEUE).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// Bytes of `struct virtio_net_hdr_v1` (with num_buffers): what the guest and the TAP
+/// both put in front of every frame.
+pub const VNET_HEADER_LEN: usize = 12;
+/// Longest interface name, NUL excluded.
+const IFNAMSIZ: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("tap {name}: the name is empty, longer than 15 bytes or not plain ASCII")]
+    BadName { name: String },
+    #[error("tap {name}: cannot open /dev/net/tun: {source}")]
+    OpenTun {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "tap {name} does not exist and cannot be created here (creating it needs \
+         CAP_NET_ADMIN; or create it with `ip tuntap add {name} mode tap multi_queue`)"
+    )]
+    CannotCreate { name: String },
+    #[error("tap {name} is busy: another process holds it, or it was not made multi_queue")]
+    Busy { name: String },
+    #[error("tap {name} exists but is not a TAP with virtio-net headers: {source}")]
+    NotATap {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tap {name}: {what}: {source}")]
+    Ioctl {
+        name: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `struct ifreq` with the name and the flags, the part TUNSETIFF reads.
+#[repr(C)]
+struct IfReq {
+    name: [u8; IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// One queue of a TAP interface.
+#[derive(Debug)]
+pub struct Tap {
+    name: String,
+    file: File,
+}
+
+impl Tap {
+    /// Attaches a queue to TAP `name` (created if missing and allowed); `multi_queue`
+    /// for devices with more than one queue pair.
+    pub fn open(name: &str, multi_queue: bool) -> Result<Self, TapError> {
+        if name.is_empty() || name.len() >= IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(TapError::BadName {
+                name: name.to_owned(),
+            });
+        }
+        // Blocking: io_uring waits for frames (poll) rather than failing with EAGAIN.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .map_err(|source| TapError::OpenTun {
+                name: name.to_owned(),
+                source,
+            })?;
+        let mut req = IfReq {
+            name: [0; IFNAMSIZ],
+            flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
+            _pad: [0; 22],
+        };
+        if multi_queue {
+            req.flags |= libc::IFF_MULTI_QUEUE as libc::c_short;
+        }
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF reads (and may write back) one ifreq; `req` is a live,
+        // ifreq-sized and -laid-out buffer, and `file` is an open tun control file.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            let exists = Path::new("/sys/class/net").join(name).exists();
+            return Err(match err.raw_os_error() {
+                Some(libc::EPERM) if !exists => TapError::CannotCreate {
+                    name: name.to_owned(),
+                },
+                Some(libc::EBUSY) => TapError::Busy {
+                    name: name.to_owned(),
+                },
+                _ => TapError::NotATap {
+                    name: name.to_owned(),
+                    source: err,
+                },
+            });
+        }
+        let tap = Self {
+            name: name.to_owned(),
+            file,
+        };
+        let len = VNET_HEADER_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is `len`.
+        let rc = unsafe { libc::ioctl(tap.fd(), libc::TUNSETVNETHDRSZ, &len) };
+        tap.check(rc, "setting the virtio-net header size")?;
+        tap.set_offload(0)?;
+        Ok(tap)
+    }
+
+    fn check(&self, rc: libc::c_int, what: &'static str) -> Result<(), TapError> {
+        if rc < 0 {
+            return Err(TapError::Ioctl {
+                name: self.name.clone(),
+                what,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// TUNSETOFFLOAD: which offloads the TAP may hand us (frames for the guest), from
+    /// what the guest negotiated (TUN_F_* flags).
+    pub fn set_offload(&self, flags: libc::c_uint) -> Result<(), TapError> {
+        // SAFETY: TUNSETOFFLOAD takes the flags by value; `self.file` is an attached TAP.
+        let rc = unsafe { libc::ioctl(self.fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
+        self.check(rc, "setting offloads")
+    }
+
+    /// Attaches this queue to the interface (frames are steered to it) or detaches it
+    /// (TUNSETQUEUE), following the queue pairs the guest uses.
+    pub fn set_queue_enabled(&self, enabled: bool) -> Result<(), TapError> {
+        let mut req = IfReq {
+            name: [0; IFNAMSIZ],
+            flags: if enabled {
+                libc::IFF_ATTACH_QUEUE
+            } else {
+                libc::IFF_DETACH_QUEUE
+            } as libc::c_short,
+            _pad: [0; 22],
+        };
+        // SAFETY: TUNSETQUEUE reads one ifreq; `req` is a live ifreq-sized buffer.
+        let rc = unsafe { libc::ioctl(self.fd(), libc::TUNSETQUEUE, &mut req) };
+        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // Already in the asked state (tun refuses a second attach or detach).
+            return Ok(());
+        }
+        self.check(rc, "attaching or detaching a queue")
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}

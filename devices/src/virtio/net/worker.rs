@@ -1,0 +1,383 @@
+//! The device side of a virtio-net queue pair, driven by a reactor: transmitted chains
+//! become writev SQEs on the pair's TAP file, frames from the TAP are read into the
+//! guest's receive buffers one at a time, in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use log::debug;
+use ringvisor_io::{IoBatch, IoOp, QueueFault, QueueWorker};
+use virtio_queue::Queue;
+use vm_memory::{Address, Bytes, GuestAddress};
+
+use super::header::{check_tx, TxRules, ETH_HEADER_LEN};
+use super::tap::{Tap, VNET_HEADER_LEN};
+use crate::virtio::chain::{iovecs, read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::queue_ring::{InFlightTable, QueueRing};
+use crate::virtio::GuestMemory;
+
+/// Per-queue counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NetQueueStats {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames dropped: bad headers or chains, TAP refusals, receive buffers too small.
+    pub drops: u64,
+    /// Drains that found chains, and the chains they found (average batch size).
+    pub batches: u64,
+    pub chains: u64,
+}
+
+/// Pops every available chain into `heads`; counts the batch.
+fn pop(
+    ring: &mut QueueRing,
+    heads: &mut Vec<u16>,
+    stats: &mut NetQueueStats,
+) -> Result<(), QueueFault> {
+    heads.clear();
+    ring.pop_heads(heads)?;
+    if !heads.is_empty() {
+        stats.batches += 1;
+        stats.chains += heads.len() as u64;
+    }
+    Ok(())
+}
+
+/// Serves a transmit queue.
+pub struct NetTxWorker {
+    ring: QueueRing,
+    tap: Arc<Tap>,
+    rules: TxRules,
+    layout: ChainLayout,
+    heads: Vec<u16>,
+    /// Heads of frames being written, with their length without the header.
+    in_flight: InFlightTable<(u16, u32)>,
+    dropped_now: bool,
+    stats: NetQueueStats,
+}
+
+impl NetTxWorker {
+    pub(crate) fn new(
+        index: u16,
+        queue: Queue,
+        mem: GuestMemory,
+        tap: Arc<Tap>,
+        rules: TxRules,
+    ) -> Self {
+        Self {
+            ring: QueueRing::new(index, queue, mem),
+            tap,
+            rules,
+            layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
+            heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
+            in_flight: InFlightTable::default(),
+            dropped_now: false,
+            stats: NetQueueStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> NetQueueStats {
+        self.stats
+    }
+
+    fn drop_chain(&mut self, head: u16, why: impl std::fmt::Display) -> Result<(), QueueFault> {
+        debug!(
+            "virtio-net tx queue {}: frame dropped: {why}",
+            self.ring.index()
+        );
+        self.stats.drops += 1;
+        self.dropped_now = true;
+        self.ring.add_used(head, 0)
+    }
+
+    fn start(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
+        let mem = self.ring.mem().clone();
+        if let Err(e) = walk_chain(
+            &mem,
+            self.ring.desc_table(),
+            self.ring.size(),
+            head,
+            &mut self.layout,
+        ) {
+            return self.drop_chain(head, e);
+        }
+        if self.layout.writable_len() != 0 {
+            return self.drop_chain(head, "device-writable buffers in a transmit chain");
+        }
+        let len = self.layout.readable_len();
+        let mut header = [0u8; VNET_HEADER_LEN];
+        if let Err(e) = read_stream(&mem, &self.layout.readable, 0, &mut header) {
+            return self.drop_chain(head, e);
+        }
+        let Ok(frame_len) = usize::try_from(len) else {
+            return self.drop_chain(head, "chain too long");
+        };
+        if let Err(e) = check_tx(&header, frame_len, &self.rules) {
+            return self.drop_chain(head, e);
+        }
+        let iovecs = match iovecs(&mem, &self.layout.readable, 0, len, false) {
+            Ok(iovecs) => iovecs,
+            Err(e) => return self.drop_chain(head, e),
+        };
+        if self.in_flight.len() >= usize::from(self.ring.size()) {
+            return Err(self.ring.fault("more chains in flight than the queue size"));
+        }
+        let payload = (frame_len - VNET_HEADER_LEN) as u32;
+        let tag = self.in_flight.insert((head, payload));
+        batch.push(
+            tag,
+            IoOp::Write {
+                fd: self.tap.fd(),
+                offset: 0,
+                iovecs,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl QueueWorker for NetTxWorker {
+    fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+        let mut heads = std::mem::take(&mut self.heads);
+        let result = pop(&mut self.ring, &mut heads, &mut self.stats)
+            .and_then(|()| heads.iter().try_for_each(|&head| self.start(head, batch)));
+        let count = heads.len();
+        self.heads = heads;
+        if std::mem::take(&mut self.dropped_now) {
+            batch.note_completed();
+        }
+        result.map(|()| count)
+    }
+
+    fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {
+        let Some((head, payload)) = self.in_flight.remove(tag) else {
+            return Ok(());
+        };
+        if result == -libc::ECANCELED {
+            // The queue is being reset: the driver no longer waits for this chain.
+            return Ok(());
+        }
+        if result == payload as i32 + VNET_HEADER_LEN as i32 {
+            self.stats.frames += 1;
+            self.stats.bytes += u64::from(payload);
+        } else {
+            debug!(
+                "virtio-net tx queue {}: the TAP took {result} of {payload}",
+                self.ring.index()
+            );
+            self.stats.drops += 1;
+        }
+        self.ring.add_used(head, 0)
+    }
+
+    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
+        self.ring.needs_interrupt()
+    }
+
+    fn disable_notification(&mut self) -> Result<(), QueueFault> {
+        self.ring.disable_notification()
+    }
+
+    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
+        self.ring.enable_notification()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        self.ring.has_available()
+    }
+}
+
+/// A receive buffer waiting for a frame.
+struct RxBuffer {
+    head: u16,
+    iovecs: Vec<libc::iovec>,
+    /// Where num_buffers goes: bytes 10-11 of the header (the first writable bytes).
+    num_buffers: GuestAddress,
+}
+
+// SAFETY: the iovecs point into guest RAM, which lives as long as the process.
+unsafe impl Send for RxBuffer {}
+
+/// Serves a receive queue: one read at a time on the TAP, so frames land in order and a
+/// queue whose guest posted no buffers reads nothing.
+pub struct NetRxWorker {
+    ring: QueueRing,
+    tap: Arc<Tap>,
+    layout: ChainLayout,
+    heads: Vec<u16>,
+    waiting: VecDeque<RxBuffer>,
+    /// The buffer the read in flight fills.
+    reading: InFlightTable<RxBuffer>,
+    dropped_now: bool,
+    stats: NetQueueStats,
+}
+
+/// Smallest receive buffer accepted: the header and an Ethernet header.
+const MIN_RX_BUFFER: u64 = (VNET_HEADER_LEN + ETH_HEADER_LEN) as u64;
+
+impl NetRxWorker {
+    pub(crate) fn new(index: u16, queue: Queue, mem: GuestMemory, tap: Arc<Tap>) -> Self {
+        Self {
+            ring: QueueRing::new(index, queue, mem),
+            tap,
+            layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
+            heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
+            waiting: VecDeque::new(),
+            reading: InFlightTable::default(),
+            dropped_now: false,
+            stats: NetQueueStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> NetQueueStats {
+        self.stats
+    }
+
+    fn accept(&mut self, head: u16) -> Result<(), QueueFault> {
+        let mem = self.ring.mem().clone();
+        let walked = walk_chain(
+            &mem,
+            self.ring.desc_table(),
+            self.ring.size(),
+            head,
+            &mut self.layout,
+        );
+        let usable = walked.is_ok()
+            && self.layout.readable_len() == 0
+            && self.layout.writable_len() >= MIN_RX_BUFFER;
+        let iovecs = if usable {
+            iovecs(
+                &mem,
+                &self.layout.writable,
+                0,
+                self.layout.writable_len(),
+                false,
+            )
+            .ok()
+        } else {
+            None
+        };
+        let first = self.layout.writable.first().map(|s| s.addr);
+        match (iovecs, first) {
+            (Some(iovecs), Some(first))
+                if self.layout.writable[0].len >= VNET_HEADER_LEN as u32 =>
+            {
+                self.waiting.push_back(RxBuffer {
+                    head,
+                    iovecs,
+                    num_buffers: first.unchecked_add(10),
+                });
+                Ok(())
+            }
+            _ => {
+                debug!(
+                    "virtio-net rx queue {}: unusable receive chain {head}",
+                    self.ring.index()
+                );
+                self.stats.drops += 1;
+                self.dropped_now = true;
+                self.ring.add_used(head, 0)
+            }
+        }
+    }
+
+    /// Starts a read into the oldest waiting buffer unless one is in flight.
+    fn read_next(&mut self, batch: &mut IoBatch) {
+        if self.reading.len() > 0 {
+            return;
+        }
+        let Some(buffer) = self.waiting.pop_front() else {
+            return;
+        };
+        let op = IoOp::Read {
+            fd: self.tap.fd(),
+            offset: 0,
+            iovecs: buffer.iovecs.clone(),
+        };
+        let tag = self.reading.insert(buffer);
+        batch.push(tag, op);
+    }
+}
+
+impl QueueWorker for NetRxWorker {
+    fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+        let mut heads = std::mem::take(&mut self.heads);
+        let result = pop(&mut self.ring, &mut heads, &mut self.stats)
+            .and_then(|()| heads.iter().try_for_each(|&head| self.accept(head)));
+        let count = heads.len();
+        self.heads = heads;
+        self.read_next(batch);
+        if std::mem::take(&mut self.dropped_now) {
+            batch.note_completed();
+        }
+        result.map(|()| count)
+    }
+
+    fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
+        let Some(buffer) = self.reading.remove(tag) else {
+            return Ok(());
+        };
+        const CANCELED: i32 = -libc::ECANCELED;
+        const FAULT: i32 = -libc::EFAULT;
+        const MSGSIZE: i32 = -libc::EMSGSIZE;
+        match result {
+            CANCELED => return Ok(()),
+            n if n >= MIN_RX_BUFFER as i32 => {
+                // One buffer per frame: no GUEST_TSO is offered, so a frame always fits.
+                if self
+                    .ring
+                    .mem()
+                    .write_obj(1u16.to_le(), buffer.num_buffers)
+                    .is_err()
+                {
+                    self.stats.drops += 1;
+                    self.ring.add_used(buffer.head, 0)?;
+                } else {
+                    self.stats.frames += 1;
+                    self.stats.bytes += (n as usize - VNET_HEADER_LEN) as u64;
+                    self.ring.add_used(buffer.head, n as u32)?;
+                }
+            }
+            // A frame larger than the buffer (EFAULT from tun) is lost; the buffer is
+            // reused for the next one.
+            FAULT | MSGSIZE => {
+                self.stats.drops += 1;
+                self.waiting.push_front(buffer);
+            }
+            other => {
+                debug!(
+                    "virtio-net rx queue {}: TAP read: {other}",
+                    self.ring.index()
+                );
+                self.stats.drops += 1;
+                self.ring.add_used(buffer.head, 0)?;
+            }
+        }
+        self.read_next(batch);
+        Ok(())
+    }
+
+    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
+        self.ring.needs_interrupt()
+    }
+
+    fn disable_notification(&mut self) -> Result<(), QueueFault> {
+        self.ring.disable_notification()
+    }
+
+    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
+        self.ring.enable_notification()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.reading.len()
+    }
+
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        self.ring.has_available()
+    }
+}
