@@ -189,6 +189,29 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert_eq!(expect("L2: test scsi exit="), "0");
     assert_eq!(expect("L1: host verify scsi-data.img exit="), "0");
     assert_eq!(expect("L1: host verify scsi-extra-1.img exit="), "0");
+
+    // virtio-net (tests/lab/l2-tests/net.sh): the stock driver on L1's TAP, ping and
+    // 4 MiB each way over TCP, the same bytes on both ends.
+    assert_eq!(
+        expect("L2: net driver="),
+        "virtio_net mac=52:54:00:12:34:56 mtu=1500"
+    );
+    assert_eq!(expect("L2: net operstate="), "up");
+    for check in ["configure", "ping", "tcp-send", "tcp-receive"] {
+        assert!(
+            console
+                .lines()
+                .any(|l| l.trim_end() == format!("L2: net {check} ok")),
+            "net check {check} did not pass:\n{console}"
+        );
+    }
+    assert_eq!(expect("L2: net sent-md5="), expect("L1: net from-l2-md5="));
+    let received = expect("L2: net received-md5=");
+    assert_eq!(
+        received,
+        format!("{} bytes=4194304", expect("L1: net to-l2-md5="))
+    );
+    assert_eq!(expect("L2: test net exit="), "0");
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),
@@ -210,6 +233,11 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!(expect("L1: negative not-bzimage exit=").contains("not a bootable x86 bzImage"));
     assert!(expect("L1: negative zero-memory exit=").contains("--memory"));
     assert!(expect("L1: negative missing-disk exit=").contains("/nonexistent.img"));
+    let bad_tap = expect("L1: negative bad-tap exit=");
+    assert!(
+        !bad_tap.starts_with("0 ") && bad_tap.contains("tap=no/such"),
+        "{bad_tap}"
+    );
     let duplicate = expect("L1: negative duplicate-lun exit=");
     assert!(
         !duplicate.starts_with("0 ") && duplicate.contains("target 1 lun 0 is already taken"),

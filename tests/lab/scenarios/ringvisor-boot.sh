@@ -1,7 +1,7 @@
 #!/bin/sh
 # L1 scenario: boot the stock L2 kernel under ringvisor inside L1 with three virtio-blk
-# disks and a virtio-scsi controller with three logical units, run the smoke, blk and
-# scsi tests in L2, check the disks from the host side, then try bad input. The L2 guest
+# disks, a virtio-scsi controller with 64 logical units and a virtio-net NIC on a TAP,
+# run the smoke, blk, scsi and net tests in L2, check the disks from the host side, then try bad input. The L2 guest
 # prints its own "L2: ..." facts; tests/lab_boot.rs checks them.
 . /lib/lab/measure.sh
 CPUS=${CPUS:-2}
@@ -23,6 +23,19 @@ for i in $(seq 1 61); do
   extra="$extra --scsi-disk path=/tmp/scsi-extra-$i.img"
 done
 
+# The NIC's L1 side: ringvisor creates TAP rvtap0; once it exists, L1 takes 10.0.2.1.
+# Port 5000 (nc) keeps what L2 sends, its input held open so that it never half-closes
+# first; port 8080 (busybox httpd) serves L2 a file.
+mkdir -p /tmp/www
+dd if=/dev/urandom of=/tmp/www/to-l2 bs=1M count=4 2>/dev/null
+echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
+(
+  for i in $(seq 1 600); do [ -d /sys/class/net/rvtap0 ] && break; sleep 0.1; done
+  ip addr add 10.0.2.1/24 dev rvtap0 && ip link set rvtap0 up
+) &
+(sleep 600 | nc -l -p 5000 >/tmp/from-l2) &
+httpd -p 8080 -h /tmp/www
+
 measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus "$CPUS" --memory "$MEMORY" \
   --disk path=/tmp/data.img,queues=2,serial=rv-data \
@@ -32,8 +45,11 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --scsi-disk path=/tmp/scsi-data.img,serial=rv-scsi-data \
   --scsi-disk path=/tmp/scsi-ro.img,readonly=on \
   --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 $extra \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi"
+  --net tap=rvtap0,mac=52:54:00:12:34:56 \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi,net"
 status=$?
+
+echo "L1: net from-l2-md5=$(md5sum </tmp/from-l2 | cut -d' ' -f1)"
 
 # What the guest acknowledged must be in the file: the same fio job, verifying only.
 fio --name=pattern --filename=/tmp/data.img --ioengine=psync --rw=randwrite \
@@ -70,6 +86,8 @@ ringvisor run --kernel /l2/vmlinuz --memory 0 >/tmp/neg.out 2>&1
 echo "L1: negative zero-memory exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --disk path=/nonexistent.img >/tmp/neg.out 2>&1
 echo "L1: negative missing-disk exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+ringvisor run --kernel /l2/vmlinuz --net tap=no/such >/tmp/neg.out 2>&1
+echo "L1: negative bad-tap exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --scsi-disk path=/tmp/scsi-ro.img,target=1,lun=0 \
   --scsi-disk path=/tmp/scsi-lun5.img,target=1,lun=0 >/tmp/neg.out 2>&1
 echo "L1: negative duplicate-lun exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
