@@ -19,10 +19,10 @@ CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 # Everything the lab uses comes from these packages (qemu-system-x86 is L1's software CPU
 # and the reference VMM inside L1, never the VMM under test).
 PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 linux-image-amd64 busybox-static fio
-  cpio kmod gzip coreutils)
+  iperf3 cpio kmod gzip coreutils)
 # Packages whose files end up in the images: their versions are part of the cache key.
-IMAGE_PACKAGES=(busybox-static fio qemu-system-x86 qemu-system-data seabios ipxe-qemu
-  coreutils)
+IMAGE_PACKAGES=(busybox-static fio iperf3 qemu-system-x86 qemu-system-data seabios
+  ipxe-qemu coreutils)
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
@@ -220,6 +220,7 @@ build_l2() {
   install -m 0755 "$LAB_DIR/l2-init.sh" "$root/init"
   install_modules "$root" "$kver" "${L2_MODULES[@]}"
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
+  copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
   mkdir -p "$root/l2-tests"
   for t in "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$t" ] && install -m 0755 "$t" "$root/l2-tests/"
@@ -238,6 +239,7 @@ build_l1() {
   copy_with_libs "$root" /usr/bin/qemu-system-x86_64 /usr/bin/qemu-system-x86_64
   # Checks on the host side of guest disks (fio --verify_only on the backing file).
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
+  copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
   for f in "${QEMU_DATA[@]}"; do
     install -D -m 0644 "$(readlink -f "$f")" "$root$f"
   done

@@ -1,0 +1,32 @@
+#!/bin/sh
+# L1 scenario for bench/net-compare.sh: the same L2 guest and iperf3 runs
+# (l2-tests/netbench.sh) over one virtio-net NIC on an L1 TAP, under ringvisor and then
+# QEMU-KVM's userspace virtio-net (virtio-net-pci on a TAP, vhost off), in the same L1.
+. /lib/lab/measure.sh
+CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=netbench quiet"
+# L1's side of TAP $1 gets 10.0.2.1 as soon as the VMM has created it.
+tap_address() {
+  (
+    for i in $(seq 1 600); do [ -d "/sys/class/net/$1" ] && break; sleep 0.1; done
+    ip addr add 10.0.2.1/24 dev "$1" && ip link set "$1" up
+    # The server binds 10.0.2.1, which exists only now.
+    iperf3 -s -D -B 10.0.2.1
+  ) &
+}
+
+echo "L1: begin vmm=ringvisor"
+tap_address rvtap0
+measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+  --cpus 2 --memory 384M --net tap=rvtap0 --cmdline "$CMDLINE"
+rv_status=$?
+pkill iperf3 2>/dev/null; sleep 0.5
+
+echo "L1: begin vmm=qemu"
+tap_address qtap0
+measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 384M \
+  -nographic -no-reboot \
+  -netdev tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off \
+  -device virtio-net-pci,netdev=n0 \
+  -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
+qemu_status=$?
+[ "$qemu_status" -eq 0 ] && [ "$rv_status" -eq 0 ]
