@@ -25,7 +25,7 @@ use super::{
 pub use ctrl::{NetControlStats, NetControlWorker};
 use header::TxRules;
 pub use tap::{Tap, TapError, VNET_HEADER_LEN};
-pub use worker::{NetQueueStats, NetRxWorker, NetTxWorker};
+pub use worker::{NetQueueStats, NetRxWorker, NetTxWorker, RxMode};
 
 /// The virtio device ID of a network device.
 pub const VIRTIO_ID_NET: u32 = 1;
@@ -47,6 +47,7 @@ pub mod feature {
     pub const GUEST_TSO6: u32 = 8;
     pub const HOST_TSO4: u32 = 11;
     pub const HOST_TSO6: u32 = 12;
+    pub const GUEST_ECN: u32 = 9;
     pub const HOST_ECN: u32 = 13;
     pub const MRG_RXBUF: u32 = 15;
     pub const STATUS: u32 = 16;
@@ -139,6 +140,9 @@ impl NetDevice {
             | bit(feature::HOST_TSO4)
             | bit(feature::HOST_TSO6)
             | bit(feature::HOST_ECN)
+            | bit(feature::GUEST_TSO4)
+            | bit(feature::GUEST_TSO6)
+            | bit(feature::GUEST_ECN)
             | bit(feature::CTRL_VQ)
             | bit(feature::CTRL_RX);
         if config.mtu.is_some() {
@@ -238,11 +242,25 @@ impl VirtioDevice for NetDevice {
             ecn: has(feature::HOST_ECN),
             mtu: self.mtu,
         };
-        // What the TAP may hand the guest: partial checksums only (no GUEST_TSO offered).
-        let offload = if has(feature::GUEST_CSUM) {
-            libc::TUN_F_CSUM
-        } else {
-            0
+        // What the TAP may hand the guest: partial checksums, and TCP segments up to 64 KiB
+        // when the guest takes them (segmentation offloads need the checksum one).
+        let mut offload = 0;
+        if has(feature::GUEST_CSUM) {
+            offload |= libc::TUN_F_CSUM;
+            if has(feature::GUEST_TSO4) {
+                offload |= libc::TUN_F_TSO4;
+            }
+            if has(feature::GUEST_TSO6) {
+                offload |= libc::TUN_F_TSO6;
+            }
+            let tso = libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            if has(feature::GUEST_ECN) && offload & tso != 0 {
+                offload |= libc::TUN_F_TSO_ECN;
+            }
+        }
+        let rx_mode = RxMode {
+            mergeable: has(feature::MRG_RXBUF),
+            large: offload & (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) != 0,
         };
         // One pair until the driver asks for more (5.1.6.5.5), if it can ask at all.
         let mq = has(feature::MQ) && has(feature::CTRL_VQ);
@@ -279,7 +297,7 @@ impl VirtioDevice for NetDevice {
             } else {
                 let tap = Arc::clone(&self.taps[usize::from(index / 2)]);
                 if index % 2 == 0 {
-                    Box::new(NetRxWorker::new(index, queue, mem.clone(), tap))
+                    Box::new(NetRxWorker::new(index, queue, mem.clone(), tap, rx_mode))
                 } else {
                     Box::new(NetTxWorker::new(index, queue, mem.clone(), tap, rules))
                 }

@@ -198,39 +198,73 @@ impl QueueWorker for NetTxWorker {
 struct RxBuffer {
     head: u16,
     iovecs: Vec<libc::iovec>,
-    /// Where num_buffers goes: bytes 10-11 of the header (the first writable bytes).
+    /// Bytes the buffer holds.
+    len: u32,
+    /// Where num_buffers goes if this buffer starts a frame: bytes 10-11 of its header.
     num_buffers: GuestAddress,
 }
 
 // SAFETY: the iovecs point into guest RAM, which lives as long as the process.
 unsafe impl Send for RxBuffer {}
 
+/// iovecs into guest RAM.
+#[derive(Default)]
+struct Iovecs(Vec<libc::iovec>);
+
+// SAFETY: the iovecs point into guest RAM, which lives as long as the process.
+unsafe impl Send for Iovecs {}
+
+/// How received frames are laid into buffers (from the negotiated features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxMode {
+    /// VIRTIO_NET_F_MRG_RXBUF: a frame may span several buffers (num_buffers says how
+    /// many).
+    pub mergeable: bool,
+    /// GUEST_TSO4/6: frames up to 64 KiB come from the TAP.
+    pub large: bool,
+}
+
 /// Serves a receive queue: one read at a time on the TAP, so frames land in order and a
 /// queue whose guest posted no buffers reads nothing.
 pub struct NetRxWorker {
     ring: QueueRing,
     tap: Arc<Tap>,
+    mode: RxMode,
     layout: ChainLayout,
     heads: Vec<u16>,
     waiting: VecDeque<RxBuffer>,
-    /// The buffer the read in flight fills.
-    reading: InFlightTable<RxBuffer>,
+    /// The buffers the read in flight fills (several when merging).
+    reading: InFlightTable<Vec<RxBuffer>>,
+    /// Scratch: the iovecs of the buffers one read spans.
+    gathered: Iovecs,
     used_now: bool,
     stats: NetQueueStats,
 }
 
 /// Smallest receive buffer accepted: the header and an Ethernet header.
 const MIN_RX_BUFFER: u64 = (VNET_HEADER_LEN + ETH_HEADER_LEN) as u64;
+/// The largest frame the TAP hands over with GUEST_TSO, header included.
+const MAX_RX_FRAME: u64 = (VNET_HEADER_LEN + super::header::MAX_GSO_FRAME) as u64;
+/// Most frames one burst takes, so a flood cannot keep the reactor from its other queues.
+const MAX_BURST: usize = 256;
 
 impl NetRxWorker {
-    pub(crate) fn new(index: u16, queue: Queue, mem: GuestMemory, tap: Arc<Tap>) -> Self {
+    pub(crate) fn new(
+        index: u16,
+        queue: Queue,
+        mem: GuestMemory,
+        tap: Arc<Tap>,
+        mode: RxMode,
+    ) -> Self {
         Self {
             ring: QueueRing::new(index, queue, mem),
             tap,
+            mode,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
             heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
             waiting: VecDeque::new(),
             reading: InFlightTable::default(),
+            gathered: Iovecs::default(),
             used_now: false,
             stats: NetQueueStats::default(),
         }
@@ -249,34 +283,29 @@ impl NetRxWorker {
             head,
             &mut self.layout,
         );
+        let len = self.layout.writable_len();
         let usable = walked.is_ok()
             && self.layout.readable_len() == 0
-            && self.layout.writable_len() >= MIN_RX_BUFFER;
+            && len >= MIN_RX_BUFFER
+            && len <= u64::from(u32::MAX)
+            && self.layout.writable[0].len >= VNET_HEADER_LEN as u32;
         let iovecs = if usable {
-            iovecs(
-                &mem,
-                &self.layout.writable,
-                0,
-                self.layout.writable_len(),
-                false,
-            )
-            .ok()
+            iovecs(&mem, &self.layout.writable, 0, len, false).ok()
         } else {
             None
         };
-        let first = self.layout.writable.first().map(|s| s.addr);
-        match (iovecs, first) {
-            (Some(iovecs), Some(first))
-                if self.layout.writable[0].len >= VNET_HEADER_LEN as u32 =>
-            {
+        match iovecs {
+            Some(iovecs) => {
+                let first = self.layout.writable[0].addr;
                 self.waiting.push_back(RxBuffer {
                     head,
                     iovecs,
+                    len: len as u32,
                     num_buffers: first.unchecked_add(10),
                 });
                 Ok(())
             }
-            _ => {
+            None => {
                 debug!(
                     "virtio-net rx queue {}: unusable receive chain {head}",
                     self.ring.index()
@@ -288,52 +317,111 @@ impl NetRxWorker {
         }
     }
 
-    /// Hands the guest a frame of `n` bytes (header included) read into `buffer`.
-    fn deliver(&mut self, buffer: &RxBuffer, n: usize) -> Result<(), QueueFault> {
+    /// How many waiting buffers one read spans: one, or with mergeable buffers as many
+    /// as the largest frame may need.
+    fn span(&self) -> usize {
+        if !self.mode.mergeable {
+            return usize::from(!self.waiting.is_empty());
+        }
+        let want = if self.mode.large {
+            MAX_RX_FRAME
+        } else {
+            MAX_RX_FRAME.min(65_536)
+        };
+        let mut total = 0u64;
+        let mut count = 0;
+        let mut iovecs = 0;
+        for buffer in &self.waiting {
+            if total >= want || iovecs + buffer.iovecs.len() > 1024 {
+                break;
+            }
+            total += u64::from(buffer.len);
+            iovecs += buffer.iovecs.len();
+            count += 1;
+        }
+        count
+    }
+
+    /// The iovecs of the first `count` waiting buffers, in `self.gathered`.
+    fn gather(&mut self, count: usize) {
+        self.gathered.0.clear();
+        for buffer in self.waiting.iter().take(count) {
+            self.gathered.0.extend_from_slice(&buffer.iovecs);
+        }
+    }
+
+    /// Hands the guest a frame of `n` bytes (header included) read into `buffers` (in
+    /// order); the buffers it did not reach go back to the front of the waiting list.
+    fn deliver(&mut self, mut buffers: Vec<RxBuffer>, n: usize) -> Result<(), QueueFault> {
         self.used_now = true;
-        // One buffer per frame: no GUEST_TSO is offered, so a frame always fits.
+        let mut left = n as u64;
+        let mut used = 0usize;
+        for buffer in &buffers {
+            if left == 0 {
+                break;
+            }
+            left = left.saturating_sub(u64::from(buffer.len));
+            used += 1;
+        }
+        let rest = buffers.split_off(used.max(1));
+        for buffer in rest.into_iter().rev() {
+            self.waiting.push_front(buffer);
+        }
+        let Some(first) = buffers.first() else {
+            return Ok(());
+        };
         if self
             .ring
             .mem()
-            .write_obj(1u16.to_le(), buffer.num_buffers)
+            .write_obj((used as u16).to_le(), first.num_buffers)
             .is_err()
         {
             self.stats.drops += 1;
-            return self.ring.add_used(buffer.head, 0);
+            for buffer in &buffers {
+                self.ring.add_used(buffer.head, 0)?;
+            }
+            return Ok(());
         }
         self.stats.frames += 1;
         self.stats.bytes += (n - VNET_HEADER_LEN) as u64;
-        self.ring.add_used(buffer.head, n as u32)
+        let mut left = n as u64;
+        for buffer in &buffers {
+            let len = left.min(u64::from(buffer.len));
+            left -= len;
+            self.ring.add_used(buffer.head, len as u32)?;
+        }
+        Ok(())
     }
 
     /// Takes the frames already queued on the TAP, without waiting, while buffers last.
     fn read_burst(&mut self) -> Result<(), QueueFault> {
         for _ in 0..MAX_BURST {
-            let Some(buffer) = self.waiting.front() else {
+            let count = self.span();
+            if count == 0 {
                 return Ok(());
-            };
+            }
+            self.gather(count);
             // SAFETY: the iovecs point into guest RAM, mapped for the life of the process
-            // and checked to lie inside it when the chain was accepted; the TAP file is
+            // and checked to lie inside it when the chains were accepted; the TAP file is
             // open (the worker holds it).
             let n = unsafe {
                 libc::preadv2(
                     self.tap.fd(),
-                    buffer.iovecs.as_ptr(),
-                    buffer.iovecs.len() as libc::c_int,
+                    self.gathered.0.as_ptr(),
+                    self.gathered.0.len() as libc::c_int,
                     -1,
                     libc::RWF_NOWAIT,
                 )
             };
             if n >= MIN_RX_BUFFER as isize {
-                if let Some(buffer) = self.waiting.pop_front() {
-                    self.deliver(&buffer, n as usize)?;
-                }
+                let buffers: Vec<RxBuffer> = self.waiting.drain(..count).collect();
+                self.deliver(buffers, n as usize)?;
                 continue;
             }
             let errno = std::io::Error::last_os_error().raw_os_error();
             match (n, errno) {
                 (-1, Some(libc::EAGAIN)) => return Ok(()),
-                // A frame larger than the buffer is lost; the buffer is kept.
+                // A frame larger than the buffers is lost; the buffers are kept.
                 (-1, Some(libc::EFAULT | libc::EMSGSIZE)) => self.stats.drops += 1,
                 _ => {
                     debug!(
@@ -347,26 +435,26 @@ impl NetRxWorker {
         Ok(())
     }
 
-    /// Arms a read on the TAP for the oldest waiting buffer unless one is in flight.
+    /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight.
     fn read_next(&mut self, batch: &mut IoBatch) {
         if self.reading.len() > 0 {
             return;
         }
-        let Some(buffer) = self.waiting.pop_front() else {
+        let count = self.span();
+        if count == 0 {
             return;
-        };
+        }
+        self.gather(count);
         let op = IoOp::Read {
             fd: self.tap.fd(),
             offset: 0,
-            iovecs: buffer.iovecs.clone(),
+            iovecs: self.gathered.0.clone(),
         };
-        let tag = self.reading.insert(buffer);
+        let buffers: Vec<RxBuffer> = self.waiting.drain(..count).collect();
+        let tag = self.reading.insert(buffers);
         batch.push(tag, op);
     }
 }
-
-/// Most frames one burst takes, so a flood cannot keep the reactor from its other queues.
-const MAX_BURST: usize = 256;
 
 impl QueueWorker for NetRxWorker {
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
@@ -389,7 +477,7 @@ impl QueueWorker for NetRxWorker {
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
-        let Some(buffer) = self.reading.remove(tag) else {
+        let Some(buffers) = self.reading.remove(tag) else {
             return Ok(());
         };
         const CANCELED: i32 = -libc::ECANCELED;
@@ -397,12 +485,14 @@ impl QueueWorker for NetRxWorker {
         const MSGSIZE: i32 = -libc::EMSGSIZE;
         match result {
             CANCELED => return Ok(()),
-            n if n >= MIN_RX_BUFFER as i32 => self.deliver(&buffer, n as usize)?,
-            // A frame larger than the buffer (EFAULT from tun) is lost; the buffer is
+            n if n >= MIN_RX_BUFFER as i32 => self.deliver(buffers, n as usize)?,
+            // A frame larger than the buffers (EFAULT from tun) is lost; the buffers are
             // reused for the next one.
             FAULT | MSGSIZE => {
                 self.stats.drops += 1;
-                self.waiting.push_front(buffer);
+                for buffer in buffers.into_iter().rev() {
+                    self.waiting.push_front(buffer);
+                }
             }
             other => {
                 debug!(
@@ -410,7 +500,9 @@ impl QueueWorker for NetRxWorker {
                     self.ring.index()
                 );
                 self.stats.drops += 1;
-                self.ring.add_used(buffer.head, 0)?;
+                for buffer in &buffers {
+                    self.ring.add_used(buffer.head, 0)?;
+                }
             }
         }
         self.read_burst()?;
