@@ -316,6 +316,17 @@ fn two_queue_pairs_share_the_flows_and_follow_vq_pairs_set() {
         rig.wait_used(control, 1).unwrap();
         rig.mem().read_obj::<u8>(ack).unwrap()
     };
+    // Each pair on one reactor, the two pairs on different ones.
+    let reactor_of = |name: &str| {
+        rig.stats()
+            .iter()
+            .find(|r| r.queues.iter().any(|q| q.name == name))
+            .map(|r| r.reactor)
+            .unwrap()
+    };
+    assert_eq!(reactor_of("net/q0"), reactor_of("net/q1"));
+    assert_eq!(reactor_of("net/q2"), reactor_of("net/q3"));
+    assert_ne!(reactor_of("net/q0"), reactor_of("net/q2"));
     assert_eq!(pairs_set(&mut rig, 2), 0, "VQ_PAIRS_SET 2: OK");
     assert_eq!(pairs_set(&mut rig, 3), 1, "more pairs than offered: ERR");
     for rx in [0, 2] {

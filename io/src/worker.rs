@@ -159,6 +159,17 @@ pub trait QueueHost: Send + Sync {
     /// Hands the queue to a reactor, which starts serving it at once.
     fn attach(&self, binding: QueueBinding) -> Result<AttachedQueue, QueueHostError>;
 
+    /// Hands the queue to the reactor that serves `beside` (queues that work together,
+    /// like a NIC's receive and transmit queues, share one reactor).
+    fn attach_beside(
+        &self,
+        binding: QueueBinding,
+        beside: AttachedQueue,
+    ) -> Result<AttachedQueue, QueueHostError> {
+        let _ = beside;
+        self.attach(binding)
+    }
+
     /// Takes the queue back: returns once no request of it is in flight any more (every
     /// pending op completed and its used entry written), so its rings can be reused.
     fn detach(&self, queue: AttachedQueue) -> Result<(), QueueHostError>;

@@ -305,6 +305,7 @@ impl<D: VirtioDevice> Rig<D> {
             attached: Vec::new(),
             faults,
         };
+        let mut groups: Vec<(u16, AttachedQueue)> = Vec::new();
         for (index, worker) in workers {
             let queue = rig.queue(usize::from(index))?;
             let kick = queue.kick.try_clone().map_err(DevPathError::Kick)?;
@@ -312,7 +313,7 @@ impl<D: VirtioDevice> Rig<D> {
             let faults = rig.faults.clone();
             let name = format!("{name}/q{index}");
             let fault_name = name.clone();
-            let attached = rig.reactors.attach(QueueBinding {
+            let binding = QueueBinding {
                 name,
                 worker,
                 kick,
@@ -323,7 +324,14 @@ impl<D: VirtioDevice> Rig<D> {
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(format!("{fault_name}: {fault}"));
                 }),
-            })?;
+            };
+            // Queues of one group (a NIC's pair) share a reactor, as on virtio-pci.
+            let group = rig.device.queue_group(index);
+            let attached = match groups.iter().find(|(g, _)| *g == group) {
+                Some(&(_, beside)) => rig.reactors.attach_beside(binding, beside)?,
+                None => rig.reactors.attach(binding)?,
+            };
+            groups.push((group, attached));
             rig.attached.push(attached);
         }
         Ok(rig)

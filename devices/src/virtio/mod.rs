@@ -46,6 +46,12 @@ pub trait VirtioDevice: Send {
     /// The largest size of each queue, in queue order.
     fn queue_max_sizes(&self) -> Vec<u16>;
 
+    /// Queues with the same group are served by the same reactor (a NIC's receive and
+    /// transmit queue of one pair); by default every queue is its own group.
+    fn queue_group(&self, index: u16) -> u16 {
+        index
+    }
+
     /// The feature bits the device offers.
     fn offered_features(&self) -> u64;
 

@@ -148,15 +148,33 @@ impl ReactorSet {
     }
 }
 
-impl QueueHost for ReactorSet {
-    fn attach(&self, binding: QueueBinding) -> Result<AttachedQueue, QueueHostError> {
-        let reactor = self.next.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
+impl ReactorSet {
+    fn attach_to(
+        &self,
+        reactor: usize,
+        binding: QueueBinding,
+    ) -> Result<AttachedQueue, QueueHostError> {
         let (reply, answer) = bounded(1);
         self.reactors[reactor].send(reactor, Control::Attach(binding, reply))?;
         let key = answer
             .recv()
             .map_err(|_| QueueHostError::ReactorGone(reactor))?;
         Ok(AttachedQueue { reactor, key })
+    }
+}
+
+impl QueueHost for ReactorSet {
+    fn attach(&self, binding: QueueBinding) -> Result<AttachedQueue, QueueHostError> {
+        let reactor = self.next.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
+        self.attach_to(reactor, binding)
+    }
+
+    fn attach_beside(
+        &self,
+        binding: QueueBinding,
+        beside: AttachedQueue,
+    ) -> Result<AttachedQueue, QueueHostError> {
+        self.attach_to(beside.reactor % self.reactors.len(), binding)
     }
 
     fn detach(&self, queue: AttachedQueue) -> Result<(), QueueHostError> {

@@ -379,6 +379,7 @@ impl VirtioPciDevice {
             Ok(workers) => workers,
             Err(err) => return self.fail(&err.to_string()),
         };
+        let mut groups: Vec<(u16, AttachedQueue)> = Vec::new();
         for (index, worker) in workers {
             let Some(regs) = self.common.queues().get(usize::from(index)).copied() else {
                 return self.fail(&format!("the device returned a worker for queue {index}"));
@@ -387,8 +388,16 @@ impl VirtioPciDevice {
                 Ok(binding) => binding,
                 Err(reason) => return self.fail(&reason),
             };
-            match self.queue_host.attach(binding) {
-                Ok(handle) => self.attached.push(handle),
+            let group = self.device.queue_group(index);
+            let attached = match groups.iter().find(|(g, _)| *g == group) {
+                Some(&(_, beside)) => self.queue_host.attach_beside(binding, beside),
+                None => self.queue_host.attach(binding),
+            };
+            match attached {
+                Ok(handle) => {
+                    groups.push((group, handle));
+                    self.attached.push(handle);
+                }
                 Err(err) => return self.fail(&format!("queue {index}: {err}")),
             }
         }

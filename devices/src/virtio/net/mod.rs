@@ -198,6 +198,15 @@ impl VirtioDevice for NetDevice {
         vec![QUEUE_MAX_SIZE; usize::from(self.control_queue()) + 1]
     }
 
+    fn queue_group(&self, index: u16) -> u16 {
+        // A queue pair shares one reactor; the control queue is a group of its own.
+        if index == self.control_queue() {
+            index
+        } else {
+            index / 2
+        }
+    }
+
     fn offered_features(&self) -> u64 {
         self.features
     }
