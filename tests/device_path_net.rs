@@ -285,6 +285,20 @@ fn frames_cross_a_real_tap_both_ways() {
         assert_eq!(tag, 200 + i, "frames arrive in order");
     }
     assert!(rig.faults().is_empty());
+    // The device's per-queue counters come with the reactors' stats.
+    let counter = |rig: &Rig, queue: &str, name: &str| {
+        rig.stats()
+            .iter()
+            .flat_map(|r| r.queues.clone())
+            .find(|q| q.name == queue)
+            .and_then(|q| q.device.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+            .unwrap()
+    };
+    assert_eq!(counter(&rig, "net/q1", "frames"), 5);
+    assert_eq!(counter(&rig, "net/q1", "drops"), 2);
+    assert_eq!(counter(&rig, "net/q0", "frames"), 6);
+    let tx_bytes: u64 = [60u64, 61, 512, 1514, 100].iter().sum();
+    assert_eq!(counter(&rig, "net/q1", "bytes"), tx_bytes);
     // Reset with a read still waiting on the TAP: the detach cancels it.
     rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
     rig.kick(rx).unwrap();

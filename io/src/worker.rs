@@ -121,6 +121,12 @@ pub trait QueueWorker: Send {
     /// Whether the guest has posted chains not popped yet; a polling reactor checks this
     /// with notifications off instead of waiting for a kick.
     fn has_available(&mut self) -> Result<bool, QueueFault>;
+
+    /// The device's counters for this queue, by name, for the stats call (read on the
+    /// control path only).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// Everything a reactor needs to serve one queue.

@@ -344,7 +344,15 @@ impl RingLoop {
         stats.enters = self.enters;
         stats.sqes_submitted = self.sqes_submitted;
         stats.sqes_per_enter = self.sqes_per_enter.clone();
-        stats.queues = self.queues.iter().map(|(_, q)| q.stats.clone()).collect();
+        stats.queues = self
+            .queues
+            .iter()
+            .map(|(_, q)| {
+                let mut queue = q.stats.clone();
+                queue.device = q.binding.worker.counters();
+                queue
+            })
+            .collect();
         stats
     }
 

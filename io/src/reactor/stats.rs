@@ -33,6 +33,8 @@ pub struct QueueStats {
     pub kick_to_submit_ns: Histogram<u64>,
     /// Submission until the completion was reaped.
     pub submit_to_complete_ns: Histogram<u64>,
+    /// The device's own counters for the queue (frames, bytes, drops, ...), by name.
+    pub device: Vec<(&'static str, u64)>,
 }
 
 impl QueueStats {
@@ -48,6 +50,7 @@ impl QueueStats {
             irqs_suppressed: 0,
             kick_to_submit_ns: histogram(),
             submit_to_complete_ns: histogram(),
+            device: Vec::new(),
         }
     }
 }

@@ -248,4 +248,19 @@ impl QueueWorker for BlockQueueWorker {
     fn has_available(&mut self) -> Result<bool, QueueFault> {
         self.ring.has_available()
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        vec![
+            ("reads", s.reads),
+            ("writes", s.writes),
+            ("flushes", s.flushes),
+            ("discards", s.discards),
+            ("write_zeroes", s.write_zeroes),
+            ("bytes_read", s.bytes_read),
+            ("bytes_written", s.bytes_written),
+            ("refused", s.refused),
+            ("io_errors", s.io_errors),
+        ]
+    }
 }

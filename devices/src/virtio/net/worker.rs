@@ -31,6 +31,18 @@ pub struct NetQueueStats {
     pub chains: u64,
 }
 
+impl NetQueueStats {
+    pub(crate) fn named(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("frames", self.frames),
+            ("bytes", self.bytes),
+            ("drops", self.drops),
+            ("batches", self.batches),
+            ("chains", self.chains),
+        ]
+    }
+}
+
 /// Pops every available chain into `heads`; counts the batch.
 fn pop(
     ring: &mut QueueRing,
@@ -191,6 +203,10 @@ impl QueueWorker for NetTxWorker {
 
     fn has_available(&mut self) -> Result<bool, QueueFault> {
         self.ring.has_available()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.stats.named()
     }
 }
 
@@ -529,5 +545,9 @@ impl QueueWorker for NetRxWorker {
 
     fn has_available(&mut self) -> Result<bool, QueueFault> {
         self.ring.has_available()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.stats.named()
     }
 }

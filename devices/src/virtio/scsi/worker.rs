@@ -475,6 +475,20 @@ impl QueueWorker for ScsiRequestWorker {
     fn has_available(&mut self) -> Result<bool, QueueFault> {
         self.ring.has_available()
     }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        vec![
+            ("commands", s.commands),
+            ("reads", s.reads),
+            ("writes", s.writes),
+            ("bytes_read", s.bytes_read),
+            ("bytes_written", s.bytes_written),
+            ("check_conditions", s.check_conditions),
+            ("failed_requests", s.failed_requests),
+            ("io_errors", s.io_errors),
+        ]
+    }
 }
 
 /// The sense data for a failed host op (errno positive).
