@@ -37,6 +37,18 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel and attach its serial console to this terminal.
     Run(RunArgs),
+    /// Ask a running ringvisor (started with --api-socket) something: info or stats.
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The running VMM's --api-socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// The command: info, stats.
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +100,11 @@ pub struct RunArgs {
     #[arg(long = "net", value_name = "OPTIONS", value_parser = parse_net)]
     pub nets: Vec<NetConfig>,
 
+    /// Serve the control API (line-delimited JSON; `ringvisor ctl`) on this Unix socket,
+    /// created with owner-only permissions.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
     /// Host cores for the io_uring reactors, one single-threaded reactor pinned to each,
     /// e.g. 2-3 or 1,3 (default: every core this process may run on).
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list_arg)]
@@ -115,6 +132,7 @@ impl RunArgs {
                 disks: self.scsi_disks.clone(),
             }),
             nets: self.nets.clone(),
+            api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
         }
@@ -209,7 +227,9 @@ mod tests {
             "1G",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
         let config = args.machine_config();
         assert_eq!(config.cpus, 4);
         assert_eq!(config.memory_bytes, 1 << 30);
@@ -247,7 +267,9 @@ mod tests {
             "50",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("not a run command")
+        };
         let config = args.machine_config();
         assert_eq!(config.disks.len(), 2);
         assert_eq!(
@@ -263,7 +285,9 @@ mod tests {
         let parse = |extra: &[&str]| {
             let mut args = vec!["ringvisor", "run", "--kernel", "/k"];
             args.extend_from_slice(extra);
-            let Command::Run(args) = Cli::try_parse_from(args).unwrap().command;
+            let Command::Run(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not a run command")
+            };
             args.machine_config()
         };
         assert!(parse(&[]).scsi.is_none());
@@ -293,9 +317,25 @@ mod tests {
             &disk,
         ])
         .unwrap()
-        .command;
+        .command
+        else {
+            panic!("not a run command")
+        };
         let err = args.machine_config().validate().unwrap_err().to_string();
         std::fs::remove_file(&image).unwrap();
         assert!(err.contains("target 1 lun 2 is already taken"), "{err}");
+    }
+
+    #[test]
+    fn ctl_takes_a_socket_and_a_command() {
+        let cli = Cli::try_parse_from(["ringvisor", "ctl", "--socket", "/tmp/s", "stats"]).unwrap();
+        let Command::Ctl(args) = cli.command else {
+            panic!("not ctl")
+        };
+        assert_eq!(
+            (args.socket.to_str(), args.command.as_str()),
+            (Some("/tmp/s"), "stats")
+        );
+        assert!(Cli::try_parse_from(["ringvisor", "ctl", "stats"]).is_err());
     }
 }

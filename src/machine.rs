@@ -11,7 +11,9 @@ use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
 use ringvisor_devices::virtio::net::{NetConfig, NetDevice, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
+use serde_json::json;
 
+use crate::api::{ApiError, ApiServer, ApiState};
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
 use crate::kvm::{KvmVm, VcpuError, VcpuStop, VmError};
 use crate::memory::{self, MemoryError};
@@ -38,6 +40,8 @@ pub struct MachineConfig {
     pub scsi: Option<ScsiConfig>,
     /// virtio-net NICs, one per TAP.
     pub nets: Vec<NetConfig>,
+    /// Where the control API listens, if anywhere.
+    pub api_socket: Option<PathBuf>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
@@ -85,6 +89,8 @@ pub enum MachineError {
     Scsi(#[from] ScsiError),
     #[error("--net: {0}")]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("--disk: cannot use {}: {source}", path.display())]
     DiskPath {
         path: PathBuf,
@@ -207,11 +213,13 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     let router = vm.irq_router();
     let services = VirtioPciServices {
         mem: mem.clone(),
-        queue_host: reactors,
+        queue_host: reactors.clone(),
         interrupts: router.clone(),
         ioevents: router,
     };
     let mut bars = BarAllocator::default();
+    // What the API's `info` reports about each device.
+    let mut devices = Vec::new();
     for (index, disk) in config.disks.iter().enumerate() {
         let name = format!("blk{index}");
         let device = BlockDevice::new(BlockConfig {
@@ -235,6 +243,10 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             disk.path.display(),
             plug.slot
         );
+        devices.push(json!({
+            "name": name, "kind": "virtio-blk", "pci_slot": plug.slot,
+            "path": disk.path, "read_only": disk.read_only, "queues": disk.queues,
+        }));
     }
     if let Some(scsi) = &config.scsi {
         let name = "scsi0".to_string();
@@ -255,6 +267,10 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             scsi.queues,
             plug.slot
         );
+        devices.push(json!({
+            "name": name, "kind": "virtio-scsi", "pci_slot": plug.slot,
+            "request_queues": scsi.queues, "units": units.len(),
+        }));
         for (address, path, read_only, direct) in units {
             debug!(
                 "{name}: target {} lun {}: {}{}{}",
@@ -289,7 +305,26 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 .join(":"),
             plug.slot
         );
+        devices.push(json!({
+            "name": name, "kind": "virtio-net", "pci_slot": plug.slot,
+            "tap": net.tap, "queue_pairs": net.queue_pairs,
+        }));
     }
+    let _api = match &config.api_socket {
+        Some(path) => {
+            let info = json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "cpus": config.cpus,
+                "memory_bytes": config.memory_bytes,
+                "kernel": config.kernel,
+                "reactor_cores": config.reactor_placement()?,
+                "devices": devices,
+            });
+            let state = ApiState { reactors, info };
+            Some(ApiServer::start(path, state)?)
+        }
+        None => None,
+    };
     let bus = Arc::new(PortIoBus::new(
         SerialPort::new(serial_irq, console),
         PciConfigIo::new(root),

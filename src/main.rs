@@ -13,6 +13,37 @@ fn main() -> ExitCode {
     logger::init(cli.log_level);
     match cli.command {
         Command::Run(args) => run(&args.machine_config()),
+        Command::Ctl(args) => ctl(&args),
+    }
+}
+
+/// Sends one request to a running VMM's API; prints the answer (pretty JSON).
+fn ctl(args: &ringvisor::cli::CtlArgs) -> ExitCode {
+    let request = serde_json::json!({ "cmd": args.command });
+    let answer = match ringvisor::api::call(&args.socket, &request) {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("ringvisor: error: {}: {err}", args.socket.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&answer) else {
+        eprintln!("ringvisor: error: the VMM answered something that is not JSON: {answer}");
+        return ExitCode::FAILURE;
+    };
+    if value["ok"] == serde_json::Value::Bool(true) {
+        let result = &value["result"];
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "ringvisor: error: {}",
+            value["error"].as_str().unwrap_or("unknown")
+        );
+        ExitCode::FAILURE
     }
 }
 

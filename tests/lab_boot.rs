@@ -212,6 +212,12 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         format!("{} bytes=4194304", expect("L1: net to-l2-md5="))
     );
     assert_eq!(expect("L2: test net exit="), "0");
+    // The control API while the guest ran: 5 devices, an owner-only socket, stats with
+    // every queue's counters and histograms; a bad command is an error, not a crash.
+    assert_eq!(expect("L1: api info exit="), "0 devices=5 mode=600");
+    let stats = expect("L1: api stats exit=");
+    assert!(stats.starts_with("0 blk0q0=1 net0q1=1 frames="), "{stats}");
+    assert!(expect("L1: api bad exit=").contains("unknown command \"bogus\""));
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),

@@ -34,6 +34,17 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
   ip addr add 10.0.2.1/24 dev rvtap0 && ip link set rvtap0 up
 ) &
 (sleep 600 | nc -l -p 5000 >/tmp/from-l2) &
+# The control API, asked while the guest runs: once L2 has sent its file (the blk and
+# scsi tests are done by then), `ringvisor ctl` reads info and stats.
+(
+  for i in $(seq 1 1200); do [ -s /tmp/from-l2 ] && break; sleep 0.1; done
+  ringvisor ctl --socket /tmp/rv.sock info >/tmp/api-info.json 2>&1
+  echo "L1: api info exit=$? devices=$(grep -c '"kind"' /tmp/api-info.json) mode=$(stat -c %a /tmp/rv.sock)"
+  ringvisor ctl --socket /tmp/rv.sock stats >/tmp/api-stats.json 2>&1
+  echo "L1: api stats exit=$? blk0q0=$(grep -c '"blk0/q0"' /tmp/api-stats.json) net0q1=$(grep -c '"net0/q1"' /tmp/api-stats.json) frames=$(grep -c '"frames"' /tmp/api-stats.json) histograms=$(grep -c '"submit_to_complete_ns"' /tmp/api-stats.json)"
+  ringvisor ctl --socket /tmp/rv.sock bogus >/tmp/api-bad.out 2>&1
+  echo "L1: api bad exit=$? out=$(head -c 200 /tmp/api-bad.out)"
+) &
 httpd -p 8080 -h /tmp/www
 
 measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
@@ -45,7 +56,7 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --scsi-disk path=/tmp/scsi-data.img,serial=rv-scsi-data \
   --scsi-disk path=/tmp/scsi-ro.img,readonly=on \
   --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 $extra \
-  --net tap=rvtap0,mac=52:54:00:12:34:56 \
+  --net tap=rvtap0,mac=52:54:00:12:34:56 --api-socket /tmp/rv.sock \
   --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi,net"
 status=$?
 

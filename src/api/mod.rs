@@ -1,0 +1,33 @@
+//! The control API: line-delimited JSON over a Unix socket (`--api-socket PATH`).
+//!
+//! Each request is one line holding a JSON object with a `"cmd"` string; each answer is
+//! one line: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Commands:
+//!
+//! - `info`: the machine (vCPUs, memory, devices) and the reactors' placement.
+//! - `stats`: every reactor's counters and, per queue, its counters, the device's own
+//!   counters and the latency histograms (kick→submit, submit→complete) as percentiles.
+//!
+//! `ringvisor ctl --socket PATH COMMAND` sends one request and prints the answer.
+
+mod protocol;
+mod server;
+
+pub use protocol::{parse_request, stats_json, Request, MAX_REQUEST_BYTES};
+pub use server::{ApiError, ApiServer, ApiState};
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Sends `request` (one JSON object) to the API at `socket`; returns the answer line.
+pub fn call(socket: &Path, request: &serde_json::Value) -> std::io::Result<String> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = request.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    Ok(answer)
+}

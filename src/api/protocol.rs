@@ -1,0 +1,121 @@
+//! Requests and the JSON the answers carry. Every request byte comes from a client that
+//! may be broken or hostile: parsing never panics and refuses anything unexpected.
+
+use hdrhistogram::Histogram;
+use ringvisor_io::ReactorStats;
+use serde_json::{json, Map, Value};
+
+/// The longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What a client can ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Info,
+    Stats,
+}
+
+/// Parses one request line.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(format!("request longer than {MAX_REQUEST_BYTES} bytes"));
+    }
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let Value::Object(object) = value else {
+        return Err("a request is a JSON object".into());
+    };
+    let cmd = object
+        .get("cmd")
+        .and_then(Value::as_str)
+        .ok_or("the request has no \"cmd\" string")?;
+    if let Some(extra) = object.keys().find(|k| *k != "cmd") {
+        return Err(format!("unknown field \"{extra}\" for {cmd}"));
+    }
+    match cmd {
+        "info" => Ok(Request::Info),
+        "stats" => Ok(Request::Stats),
+        other => Err(format!("unknown command \"{other}\" (known: info, stats)")),
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    let mut m = Map::new();
+    m.insert("count".into(), json!(h.len()));
+    if !h.is_empty() {
+        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)] {
+            m.insert(name.into(), json!(h.value_at_quantile(q)));
+        }
+        m.insert("max".into(), json!(h.max()));
+        m.insert("mean".into(), json!(h.mean()));
+    }
+    Value::Object(m)
+}
+
+/// The `stats` result: per reactor, per queue; latencies in nanoseconds.
+pub fn stats_json(stats: &[ReactorStats]) -> Value {
+    let reactors: Vec<Value> = stats
+        .iter()
+        .map(|r| {
+            let queues: Vec<Value> = r
+                .queues
+                .iter()
+                .map(|q| {
+                    let device: Map<String, Value> = q
+                        .device
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), json!(v)))
+                        .collect();
+                    json!({
+                        "name": q.name,
+                        "requests": q.requests,
+                        "batches": q.batches,
+                        "ops": q.ops,
+                        "op_errors": q.op_errors,
+                        "irqs_sent": q.irqs_sent,
+                        "irqs_suppressed": q.irqs_suppressed,
+                        "kick_to_submit_ns": percentiles(&q.kick_to_submit_ns),
+                        "submit_to_complete_ns": percentiles(&q.submit_to_complete_ns),
+                        "device": device,
+                    })
+                })
+                .collect();
+            json!({
+                "reactor": r.reactor,
+                "core": r.core,
+                "enters": r.enters,
+                "sqes_submitted": r.sqes_submitted,
+                "sqes_per_enter": percentiles(&r.sqes_per_enter),
+                "queues": queues,
+            })
+        })
+        .collect();
+    json!({ "reactors": reactors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_request(r#"{"cmd":"info"}"#), Ok(Request::Info));
+        assert_eq!(parse_request(r#" {"cmd": "stats"} "#), Ok(Request::Stats));
+        for (line, want) in [
+            ("", "not a JSON object"),
+            ("{", "not a JSON object"),
+            ("[1]", "is a JSON object"),
+            (r#"{"cmd":7}"#, "no \"cmd\" string"),
+            (r#"{"command":"info"}"#, "no \"cmd\" string"),
+            (r#"{"cmd":"reboot"}"#, "unknown command \"reboot\""),
+            (r#"{"cmd":"info","x":1}"#, "unknown field \"x\""),
+        ] {
+            let err = parse_request(line).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+        let long = format!(
+            r#"{{"cmd":"info","pad":"{}"}}"#,
+            "a".repeat(MAX_REQUEST_BYTES)
+        );
+        assert!(parse_request(&long).unwrap_err().contains("longer than"));
+    }
+}

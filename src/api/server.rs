@@ -1,0 +1,150 @@
+//! The API server: one thread, one connection at a time, one JSON line per request.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{debug, warn};
+use ringvisor_io::ReactorSet;
+use serde_json::{json, Value};
+
+use super::protocol::{parse_request, stats_json, Request, MAX_REQUEST_BYTES};
+
+/// How long a connected client may take to send a request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("--api-socket {path}: already in use by a running process")]
+    InUse { path: PathBuf },
+    #[error("--api-socket {path}: exists and is not a socket")]
+    NotASocket { path: PathBuf },
+    #[error("--api-socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What the API answers from.
+pub struct ApiState {
+    pub reactors: Arc<ReactorSet>,
+    /// The `info` result, fixed once the machine is built.
+    pub info: Value,
+}
+
+impl ApiState {
+    fn answer(&self, line: &str) -> Value {
+        match parse_request(line) {
+            Ok(Request::Info) => json!({ "ok": true, "result": self.info }),
+            Ok(Request::Stats) => {
+                json!({ "ok": true, "result": stats_json(&self.reactors.stats()) })
+            }
+            Err(error) => json!({ "ok": false, "error": error }),
+        }
+    }
+}
+
+/// A running API server; the socket file is removed when it is dropped.
+pub struct ApiServer {
+    path: PathBuf,
+    _thread: JoinHandle<()>,
+}
+
+impl ApiServer {
+    /// Binds `path` (owner-only permissions) and serves `state` on a thread of its own.
+    pub fn start(path: &Path, state: ApiState) -> Result<Self, ApiError> {
+        let io_err = |source| ApiError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(ApiError::NotASocket {
+                    path: path.to_owned(),
+                });
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(ApiError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            // A socket nobody listens on: left over from a VMM that is gone.
+            fs::remove_file(path).map_err(io_err)?;
+        }
+        // The socket is created with the umask's permissions: owner-only from the start,
+        // so no other user can connect between bind and chmod.
+        // SAFETY: umask only swaps the process's file-creation mask.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above; restores the previous mask.
+        unsafe { libc::umask(old) };
+        let listener = bound.map_err(io_err)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+        let thread = std::thread::Builder::new()
+            .name("api".into())
+            .spawn(move || serve(listener, state))
+            .map_err(io_err)?;
+        Ok(Self {
+            path: path.to_owned(),
+            _thread: thread,
+        })
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn serve(listener: UnixListener, state: ApiState) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                if let Err(e) = serve_client(stream, &state) {
+                    debug!("api: client: {e}");
+                }
+            }
+            Err(e) => warn!("api: accept: {e}"),
+        }
+    }
+}
+
+/// Answers every request line of one client until it hangs up, sends a line too long
+/// or stays silent past the timeout.
+fn serve_client(stream: UnixStream, state: &ApiState) -> io::Result<()> {
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1);
+    loop {
+        let mut line = String::new();
+        reader.set_limit(MAX_REQUEST_BYTES as u64 + 1);
+        let n = match reader.read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let answer = json!({ "ok": false, "error": "the request is not UTF-8" });
+                writeln!(writer, "{answer}")?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with('\n') && n > MAX_REQUEST_BYTES {
+            let error = format!("request longer than {MAX_REQUEST_BYTES} bytes");
+            writeln!(writer, "{}", json!({ "ok": false, "error": error }))?;
+            return Ok(());
+        }
+        let answer = state.answer(line.trim_end());
+        writeln!(writer, "{answer}")?;
+    }
+}
