@@ -1,10 +1,11 @@
 //! The control side of a reactor's loop: attaching and detaching queues, stats
 //! snapshots. Never on the request path.
 
+use std::os::fd::AsRawFd;
+
 use crossbeam_channel::Sender;
 use io_uring::{opcode, types};
 use log::error;
-use std::os::fd::AsRawFd;
 
 use super::{
     user_data, Control, RingLoop, ServedQueue, KIND_CANCEL, KIND_CONTROL, KIND_KICK, KIND_OP,
