@@ -412,3 +412,22 @@ fn a_frame_larger_than_one_buffer_spans_several() {
     assert!(rig.faults().is_empty());
     rig.shutdown().unwrap();
 }
+
+#[test]
+fn a_tap_in_use_is_a_clear_error() {
+    if !private_netns() {
+        return;
+    }
+    let first = Rig::net(config("rvbusy0", 1), &[None], QUEUE_SIZE).unwrap();
+    let err = match Rig::net(config("rvbusy0", 1), &[None], QUEUE_SIZE) {
+        Ok(_) => panic!("a single-queue TAP attached twice"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("tap rvbusy0 is busy"), "{err}");
+    let err = match Rig::net(config("bad/name", 1), &[None], QUEUE_SIZE) {
+        Ok(_) => panic!("a TAP name with a slash"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("bad/name: not an interface name"), "{err}");
+    first.shutdown().unwrap();
+}

@@ -14,7 +14,9 @@ const IFNAMSIZ: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
-    #[error("tap {name}: the name is empty, longer than 15 bytes or not plain ASCII")]
+    #[error(
+        "tap {name}: not an interface name (1 to 15 printable ASCII characters, no '/' or ':')"
+    )]
     BadName { name: String },
     #[error("tap {name}: cannot open /dev/net/tun: {source}")]
     OpenTun {
@@ -63,8 +65,15 @@ impl Tap {
     /// Attaches a queue to TAP `name` (created if missing and allowed); `multi_queue`
     /// for devices with more than one queue pair.
     pub fn open(name: &str, multi_queue: bool) -> Result<Self, TapError> {
-        if name.is_empty() || name.len() >= IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_graphic())
-        {
+        // What the kernel accepts as an interface name (dev_valid_name).
+        let valid = !name.is_empty()
+            && name.len() < IFNAMSIZ
+            && name != "."
+            && name != ".."
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if !valid {
             return Err(TapError::BadName {
                 name: name.to_owned(),
             });
