@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::api::{ApiError, ApiServer, ApiState};
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
-use crate::kvm::{KvmVm, VcpuError, VcpuStop, VmError};
+use crate::kvm::{KvmVm, PauseControl, PauseError, VcpuError, VcpuStop, VmError};
 use crate::memory::{self, MemoryError};
 use crate::mmio_bus::MmioBus;
 use crate::options::{allowed_cpus, DiskSpec};
@@ -91,6 +91,8 @@ pub enum MachineError {
     Net(#[from] NetError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("cannot set up pausing the vCPUs: {0}")]
+    Pause(#[from] PauseError),
     #[error("--disk: cannot use {}: {source}", path.display())]
     DiskPath {
         path: PathBuf,
@@ -193,6 +195,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             max,
         });
     }
+    let pause = PauseControl::new(vm.shared_fd(), usize::from(config.cpus))?;
     let mem = memory::allocate(config.memory_bytes)?;
     vm.map_memory(&mem)?;
     let kernel = load_linux(
@@ -320,7 +323,11 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 "reactor_cores": config.reactor_placement()?,
                 "devices": devices,
             });
-            let state = ApiState { reactors, info };
+            let state = ApiState {
+                reactors,
+                info,
+                pause: Some(Arc::clone(&pause)),
+            };
             Some(ApiServer::start(path, state)?)
         }
         None => None,
@@ -347,10 +354,11 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         let bus = Arc::clone(&bus);
         let mmio = Arc::clone(&mmio);
         let stops = stops.clone();
+        let pause = Arc::clone(&pause);
         thread::Builder::new()
             .name(format!("vcpu{}", vcpu.index()))
             .spawn(move || {
-                let stop = vcpu.run(&bus, &mmio);
+                let stop = vcpu.run(&bus, &mmio, &pause);
                 let _ = stops.send(stop);
             })
             .map_err(MachineError::Thread)?;

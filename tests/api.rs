@@ -15,6 +15,7 @@ fn state() -> ApiState {
     ApiState {
         reactors: Arc::new(ReactorSet::start(&[None, None]).unwrap()),
         info: json!({ "cpus": 2, "devices": [] }),
+        pause: None,
     }
 }
 
@@ -69,6 +70,11 @@ fn the_api_answers_info_and_stats_and_survives_bad_requests() {
     reader.read_line(&mut line).unwrap();
     assert!(line.contains("longer than"), "{line}");
     drop((writer, reader));
+
+    // Without vCPUs there is nothing to pause: an error, not a crash.
+    let answer = ask(&socket, "pause");
+    assert_eq!(answer["ok"], json!(false));
+    assert!(answer["error"].as_str().unwrap().contains("no vCPUs"));
 
     // The CLI client.
     let out = Command::new(env!("CARGO_BIN_EXE_ringvisor"))

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
-use ringvisor::kvm::{KvmVm, VcpuStop, VmError};
+use ringvisor::kvm::{KvmVm, PauseControl, PauseError, VcpuStop, VmError};
 use ringvisor::mmio_bus::MmioBus;
 use ringvisor::pci::virtio::{plug_virtio_pci, VirtioPciDevice, VirtioPciServices};
 use ringvisor::pci::{
@@ -122,9 +122,10 @@ fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
     let vcpu = real_mode_vcpu(&vm);
 
     let mmio = MmioBus::new();
+    let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
     let (done, stopped) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done.send(vcpu.run(&bus, &mmio));
+        let _ = done.send(vcpu.run(&bus, &mmio, &pause));
     });
     // A guard against a hung vCPU, not a performance bound.
     let stop = stopped
@@ -293,8 +294,9 @@ fn virtio_pci_bar_is_served_by_the_mmio_bus_and_its_doorbell_by_an_ioeventfd() {
 
     let (done, stopped) = mpsc::channel();
     let vcpu_mmio = Arc::clone(&mmio);
+    let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
     std::thread::spawn(move || {
-        let _ = done.send(vcpu.run(&bus, &vcpu_mmio));
+        let _ = done.send(vcpu.run(&bus, &vcpu_mmio, &pause));
     });
     let stop = stopped
         .recv_timeout(Duration::from_secs(120))
@@ -307,4 +309,63 @@ fn virtio_pci_bar_is_served_by_the_mmio_bus_and_its_doorbell_by_an_ioeventfd() {
         1,
         "the doorbell write reached queue 1's eventfd"
     );
+}
+
+/// A real-mode loop that counts in RAM for ever: `inc word [0x2000]; jmp back`.
+const COUNTER_LOOP: &[u8] = &[0xff, 0x06, 0x00, 0x20, 0xeb, 0xfa];
+
+#[test]
+fn pause_stops_the_vcpu_and_resume_lets_it_go_on() {
+    let Some(vm) = open_vm() else { return };
+    let mem: GuestMemoryMmap<()> =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+    vm.map_memory(&mem).unwrap();
+    mem.write_slice(COUNTER_LOOP, GuestAddress(CODE)).unwrap();
+    let bus = PortIoBus::new(
+        SerialPort::new(
+            IrqEvent::new().unwrap(),
+            Box::new(SharedSink::default()) as ConsoleSink,
+        ),
+        PciConfigIo::new(PciRootBus::new()),
+    );
+    let vcpu = real_mode_vcpu(&vm);
+    let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
+    let vcpu_pause = Arc::clone(&pause);
+    // The loop never exits: the thread ends with the test process.
+    std::thread::spawn(move || vcpu.run(&bus, &MmioBus::new(), &vcpu_pause));
+    let counter = || mem.read_obj::<u16>(GuestAddress(RESULT)).unwrap();
+    let moving = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let first = counter();
+        while counter() == first {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the counter never moved"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    moving("before the pause");
+
+    assert_eq!(pause.resume(), Err(PauseError::NotPaused));
+    pause.pause(Duration::from_secs(20)).unwrap();
+    assert!(pause.is_paused());
+    assert_eq!(
+        pause.pause(Duration::from_secs(1)),
+        Err(PauseError::AlreadyPaused)
+    );
+    let held = counter();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(counter(), held, "a paused vCPU runs no guest code");
+
+    pause.resume().unwrap();
+    assert!(!pause.is_paused());
+    moving("after the resume");
+    // And again: pausing works more than once.
+    pause.pause(Duration::from_secs(20)).unwrap();
+    let held = counter();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(counter(), held);
+    pause.resume().unwrap();
+    moving("after the second resume");
 }

@@ -221,6 +221,23 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     let stats = expect("L1: api stats exit=");
     assert!(stats.starts_with("0 blk0q0=1 net0q1=1 frames="), "{stats}");
     assert!(expect("L1: api bad exit=").contains("unknown command \"bogus\""));
+    // Paused for 5 s while the guest ran: no soft lockup, no RCU stall, and the guest's
+    // monotonic clock (sampled every 0.2 s meanwhile) did not jump by the pause.
+    assert_eq!(expect("L1: api pause exit="), "0 out={\"paused\":true}");
+    assert_eq!(expect("L1: api resume exit="), "0 out={\"paused\":false}");
+    let pause = expect("L2: net paused_ms=");
+    let fields: Vec<&str> = pause.split(' ').collect();
+    let paused_ms: u64 = fields[0].parse().unwrap();
+    assert!(paused_ms >= 5000, "{pause}");
+    assert_eq!(fields[1..3], ["soft_lockups=0", "rcu_stalls=0"], "{pause}");
+    let step: f64 = fields[3]
+        .trim_start_matches("max_clock_step=")
+        .parse()
+        .unwrap();
+    assert!(
+        step < 2.5,
+        "the guest clock jumped {step} s across a {paused_ms} ms pause"
+    );
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),

@@ -13,6 +13,8 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub enum Request {
     Info,
     Stats,
+    Pause,
+    Resume,
 }
 
 /// Parses one request line.
@@ -34,7 +36,11 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     match cmd {
         "info" => Ok(Request::Info),
         "stats" => Ok(Request::Stats),
-        other => Err(format!("unknown command \"{other}\" (known: info, stats)")),
+        "pause" => Ok(Request::Pause),
+        "resume" => Ok(Request::Resume),
+        other => Err(format!(
+            "unknown command \"{other}\" (known: info, stats, pause, resume)"
+        )),
     }
 }
 

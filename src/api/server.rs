@@ -13,7 +13,12 @@ use log::{debug, warn};
 use ringvisor_io::ReactorSet;
 use serde_json::{json, Value};
 
+use crate::kvm::PauseControl;
+
 use super::protocol::{parse_request, stats_json, Request, MAX_REQUEST_BYTES};
+
+/// How long a pause may wait for every vCPU to stop.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a connected client may take to send a request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +42,8 @@ pub struct ApiState {
     pub reactors: Arc<ReactorSet>,
     /// The `info` result, fixed once the machine is built.
     pub info: Value,
+    /// The vCPUs' pause control; `None` where there are no vCPUs (tests).
+    pub pause: Option<Arc<PauseControl>>,
 }
 
 impl ApiState {
@@ -45,6 +52,20 @@ impl ApiState {
             Ok(Request::Info) => json!({ "ok": true, "result": self.info }),
             Ok(Request::Stats) => {
                 json!({ "ok": true, "result": stats_json(&self.reactors.stats()) })
+            }
+            Ok(request @ (Request::Pause | Request::Resume)) => {
+                let Some(pause) = &self.pause else {
+                    return json!({ "ok": false, "error": "this VMM has no vCPUs to pause" });
+                };
+                let done = if request == Request::Pause {
+                    pause.pause(PAUSE_TIMEOUT)
+                } else {
+                    pause.resume()
+                };
+                match done {
+                    Ok(()) => json!({ "ok": true, "result": { "paused": pause.is_paused() } }),
+                    Err(e) => json!({ "ok": false, "error": e.to_string() }),
+                }
             }
             Err(error) => json!({ "ok": false, "error": error }),
         }

@@ -5,9 +5,11 @@
 mod boot_cpu;
 mod cpuid;
 mod irq_routing;
+mod pause;
 mod vcpu;
 mod vm;
 
 pub use irq_routing::{default_irqchip_routes, KvmIrqRouter, FIRST_MSI_GSI};
+pub use pause::{PauseControl, PauseError};
 pub use vcpu::{Vcpu, VcpuError, VcpuStop};
 pub use vm::{KvmVm, VmError};

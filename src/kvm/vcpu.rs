@@ -14,6 +14,7 @@ use crate::pio_bus::{PioAction, PortIoBus};
 
 use super::boot_cpu::{entry_regs, initial_fpu, long_mode_sregs};
 use super::cpuid::{configure_for_vcpu, xsave_features};
+use super::pause::PauseControl;
 use super::vm::VmError;
 
 const MSR_IA32_TSC: u32 = 0x10;
@@ -190,9 +191,11 @@ impl Vcpu {
     }
 
     /// Runs the guest until it stops; port I/O goes to `bus`, MMIO to `mmio`.
-    pub fn run(mut self, bus: &PortIoBus, mmio: &MmioBus) -> VcpuStop {
+    pub fn run(mut self, bus: &PortIoBus, mmio: &MmioBus, pause: &PauseControl) -> VcpuStop {
         let vcpu = self.index;
+        pause.register_current_thread();
         loop {
+            pause.checkpoint(&self.fd);
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
                 Err(err) if matches!(err.errno(), libc::EINTR | libc::EAGAIN) => continue,

@@ -144,4 +144,9 @@ impl KvmVm {
     pub fn fd(&self) -> &VmFd {
         &self.fd
     }
+
+    /// The VM descriptor, shared with what outlives this call frame (pause control).
+    pub fn shared_fd(&self) -> Arc<VmFd> {
+        Arc::clone(&self.fd)
+    }
 }

@@ -72,7 +72,7 @@ if [ -n "$shell" ]; then
   setsid cttyhack sh
 fi
 
-echo "L2: done"
+echo "L2: done uptime=$(cut -d" " -f1 /proc/uptime)"
 # No ACPI in the ringvisor guest: the reset goes through the i8042 (reboot=k), on which
 # the VMM exits, as QEMU does with -no-reboot.
 reboot -f

@@ -5,6 +5,10 @@ fail=0
 check() { # check NAME CONDITION-STATUS
   if [ "$2" -eq 0 ]; then echo "L2: net $1 ok"; else echo "L2: net $1 FAILED"; fail=1; fi
 }
+# The guest's monotonic clock, sampled every 0.2 s while this test runs: L1 pauses the
+# guest for 5 s meanwhile, and the clock must not jump by the pause.
+(while :; do cut -d' ' -f1 /proc/uptime; sleep 0.2; done) >/tmp/uptimes &
+sampler=$!
 for i in $(seq 1 40); do [ -d /sys/class/net/eth0 ] && break; sleep 0.25; done
 [ -d /sys/class/net/eth0 ] || { echo "L2: net no eth0"; exit 1; }
 echo "L2: net driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)") mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/class/net/eth0/mtu)"
@@ -24,5 +28,14 @@ check tcp-send $?
 timeout 120 wget -q -O /tmp/got http://10.0.2.1:8080/to-l2
 check tcp-receive $?
 echo "L2: net received-md5=$(md5sum </tmp/got | cut -d' ' -f1) bytes=$(wc -c </tmp/got)"
+# L1 pauses this guest for 5 s meanwhile and then serves /paused-ms: wait for it. The
+# pause must leave no soft-lockup or RCU-stall report behind.
+for i in $(seq 1 600); do
+  wget -q -O /tmp/paused-ms http://10.0.2.1:8080/paused-ms 2>/dev/null && break
+  sleep 0.2
+done
+kill $sampler
+gap=$(awk 'NR > 1 { d = $1 - prev; if (d > max) max = d } { prev = $1 } END { printf "%.2f", max }' /tmp/uptimes)
+echo "L2: net paused_ms=$(cat /tmp/paused-ms 2>/dev/null) soft_lockups=$(dmesg | grep -c -i 'soft lockup') rcu_stalls=$(dmesg | grep -c -i 'rcu.*stall') max_clock_step=$gap"
 echo "L2: net rx_packets=$(cat /sys/class/net/eth0/statistics/rx_packets) tx_packets=$(cat /sys/class/net/eth0/statistics/tx_packets)"
 exit $fail

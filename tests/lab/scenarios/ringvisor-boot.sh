@@ -44,6 +44,15 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
   echo "L1: api stats exit=$? blk0q0=$(grep -c '"blk0/q0"' /tmp/api-stats.json) net0q1=$(grep -c '"net0/q1"' /tmp/api-stats.json) frames=$(grep -c '"frames"' /tmp/api-stats.json) histograms=$(grep -c '"submit_to_complete_ns"' /tmp/api-stats.json)"
   ringvisor ctl --socket /tmp/rv.sock bogus >/tmp/api-bad.out 2>&1
   echo "L1: api bad exit=$? out=$(head -c 200 /tmp/api-bad.out)"
+  # A 5 s pause; L2 waits for /paused-ms (served once the guest runs again).
+  ringvisor ctl --socket /tmp/rv.sock pause >/tmp/api-pause.out 2>&1
+  echo "L1: api pause exit=$? out=$(tr -d ' \n' </tmp/api-pause.out)"
+  t0=$(/bin/date +%s%N)
+  sleep 5
+  ringvisor ctl --socket /tmp/rv.sock resume >/tmp/api-resume.out 2>&1
+  echo "L1: api resume exit=$? out=$(tr -d ' \n' </tmp/api-resume.out)"
+  t1=$(/bin/date +%s%N)
+  echo $(((t1 - t0) / 1000000)) >/tmp/www/paused-ms
 ) &
 httpd -p 8080 -h /tmp/www
 

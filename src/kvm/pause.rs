@@ -1,0 +1,183 @@
+//! Pausing and resuming the vCPUs (the control API's pause/resume).
+//!
+//! A pause sets a flag and signals every vCPU thread out of KVM_RUN until all of them
+//! have parked at their next checkpoint. Each parking vCPU calls KVM_KVMCLOCK_CTRL, so
+//! the guest's watchdogs do not count the pause as a soft lockup; the VM's kvmclock is
+//! read once all are parked and written back on resume, so the guest's monotonic time
+//! does not jump by the pause.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_clock_data;
+use kvm_ioctls::{VcpuFd, VmFd};
+use log::debug;
+
+/// How often a pause re-signals vCPUs that have not parked yet (a signal that lands
+/// just before KVM_RUN is entered is lost).
+const RESIGNAL: Duration = Duration::from_millis(1);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PauseError {
+    #[error("the VM is already paused")]
+    AlreadyPaused,
+    #[error("the VM is not paused")]
+    NotPaused,
+    #[error("{parked} of {vcpus} vCPUs stopped within {waited:?}")]
+    Timeout {
+        parked: usize,
+        vcpus: usize,
+        waited: Duration,
+    },
+    #[error("cannot {what} the kvmclock: {errno}")]
+    Clock { what: &'static str, errno: i32 },
+    #[error("cannot install the vCPU kick signal: {0}")]
+    Signal(i32),
+}
+
+#[derive(Default)]
+struct State {
+    parked: usize,
+    threads: Vec<libc::pthread_t>,
+    held_clock: Option<kvm_clock_data>,
+}
+
+/// Shared by the vCPU threads (checkpoints) and the control side (pause, resume).
+pub struct PauseControl {
+    vm: Arc<VmFd>,
+    vcpus: usize,
+    want_paused: AtomicBool,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Nothing to do: the signal's only job is to make KVM_RUN return EINTR.
+}
+
+fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+impl PauseControl {
+    /// For `vcpus` vCPU threads of `vm`; installs the kick signal's handler.
+    pub fn new(vm: Arc<VmFd>, vcpus: usize) -> Result<Arc<Self>, PauseError> {
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+            .map_err(|e| PauseError::Signal(e.errno()))?;
+        Ok(Arc::new(Self {
+            vm,
+            vcpus,
+            want_paused: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called once by each vCPU thread before it first runs the vCPU.
+    pub fn register_current_thread(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        self.lock().threads.push(me);
+    }
+
+    /// Called by a vCPU thread before each KVM_RUN: parks while a pause is wanted.
+    pub fn checkpoint(&self, vcpu: &VcpuFd) {
+        if !self.want_paused.load(Ordering::Acquire) {
+            return;
+        }
+        // EINVAL: the guest registered no kvmclock; nothing to tell it then.
+        if let Err(e) = vcpu.kvmclock_ctrl() {
+            debug!("KVM_KVMCLOCK_CTRL: {e}");
+        }
+        let mut state = self.lock();
+        state.parked += 1;
+        self.changed.notify_all();
+        while self.want_paused.load(Ordering::Acquire) {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.parked -= 1;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.want_paused.load(Ordering::Acquire)
+    }
+
+    /// Stops every vCPU (waiting up to `timeout`) and holds the kvmclock.
+    pub fn pause(&self, timeout: Duration) -> Result<(), PauseError> {
+        if self.want_paused.swap(true, Ordering::AcqRel) {
+            return Err(PauseError::AlreadyPaused);
+        }
+        let start = Instant::now();
+        let mut state = self.lock();
+        while state.parked < self.vcpus {
+            if start.elapsed() > timeout {
+                let parked = state.parked;
+                drop(state);
+                self.release();
+                return Err(PauseError::Timeout {
+                    parked,
+                    vcpus: self.vcpus,
+                    waited: start.elapsed(),
+                });
+            }
+            for &thread in &state.threads {
+                // SAFETY: `thread` is a vCPU thread of this process that registered
+                // itself; vCPU threads live until the process exits, and the signal's
+                // handler (installed in `new`) does nothing.
+                unsafe { libc::pthread_kill(thread, kick_signal()) };
+            }
+            state = self
+                .changed
+                .wait_timeout(state, RESIGNAL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let clock = self.vm.get_clock().map_err(|e| PauseError::Clock {
+            what: "read",
+            errno: e.errno(),
+        });
+        match clock {
+            Ok(clock) => {
+                state.held_clock = Some(clock);
+                Ok(())
+            }
+            Err(e) => {
+                drop(state);
+                self.release();
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts the held kvmclock back and lets the vCPUs run.
+    pub fn resume(&self) -> Result<(), PauseError> {
+        if !self.want_paused.load(Ordering::Acquire) {
+            return Err(PauseError::NotPaused);
+        }
+        let held = self.lock().held_clock.take();
+        if let Some(mut clock) = held {
+            // Only the clock value is written back (flags such as KVM_CLOCK_TSC_STABLE
+            // are read-only).
+            clock.flags = 0;
+            if let Err(e) = self.vm.set_clock(&clock) {
+                debug!("KVM_SET_CLOCK: {e}");
+            }
+        }
+        self.release();
+        Ok(())
+    }
+
+    fn release(&self) {
+        let _state = self.lock();
+        self.want_paused.store(false, Ordering::Release);
+        self.changed.notify_all();
+    }
+}
