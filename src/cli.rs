@@ -37,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel and attach its serial console to this terminal.
     Run(RunArgs),
-    /// Ask a running ringvisor (started with --api-socket) something: info or stats.
+    /// Ask a running ringvisor (started with --api-socket): info, stats, pause, resume.
     Ctl(CtlArgs),
 }
 
@@ -46,7 +46,7 @@ pub struct CtlArgs {
     /// The running VMM's --api-socket.
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
-    /// The command: info, stats.
+    /// The command: info, stats, pause, resume.
     #[arg(value_name = "COMMAND")]
     pub command: String,
 }

@@ -6,6 +6,7 @@
 //! - `info`: the machine (vCPUs, memory, devices) and the reactors' placement.
 //! - `stats`: every reactor's counters and, per queue, its counters, the device's own
 //!   counters and the latency histograms (kick→submit, submit→complete) as percentiles.
+//! - `pause`, `resume`: stop and restart the vCPUs (see `kvm::PauseControl`).
 //!
 //! `ringvisor ctl --socket PATH COMMAND` sends one request and prints the answer.
 
