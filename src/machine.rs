@@ -10,6 +10,7 @@ use ringvisor_devices::legacy::SerialPort;
 use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
 use ringvisor_devices::virtio::net::{NetConfig, NetDevice, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
+use ringvisor_devices::virtio::VirtioDevice;
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 use serde_json::json;
 
@@ -20,7 +21,8 @@ use crate::memory::{self, MemoryError};
 use crate::mmio_bus::MmioBus;
 use crate::options::{allowed_cpus, DiskSpec};
 use crate::pci::virtio::{
-    plug_virtio_pci, VirtioPciDevice, VirtioPciError, VirtioPciServices, BAR0_SIZE,
+    plug_virtio_pci, PluggedVirtioPci, VirtioPciDevice, VirtioPciError, VirtioPciServices,
+    BAR0_SIZE,
 };
 use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, PortIoBus};
@@ -184,6 +186,27 @@ fn start_reactors(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineErro
     Ok(Arc::new(ReactorSet::start_with_polling(&cores, poll)?))
 }
 
+/// Puts a virtio device on the PCI bus: a BAR0 from `bars`, the transport, a slot.
+fn plug_device(
+    name: &str,
+    device: Box<dyn VirtioDevice>,
+    services: &VirtioPciServices,
+    bars: &mut BarAllocator,
+    root: &mut PciRootBus,
+    mmio: &Arc<MmioBus>,
+) -> Result<(PluggedVirtioPci, u64), MachineError> {
+    let bar = bars
+        .allocate(BAR0_SIZE)
+        .ok_or_else(|| MachineError::NoBarSpace(name.to_owned()))?;
+    let plug = VirtioPciDevice::new(name, device, services, bar)
+        .and_then(|device| plug_virtio_pci(device, root, mmio))
+        .map_err(|source| MachineError::VirtioPci {
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok((plug, bar))
+}
+
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.
 pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, MachineError> {
     config.validate()?;
@@ -232,15 +255,14 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             queues: disk.queues,
             serial: disk.serial.clone(),
         })?;
-        let bar = bars
-            .allocate(BAR0_SIZE)
-            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
-        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
-            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
-            .map_err(|source| MachineError::VirtioPci {
-                name: name.clone(),
-                source,
-            })?;
+        let (plug, bar) = plug_device(
+            &name,
+            Box::new(device),
+            &services,
+            &mut bars,
+            &mut root,
+            &mmio,
+        )?;
         info!(
             "{name}: {} on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             disk.path.display(),
@@ -255,15 +277,14 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         let name = "scsi0".to_string();
         let device = ScsiDevice::new(scsi.clone())?;
         let units = device.units();
-        let bar = bars
-            .allocate(BAR0_SIZE)
-            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
-        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
-            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
-            .map_err(|source| MachineError::VirtioPci {
-                name: name.clone(),
-                source,
-            })?;
+        let (plug, bar) = plug_device(
+            &name,
+            Box::new(device),
+            &services,
+            &mut bars,
+            &mut root,
+            &mmio,
+        )?;
         info!(
             "{name}: {} logical unit(s), {} request queue(s), on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             units.len(),
@@ -289,15 +310,14 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         let name = format!("net{index}");
         let device = NetDevice::new(net.clone())?;
         let mac = device.mac();
-        let bar = bars
-            .allocate(BAR0_SIZE)
-            .ok_or_else(|| MachineError::NoBarSpace(name.clone()))?;
-        let plug = VirtioPciDevice::new(&name, Box::new(device), &services, bar)
-            .and_then(|device| plug_virtio_pci(device, &mut root, &mmio))
-            .map_err(|source| MachineError::VirtioPci {
-                name: name.clone(),
-                source,
-            })?;
+        let (plug, bar) = plug_device(
+            &name,
+            Box::new(device),
+            &services,
+            &mut bars,
+            &mut root,
+            &mmio,
+        )?;
         info!(
             "{name}: tap {} ({} queue pair(s)), MAC {}, on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             net.tap,

@@ -36,6 +36,20 @@ impl<'a> OptionList<'a> {
         self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
+    /// The number at `key`, which must lie in `min..=max`; `None` when absent.
+    fn number<T>(&self, key: &str, min: T, max: T) -> Result<Option<T>, String>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(text) = self.get(key) else {
+            return Ok(None);
+        };
+        match text.parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(Some(n)),
+            _ => Err(format!("{key}={text}: want {min}..={max}")),
+        }
+    }
+
     fn switch(&self, key: &str, default: bool) -> Result<bool, String> {
         match self.get(key) {
             None => Ok(default),
@@ -68,14 +82,7 @@ pub fn parse_disk(text: &str) -> Result<DiskSpec, String> {
         .get("path")
         .filter(|p| !p.is_empty())
         .ok_or("path=FILE is required")?;
-    let queues = match options.get("queues") {
-        None => 1,
-        Some(n) => n
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (1..=MAX_DISK_QUEUES).contains(n))
-            .ok_or_else(|| format!("queues={n}: want 1..={MAX_DISK_QUEUES}"))?,
-    };
+    let queues = options.number("queues", 1, MAX_DISK_QUEUES)?.unwrap_or(1);
     let serial = options.get("serial").map(str::to_owned);
     if let Some(serial) = &serial {
         if serial.len() > MAX_DISK_SERIAL || !serial.is_ascii() {
@@ -104,24 +111,8 @@ pub fn parse_scsi_disk(text: &str) -> Result<ScsiDiskConfig, String> {
         .get("path")
         .filter(|p| !p.is_empty())
         .ok_or("path=FILE is required")?;
-    let target = match options.get("target") {
-        None => None,
-        Some(t) => Some(
-            t.parse::<u16>()
-                .ok()
-                .filter(|t| *t <= scsi::protocol::MAX_TARGET)
-                .ok_or_else(|| format!("target={t}: want 0..={}", scsi::protocol::MAX_TARGET))?,
-        ),
-    };
-    let lun = match options.get("lun") {
-        None => None,
-        Some(l) => Some(
-            l.parse::<u32>()
-                .ok()
-                .filter(|l| *l <= scsi::protocol::MAX_LUN)
-                .ok_or_else(|| format!("lun={l}: want 0..={}", scsi::protocol::MAX_LUN))?,
-        ),
-    };
+    let target = options.number("target", 0, scsi::protocol::MAX_TARGET)?;
+    let lun = options.number("lun", 0, scsi::protocol::MAX_LUN)?;
     let serial = options.get("serial").map(str::to_owned);
     if let Some(serial) = &serial {
         if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_graphic()) {
@@ -156,24 +147,10 @@ pub fn parse_net(text: &str) -> Result<NetConfig, String> {
         None => None,
         Some(text) => Some(parse_mac(text)?),
     };
-    let max = net::MAX_QUEUE_PAIRS;
-    let queue_pairs = match options.get("queues") {
-        None => 1,
-        Some(n) => n
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| format!("queues={n}: want 1..={max}"))?,
-    };
-    let mtu = match options.get("mtu") {
-        None => None,
-        Some(m) => Some(
-            m.parse::<u16>()
-                .ok()
-                .filter(|m| (net::MIN_MTU..=net::MAX_MTU).contains(m))
-                .ok_or_else(|| format!("mtu={m}: want {}..={}", net::MIN_MTU, net::MAX_MTU))?,
-        ),
-    };
+    let queue_pairs = options
+        .number("queues", 1, net::MAX_QUEUE_PAIRS)?
+        .unwrap_or(1);
+    let mtu = options.number("mtu", net::MIN_MTU, net::MAX_MTU)?;
     Ok(NetConfig {
         tap: tap.to_owned(),
         mac,
@@ -212,15 +189,9 @@ pub struct ScsiSpec {
 /// Parses `queues=N`.
 pub fn parse_scsi(text: &str) -> Result<ScsiSpec, String> {
     let options = OptionList::parse(text, &["queues"])?;
-    let max = scsi::MAX_REQUEST_QUEUES;
-    let queues = match options.get("queues") {
-        None => 1,
-        Some(n) => n
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| format!("queues={n}: want 1..={max}"))?,
-    };
+    let queues = options
+        .number("queues", 1, scsi::MAX_REQUEST_QUEUES)?
+        .unwrap_or(1);
     Ok(ScsiSpec { queues })
 }
 

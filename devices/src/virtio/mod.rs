@@ -23,6 +23,19 @@ pub const VIRTIO_F_RING_INDIRECT_DESC: u64 = 1 << 28;
 /// VIRTIO_F_RING_EVENT_IDX.
 pub const VIRTIO_F_RING_EVENT_IDX: u64 = 1 << 29;
 
+/// Copies the configuration-space bytes at `offset` into `data`; bytes past the end of
+/// `space` (or offsets that overflow) read as 0.
+pub(crate) fn read_config_space(space: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| space.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// The workers of an activated device, by queue index.
 pub type QueueWorkers = Vec<(u16, Box<dyn QueueWorker>)>;
 

@@ -12,6 +12,29 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::GuestMemory;
 
+/// The `QueueWorker` methods every ring-backed worker answers from its `ring` field:
+/// interrupt decisions, notification suppression, available chains.
+macro_rules! forward_to_ring {
+    () => {
+        fn needs_interrupt(&mut self) -> Result<bool, ringvisor_io::QueueFault> {
+            self.ring.needs_interrupt()
+        }
+
+        fn disable_notification(&mut self) -> Result<(), ringvisor_io::QueueFault> {
+            self.ring.disable_notification()
+        }
+
+        fn enable_notification(&mut self) -> Result<bool, ringvisor_io::QueueFault> {
+            self.ring.enable_notification()
+        }
+
+        fn has_available(&mut self) -> Result<bool, ringvisor_io::QueueFault> {
+            self.ring.has_available()
+        }
+    };
+}
+pub(crate) use forward_to_ring;
+
 /// One activated queue and the guest memory its rings live in.
 pub(crate) struct QueueRing {
     index: u16,

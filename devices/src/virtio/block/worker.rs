@@ -12,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::request::{self, Disk, Outcome, RequestError, RequestKind};
 use super::QUEUE_MAX_SIZE;
 use crate::virtio::chain::{walk_chain, ChainError, ChainLayout};
-use crate::virtio::queue_ring::{InFlightTable, QueueRing};
+use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// Per-queue counters. Requests are counted when popped, bytes when they complete.
@@ -171,6 +171,8 @@ impl BlockQueueWorker {
 }
 
 impl QueueWorker for BlockQueueWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         self.heads.clear();
         self.ring.pop_heads(&mut self.heads)?;
@@ -229,24 +231,8 @@ impl QueueWorker for BlockQueueWorker {
         self.ring.add_used(request.head, used_len)
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         self.in_flight.len()
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -10,7 +10,7 @@ use vm_memory::Bytes;
 
 use super::tap::Tap;
 use crate::virtio::chain::{read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
-use crate::virtio::queue_ring::QueueRing;
+use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
 use crate::virtio::GuestMemory;
 
 pub const CLASS_RX: u8 = 0;
@@ -150,6 +150,8 @@ fn split_table(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 impl QueueWorker for NetControlWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         heads.clear();
@@ -174,23 +176,7 @@ impl QueueWorker for NetControlWorker {
         Ok(())
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         0
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 }

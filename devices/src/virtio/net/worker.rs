@@ -16,7 +16,7 @@ use vm_memory::{Address, Bytes, GuestAddress};
 use super::header::{check_tx, TxRules, ETH_HEADER_LEN};
 use super::tap::{Tap, VNET_HEADER_LEN};
 use crate::virtio::chain::{iovecs, read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
-use crate::virtio::queue_ring::{InFlightTable, QueueRing};
+use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// Per-queue counters.
@@ -152,6 +152,8 @@ impl NetTxWorker {
 }
 
 impl QueueWorker for NetTxWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         let result = pop(&mut self.ring, &mut heads, &mut self.stats)
@@ -185,24 +187,8 @@ impl QueueWorker for NetTxWorker {
         self.ring.add_used(head, 0)
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         self.in_flight.len()
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -473,6 +459,8 @@ impl NetRxWorker {
 }
 
 impl QueueWorker for NetRxWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         let result = pop(&mut self.ring, &mut heads, &mut self.stats)
@@ -527,24 +515,8 @@ impl QueueWorker for NetRxWorker {
         Ok(())
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         self.reading.len()
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -24,7 +24,7 @@ use super::target::{Lookup, Luns};
 use crate::virtio::chain::{
     read_stream, walk_chain, write_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS,
 };
-use crate::virtio::queue_ring::{InFlightTable, QueueRing};
+use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// How often a waiting task-management function checks again.
@@ -213,6 +213,8 @@ impl ScsiControlWorker {
 }
 
 impl QueueWorker for ScsiControlWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         heads.clear();
@@ -249,24 +251,8 @@ impl QueueWorker for ScsiControlWorker {
         self.answer(waiting.head, waiting.layout_response, &[response::OK])
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         self.waiting.len()
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 }
 

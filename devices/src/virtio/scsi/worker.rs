@@ -16,7 +16,7 @@ use super::target::{self, Action, Bounce, Lookup, Luns, Needs, OpKind};
 use crate::virtio::chain::{
     iovecs, read_stream, walk_chain, ChainError, ChainLayout, MAX_CHAIN_DESCRIPTORS,
 };
-use crate::virtio::queue_ring::{InFlightTable, QueueRing};
+use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// Most data-out bytes copied out of guest memory for one command (parameter lists,
@@ -382,6 +382,8 @@ fn absent_lun(cdb_bytes: &[u8], luns: impl Iterator<Item = u32>) -> (Reply, Vec<
 }
 
 impl QueueWorker for ScsiRequestWorker {
+    forward_to_ring!();
+
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         heads.clear();
@@ -456,24 +458,8 @@ impl QueueWorker for ScsiRequestWorker {
         outcome
     }
 
-    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
-        self.ring.needs_interrupt()
-    }
-
-    fn disable_notification(&mut self) -> Result<(), QueueFault> {
-        self.ring.disable_notification()
-    }
-
-    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
-        self.ring.enable_notification()
-    }
-
     fn in_flight(&self) -> usize {
         self.in_flight.len()
-    }
-
-    fn has_available(&mut self) -> Result<bool, QueueFault> {
-        self.ring.has_available()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
