@@ -238,6 +238,12 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         step < 2.5,
         "the guest clock jumped {step} s across a {paused_ms} ms pause"
     );
+    // Its wall clock trailed by about the pause, and the RTC brought it back.
+    let lag = expect("L2: net clock lag_before=");
+    let (before, after) = lag.split_once(" lag_after=").unwrap();
+    let (before, after): (i64, i64) = (before.parse().unwrap(), after.parse().unwrap());
+    assert!((4..=7).contains(&before), "{lag}");
+    assert!((-1..=1).contains(&after), "{lag}");
     expect("L2: done");
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),

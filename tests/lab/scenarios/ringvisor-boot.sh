@@ -26,7 +26,11 @@ done
 # The NIC's L1 side: ringvisor creates TAP rvtap0; once it exists, L1 takes 10.0.2.1.
 # Port 5000 (nc) keeps what L2 sends, its input held open so that it never half-closes
 # first; port 8080 (busybox httpd) serves L2 a file.
-mkdir -p /tmp/www
+mkdir -p /tmp/www/cgi-bin
+# /cgi-bin/now: L1's wall clock (the one ringvisor's RTC reads), for L2 to compare with.
+printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s\\n" "$(date +%%s)"\n' \
+  >/tmp/www/cgi-bin/now
+chmod 755 /tmp/www/cgi-bin/now
 dd if=/dev/urandom of=/tmp/www/to-l2 bs=1M count=4 2>/dev/null
 echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
 (
