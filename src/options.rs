@@ -115,7 +115,7 @@ pub fn parse_scsi_disk(text: &str) -> Result<ScsiDiskConfig, String> {
     let lun = options.number("lun", 0, scsi::protocol::MAX_LUN)?;
     let serial = options.get("serial").map(str::to_owned);
     if let Some(serial) = &serial {
-        if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_graphic()) {
+        if !scsi::valid_serial(serial) {
             return Err(format!(
                 "serial={serial}: 1 to 64 printable ASCII characters"
             ));
@@ -138,9 +138,9 @@ pub fn parse_net(text: &str) -> Result<NetConfig, String> {
         .get("tap")
         .filter(|t| !t.is_empty())
         .ok_or("tap=NAME is required")?;
-    if tap.len() > 15 || !tap.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+    if !net::valid_interface_name(tap) {
         return Err(format!(
-            "tap={tap}: an interface name of at most 15 characters"
+            "tap={tap}: an interface name of at most 15 characters (no '/' or ':')"
         ));
     }
     let mac = match options.get("mac") {

@@ -24,7 +24,7 @@ use super::{
 };
 pub use ctrl::{NetControlStats, NetControlWorker};
 use header::TxRules;
-pub use tap::{Tap, TapError, VNET_HEADER_LEN};
+pub use tap::{valid_interface_name, Tap, TapError, VNET_HEADER_LEN};
 pub use worker::{NetQueueStats, NetRxWorker, NetTxWorker, RxMode};
 
 /// The virtio device ID of a network device.

@@ -46,6 +46,17 @@ pub enum TapError {
     },
 }
 
+/// Whether the kernel accepts `name` as an interface name (its dev_valid_name).
+pub fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
 /// `struct ifreq` with the name and the flags, the part TUNSETIFF reads.
 #[repr(C)]
 struct IfReq {
@@ -65,15 +76,7 @@ impl Tap {
     /// Attaches a queue to TAP `name` (created if missing and allowed); `multi_queue`
     /// for devices with more than one queue pair.
     pub fn open(name: &str, multi_queue: bool) -> Result<Self, TapError> {
-        // What the kernel accepts as an interface name (dev_valid_name).
-        let valid = !name.is_empty()
-            && name.len() < IFNAMSIZ
-            && name != "."
-            && name != ".."
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-        if !valid {
+        if !valid_interface_name(name) {
             return Err(TapError::BadName {
                 name: name.to_owned(),
             });

@@ -101,6 +101,12 @@ pub enum ScsiError {
     BadSerial { path: PathBuf, serial: String },
 }
 
+/// Whether `serial` can be a unit serial number (VPD page 0x80): 1 to 64 printable ASCII
+/// characters.
+pub fn valid_serial(serial: &str) -> bool {
+    (1..=64).contains(&serial.len()) && serial.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Gives every disk its (target, LUN): explicit ones first (duplicates refused), then
 /// the rest in order: a free target's LUN 0 while targets last, then the next free LUN.
 pub fn assign_addresses(disks: &[ScsiDiskConfig]) -> Result<Vec<LunAddress>, ScsiError> {
@@ -201,10 +207,7 @@ impl ScsiDevice {
                 .serial
                 .clone()
                 .unwrap_or_else(|| format!("rv-scsi-{}-{}", address.target, address.lun));
-            if serial.is_empty()
-                || serial.len() > 64
-                || !serial.bytes().all(|b| b.is_ascii_graphic())
-            {
+            if !valid_serial(&serial) {
                 return Err(ScsiError::BadSerial {
                     path: disk.path,
                     serial,
