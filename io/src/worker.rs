@@ -35,6 +35,12 @@ pub enum IoOp {
     /// Completes (with result 0) after `nanos` nanoseconds: a worker that must wait for
     /// something outside its queue (another queue's requests to finish) checks again then.
     Delay { nanos: u64 },
+    /// accept4 on the listening socket `fd` (close-on-exec); the result is the new
+    /// connection's fd, which the worker then owns.
+    Accept { fd: RawFd },
+    /// Waits until `fd` reports one of the poll(2) `events` (or an error or hangup);
+    /// the result is the events that occurred.
+    Poll { fd: RawFd, events: u32 },
 }
 
 // SAFETY: the iovec pointers refer to guest RAM, which is shared with the guest anyway and

@@ -5,9 +5,10 @@
 //!
 //! The device-path tests (`tests/device_path_*.rs`) and the device-path benchmark
 //! (`bench/`) drive devices through a [`Rig`]: [`BlockRig`] for virtio-blk, [`ScsiRig`]
-//! for virtio-scsi.
+//! for virtio-scsi, [`NetRig`] for virtio-net, [`ConsoleRig`] for virtio-console.
 
 mod blk;
+mod console;
 mod net;
 mod scsi;
 
@@ -16,6 +17,7 @@ pub use blk::{
     VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
     VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES,
 };
+pub use console::{port_rx_queue, ConsoleRig, ControlEvent, CONTROL_RX, CONTROL_TX};
 pub use net::NetRig;
 pub use scsi::{CommandSlot, PostedCommand, ScsiAnswer, ScsiRig};
 

@@ -4,6 +4,7 @@
 pub mod backing;
 pub mod block;
 mod chain;
+pub mod console;
 pub mod net;
 mod queue_ring;
 pub mod scsi;

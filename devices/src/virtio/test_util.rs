@@ -146,10 +146,10 @@ pub(crate) fn execute(op: IoOp) -> i32 {
     let ret = unsafe {
         match op {
             IoOp::Read { fd, offset, iovecs } => {
-                libc::preadv(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64) as i64
+                libc::preadv2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64, 0) as i64
             }
             IoOp::Write { fd, offset, iovecs } => {
-                libc::pwritev(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64) as i64
+                libc::pwritev2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset as i64, 0) as i64
             }
             IoOp::Flush { fd } => libc::fdatasync(fd).into(),
             IoOp::Fallocate {
@@ -158,6 +158,24 @@ pub(crate) fn execute(op: IoOp) -> i32 {
                 offset,
                 len,
             } => libc::fallocate(fd, mode, offset as i64, len as i64).into(),
+            IoOp::Accept { fd } => libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+            .into(),
+            IoOp::Poll { fd, events } => {
+                let mut pollfd = libc::pollfd {
+                    fd,
+                    events: events as i16,
+                    revents: 0,
+                };
+                match libc::poll(&mut pollfd, 1, -1) {
+                    1 => pollfd.revents.into(),
+                    rc => rc.into(),
+                }
+            }
             IoOp::Delay { nanos } => {
                 std::thread::sleep(std::time::Duration::from_nanos(nanos));
                 0

@@ -80,6 +80,22 @@ impl ReactorSet {
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
     ) -> Result<Self, ReactorError> {
+        Self::start_class(cores, poll, ReactorClass::Hot)
+    }
+
+    /// The low-priority reactor: one thread, "lowprio0", at nice
+    /// [`LOW_PRIORITY_NICE`], never polling, on any of `cores` (the cores left to it once
+    /// vCPUs and hot reactors are placed; empty: wherever the scheduler likes). It serves
+    /// the devices that must never take time from the I/O reactors (console, balloon).
+    pub fn start_low_priority(cores: &[usize]) -> Result<Self, ReactorError> {
+        Self::start_class(&[None], None, ReactorClass::LowPriority(cores.to_vec()))
+    }
+
+    fn start_class(
+        cores: &[Option<usize>],
+        poll: Option<std::time::Duration>,
+        class: ReactorClass,
+    ) -> Result<Self, ReactorError> {
         if cores.is_empty() {
             return Err(ReactorError::NoReactors);
         }
@@ -101,11 +117,20 @@ impl ReactorSet {
                     reactor: index,
                     source,
                 })?;
+            let (name, low_cores) = match &class {
+                ReactorClass::Hot => (format!("reactor{index}"), None),
+                ReactorClass::LowPriority(cores) => {
+                    (format!("lowprio{index}"), Some(cores.clone()))
+                }
+            };
             let thread = std::thread::Builder::new()
-                .name(format!("reactor{index}"))
+                .name(name)
                 .spawn(move || {
                     if let Some(core) = core {
-                        pin_to_core(index, core);
+                        pin_to_cores(index, &[core]);
+                    }
+                    if let Some(cores) = low_cores {
+                        lower_priority(index, &cores);
                     }
                     ring.run();
                 })
@@ -205,21 +230,53 @@ impl Drop for ReactorSet {
 
 /// Pins the calling thread to `core`; a failure (core offline, not in the allowed set)
 /// leaves it unpinned with a warning rather than stopping the VM.
-fn pin_to_core(reactor: usize, core: usize) {
+/// Restricts the calling thread to `cores`.
+fn pin_to_cores(reactor: usize, cores: &[usize]) {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET indexes within the set; `core` beyond CPU_SETSIZE is rejected first.
-    if core >= libc::CPU_SETSIZE as usize {
-        warn!("reactor {reactor}: core {core} is past CPU_SETSIZE, not pinned");
-        return;
+    for &core in cores {
+        if core >= libc::CPU_SETSIZE as usize {
+            warn!("reactor {reactor}: core {core} is past CPU_SETSIZE, not pinned");
+            return;
+        }
+        // SAFETY: CPU_SET indexes within the set: `core` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(core, &mut set) };
     }
-    unsafe { libc::CPU_SET(core, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if rc != 0 {
         warn!(
-            "reactor {reactor}: cannot pin to core {core}: {}",
+            "reactor {reactor}: cannot pin to cores {cores:?}: {}",
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Niceness of the low-priority reactor: it yields to vCPUs and hot reactors under load.
+pub const LOW_PRIORITY_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority (on Linux, niceness is per thread) and keeps it
+/// to `cores` when given.
+fn lower_priority(reactor: usize, cores: &[usize]) {
+    if !cores.is_empty() {
+        pin_to_cores(reactor, cores);
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority only reads its scalar arguments; `tid` is this thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LOW_PRIORITY_NICE) };
+    if rc != 0 {
+        warn!(
+            "low-priority reactor: cannot lower its priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Which kind of set: per-core I/O reactors, or the one low-priority reactor.
+#[derive(Debug, Clone)]
+enum ReactorClass {
+    Hot,
+    /// The cores it may run on (empty: any).
+    LowPriority(Vec<usize>),
 }

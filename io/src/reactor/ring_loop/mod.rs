@@ -427,6 +427,12 @@ impl RingLoop {
                 .offset(*offset)
                 .mode(*mode)
                 .build(),
+            IoOp::Accept { fd } => {
+                opcode::Accept::new(types::Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
+            IoOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
             IoOp::Delay { .. } => match &timeout {
                 Some(timespec) => {
                     opcode::Timeout::new(&**timespec as *const types::Timespec).build()
@@ -469,6 +475,10 @@ impl RingLoop {
         let outcome = queue.binding.worker.complete(tag, result, &mut batch);
         batch.take_completed();
         match outcome {
+            // A queue being taken back starts nothing new: the detach waits for its ops.
+            Ok(()) if queue.detach_reply.is_some() => {
+                batch.drain();
+            }
             Ok(()) => {
                 let now = Instant::now();
                 for (tag, op) in batch.drain() {
