@@ -2,6 +2,7 @@
 //! the transport itself.
 
 pub mod backing;
+pub mod balloon;
 pub mod block;
 mod chain;
 pub mod console;
