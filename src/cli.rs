@@ -7,9 +7,11 @@ use log::LevelFilter;
 
 use crate::machine::MachineConfig;
 use crate::options::{
-    parse_cpu_list_arg, parse_disk, parse_net, parse_scsi, parse_scsi_disk, CpuList, DiskSpec,
-    ScsiSpec,
+    parse_balloon, parse_console, parse_cpu_list_arg, parse_disk, parse_net, parse_scsi,
+    parse_scsi_disk, parse_serial_port, CpuList, DiskSpec, ScsiSpec,
 };
+use ringvisor_devices::virtio::balloon::BalloonConfig;
+use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::NetConfig;
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
 
@@ -36,8 +38,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a guest kernel and attach its serial console to this terminal.
-    Run(RunArgs),
-    /// Ask a running ringvisor (started with --api-socket): info, stats, pause, resume.
+    Run(Box<RunArgs>),
+    /// Ask a running ringvisor (started with --api-socket): info, stats, pause, resume,
+    /// shutdown, balloon [SIZE].
     Ctl(CtlArgs),
 }
 
@@ -46,9 +49,13 @@ pub struct CtlArgs {
     /// The running VMM's --api-socket.
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
-    /// The command: info, stats, pause, resume.
+    /// The command: info, stats, pause, resume, shutdown (orderly: disks flushed),
+    /// balloon [SIZE] (the balloon's state; with SIZE, its new target).
     #[arg(value_name = "COMMAND")]
     pub command: String,
+    /// The balloon's new target, e.g. 256M (0 empties it).
+    #[arg(value_name = "SIZE")]
+    pub size: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +107,26 @@ pub struct RunArgs {
     #[arg(long = "net", value_name = "OPTIONS", value_parser = parse_net)]
     pub nets: Vec<NetConfig>,
 
+    /// A virtio console (hvc0 in the guest) on stdio, socket=PATH (a Unix socket that one
+    /// client at a time connects to), file=PATH (output only) or pipe=PATH (the FIFOs
+    /// PATH.in and PATH.out). On stdio it takes stdin from the serial port. Output with
+    /// no client connected is dropped, as a real UART's would be.
+    #[arg(long, value_name = "HOST_END", value_parser = parse_console)]
+    pub virtio_console: Option<PortBackend>,
+
+    /// A named virtio-serial port (/dev/virtio-ports/NAME in the guest); repeat for more.
+    /// name=NAME,socket=PATH|file=PATH|pipe=PATH. The guest's output waits (it sees
+    /// backpressure) while a socket has no client; connects and hangups reach the guest.
+    /// Adds the virtio console (on stdio unless --virtio-console says otherwise).
+    #[arg(long = "serial-port", value_name = "OPTIONS", value_parser = parse_serial_port)]
+    pub serial_ports: Vec<NamedPort>,
+
+    /// A virtio memory balloon: size=SIZE[,deflate-on-oom=on][,stats-interval=SECS].
+    /// The guest hands back SIZE of its RAM (released to the host); the target moves at
+    /// run time with `ringvisor ctl balloon SIZE`. Free page reporting is offered too.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_balloon)]
+    pub balloon: Option<BalloonConfig>,
+
     /// Serve the control API (line-delimited JSON; `ringvisor ctl`) on this Unix socket,
     /// created with owner-only permissions.
     #[arg(long, value_name = "PATH")]
@@ -132,6 +159,13 @@ impl RunArgs {
                 disks: self.scsi_disks.clone(),
             }),
             nets: self.nets.clone(),
+            console: (self.virtio_console.is_some() || !self.serial_ports.is_empty()).then(|| {
+                ConsoleConfig {
+                    console: self.virtio_console.clone().unwrap_or(PortBackend::Stdio),
+                    ports: self.serial_ports.clone(),
+                }
+            }),
+            balloon: self.balloon.clone(),
             api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
 
 /// Sends one request to a running VMM's API; prints the answer (pretty JSON).
 fn ctl(args: &ringvisor::cli::CtlArgs) -> ExitCode {
-    let request = serde_json::json!({ "cmd": args.command });
+    let mut request = serde_json::json!({ "cmd": args.command });
+    if let Some(size) = &args.size {
+        request["size"] = serde_json::Value::String(size.clone());
+    }
     let answer = match ringvisor::api::call(&args.socket, &request) {
         Ok(answer) => answer,
         Err(err) => {

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use ringvisor_devices::virtio::balloon::{self, BalloonConfig};
+use ringvisor_devices::virtio::console::{self, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::{self, NetConfig};
 use ringvisor_devices::virtio::scsi::{self, ScsiDiskConfig};
 
@@ -180,6 +182,84 @@ fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
+/// The host end among `options`: exactly one of socket=PATH, file=PATH, pipe=PATH (and,
+/// where `stdio_allowed`, the bare word `stdio`, handled by the caller).
+fn port_backend(options: &OptionList<'_>) -> Result<PortBackend, String> {
+    let mut chosen = Vec::new();
+    for (key, make) in [
+        ("socket", PortBackend::Socket as fn(PathBuf) -> PortBackend),
+        ("file", PortBackend::File),
+        ("pipe", PortBackend::Pipe),
+    ] {
+        if let Some(path) = options.get(key) {
+            if path.is_empty() {
+                return Err(format!("{key}=PATH needs a path"));
+            }
+            chosen.push(make(PathBuf::from(path)));
+        }
+    }
+    match chosen.len() {
+        1 => Ok(chosen.remove(0)),
+        0 => Err("give the host end: socket=PATH, file=PATH or pipe=PATH".into()),
+        _ => Err("give only one host end: socket=PATH, file=PATH or pipe=PATH".into()),
+    }
+}
+
+/// Parses `--virtio-console stdio|socket=PATH|file=PATH|pipe=PATH`: port 0's host end.
+pub fn parse_console(text: &str) -> Result<PortBackend, String> {
+    if text == "stdio" {
+        return Ok(PortBackend::Stdio);
+    }
+    let options = OptionList::parse(text, &["socket", "file", "pipe"])
+        .map_err(|e| format!("{e}; or use the word stdio"))?;
+    port_backend(&options)
+}
+
+/// Parses `--serial-port name=NAME,socket=PATH|file=PATH|pipe=PATH`.
+pub fn parse_serial_port(text: &str) -> Result<NamedPort, String> {
+    let options = OptionList::parse(text, &["name", "socket", "file", "pipe"])?;
+    let name = options.get("name").ok_or("name=NAME is required")?;
+    if !console::valid_port_name(name) {
+        return Err(format!(
+            "name={name}: 1 to {} letters, digits, '.', '-' or '_'",
+            console::MAX_NAME_LEN
+        ));
+    }
+    Ok(NamedPort {
+        name: name.to_owned(),
+        backend: port_backend(&options)?,
+    })
+}
+
+/// Longest statistics refresh period accepted, in seconds.
+pub const MAX_BALLOON_STATS_INTERVAL_S: u64 = 3600;
+
+/// Parses `--balloon size=SIZE[,deflate-on-oom=on][,stats-interval=SECS]`; size=0 starts
+/// with an empty balloon, to be set through the API.
+pub fn parse_balloon(text: &str) -> Result<BalloonConfig, String> {
+    let options = OptionList::parse(text, &["size", "deflate-on-oom", "stats-interval"])?;
+    let size = options
+        .get("size")
+        .ok_or("size=SIZE is required (0 for none yet)")?;
+    let initial_target_bytes = if size == "0" {
+        0
+    } else {
+        crate::cli::parse_size(size).map_err(|e| format!("size={size}: {e}"))?
+    };
+    let stats_interval = options
+        .number("stats-interval", 0, MAX_BALLOON_STATS_INTERVAL_S)?
+        .map_or(
+            balloon::DEFAULT_STATS_INTERVAL,
+            std::time::Duration::from_secs,
+        );
+    Ok(BalloonConfig {
+        initial_target_bytes,
+        deflate_on_oom: options.switch("deflate-on-oom", false)?,
+        stats_interval,
+        protected: Vec::new(),
+    })
+}
+
 /// `--scsi queues=N`: the controller's request queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScsiSpec {
@@ -346,6 +426,52 @@ mod tests {
         ] {
             let err = parse_disk(spec).unwrap_err();
             assert!(err.contains(needle), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn console_ports_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_console("stdio"), Ok(PortBackend::Stdio));
+        assert_eq!(
+            parse_console("socket=/run/c.sock"),
+            Ok(PortBackend::Socket("/run/c.sock".into()))
+        );
+        assert_eq!(
+            parse_serial_port("name=org.test.0,pipe=/tmp/p"),
+            Ok(NamedPort {
+                name: "org.test.0".into(),
+                backend: PortBackend::Pipe("/tmp/p".into()),
+            })
+        );
+        for (spec, want) in [
+            ("file=/tmp/x", "name=NAME is required"),
+            ("name=a/b,file=x", "letters, digits"),
+            ("name=a", "give the host end"),
+            ("name=a,file=x,socket=y", "only one host end"),
+            ("name=a,file=", "needs a path"),
+            ("name=a,tcp=1", "unknown option 'tcp'"),
+        ] {
+            let err = parse_serial_port(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+        assert!(parse_console("stdin").unwrap_err().contains("stdio"));
+    }
+
+    #[test]
+    fn balloon_specs_parse_and_bad_ones_say_why() {
+        let spec = parse_balloon("size=256M,deflate-on-oom=on,stats-interval=5").unwrap();
+        assert_eq!(spec.initial_target_bytes, 256 << 20);
+        assert!(spec.deflate_on_oom);
+        assert_eq!(spec.stats_interval, std::time::Duration::from_secs(5));
+        assert_eq!(parse_balloon("size=0").unwrap().initial_target_bytes, 0);
+        for (spec, want) in [
+            ("deflate-on-oom=on", "size=SIZE is required"),
+            ("size=12Q", "unknown unit"),
+            ("size=1G,stats-interval=-1", "stats-interval=-1"),
+            ("size=1G,deflate-on-oom=perhaps", "use on or off"),
+        ] {
+            let err = parse_balloon(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
         }
     }
 

@@ -12,11 +12,10 @@ use ringvisor_io::ReactorSet;
 use serde_json::{json, Value};
 
 fn state() -> ApiState {
-    ApiState {
-        reactors: Arc::new(ReactorSet::start(&[None, None]).unwrap()),
-        info: json!({ "cpus": 2, "devices": [] }),
-        pause: None,
-    }
+    ApiState::new(
+        Arc::new(ReactorSet::start(&[None, None]).unwrap()),
+        json!({ "cpus": 2, "devices": [] }),
+    )
 }
 
 fn ask(socket: &std::path::Path, cmd: &str) -> Value {

@@ -212,11 +212,13 @@ fn ports_are_announced_carry_bytes_both_ways_and_hold_output_without_a_client() 
     assert_eq!(used.len(), 1);
     assert_eq!(used[0].1, 5);
 
-    // The FIFO pair: both directions.
-    rig.send_control(3, PORT_OPEN, 1).unwrap();
+    // The FIFO pair: both directions. As Linux does, the receive buffer is posted long
+    // before a program opens the port.
     let queue = rig.queue(port_rx_queue(3)).unwrap();
     let (_, at) = queue.post_rx_buffer(64).unwrap();
     queue.kick().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    rig.send_control(3, PORT_OPEN, 1).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
         .open(dir.path("fifo.in"))

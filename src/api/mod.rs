@@ -7,14 +7,19 @@
 //! - `stats`: every reactor's counters and, per queue, its counters, the device's own
 //!   counters and the latency histograms (kick→submit, submit→complete) as percentiles.
 //! - `pause`, `resume`: stop and restart the vCPUs (see `kvm::PauseControl`).
+//! - `shutdown`: orderly: the vCPUs stop, the disks' requests in flight complete, every
+//!   writable disk is flushed (fdatasync), the answer goes out, then the VMM exits 0.
+//! - `balloon`, with an optional `"size"` (bytes, or a string like `"256M"`): sets the
+//!   balloon's target (how much guest RAM to take back) and answers its state: target,
+//!   actual, pages inflated, deflated and ignored, and the guest's memory statistics.
 //!
-//! `ringvisor ctl --socket PATH COMMAND` sends one request and prints the answer.
+//! `ringvisor ctl --socket PATH COMMAND [SIZE]` sends one request and prints the answer.
 
 mod protocol;
 mod server;
 
-pub use protocol::{parse_request, stats_json, Request, MAX_REQUEST_BYTES};
-pub use server::{ApiError, ApiServer, ApiState};
+pub use protocol::{parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES};
+pub use server::{ApiError, ApiServer, ApiState, BalloonControl, ShutdownHook};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -15,7 +15,17 @@ pub enum Request {
     Stats,
     Pause,
     Resume,
+    /// Orderly shutdown: the guest stops, disk I/O drains, every disk is flushed, the VMM
+    /// exits after answering.
+    Shutdown,
+    /// The balloon's state; with a size, first sets its target (guest RAM to take away).
+    Balloon {
+        target_bytes: Option<u64>,
+    },
 }
+
+/// The commands, for error messages and `ctl --help`.
+pub const COMMANDS: &str = "info, stats, pause, resume, shutdown, balloon";
 
 /// Parses one request line.
 pub fn parse_request(line: &str) -> Result<Request, String> {
@@ -30,7 +40,12 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         .get("cmd")
         .and_then(Value::as_str)
         .ok_or("the request has no \"cmd\" string")?;
-    if let Some(extra) = object.keys().find(|k| *k != "cmd") {
+    let fields: &[&str] = if cmd == "balloon" {
+        &["cmd", "size"]
+    } else {
+        &["cmd"]
+    };
+    if let Some(extra) = object.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(format!("unknown field \"{extra}\" for {cmd}"));
     }
     match cmd {
@@ -38,9 +53,27 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         "stats" => Ok(Request::Stats),
         "pause" => Ok(Request::Pause),
         "resume" => Ok(Request::Resume),
-        other => Err(format!(
-            "unknown command \"{other}\" (known: info, stats, pause, resume)"
-        )),
+        "shutdown" => Ok(Request::Shutdown),
+        "balloon" => {
+            let target_bytes = match object.get("size") {
+                None => None,
+                Some(Value::Number(n)) => {
+                    Some(n.as_u64().ok_or(
+                        "\"size\" must be a whole number of bytes or a string like \"256M\"",
+                    )?)
+                }
+                Some(Value::String(text)) => {
+                    Some(parse_balloon_size(text).map_err(|e| format!("\"size\": {e}"))?)
+                }
+                Some(_) => {
+                    return Err(
+                        "\"size\" must be a whole number of bytes or a string like \"256M\"".into(),
+                    )
+                }
+            };
+            Ok(Request::Balloon { target_bytes })
+        }
+        other => Err(format!("unknown command \"{other}\" (known: {COMMANDS})")),
     }
 }
 
@@ -57,8 +90,24 @@ fn percentiles(h: &Histogram<u64>) -> Value {
     Value::Object(m)
 }
 
-/// The `stats` result: per reactor, per queue; latencies in nanoseconds.
-pub fn stats_json(stats: &[ReactorStats]) -> Value {
+/// A balloon size: "0" empties the balloon, otherwise a size with a unit.
+fn parse_balloon_size(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    crate::cli::parse_size(text)
+}
+
+/// The `stats` result: the I/O reactors, then the low-priority one; per queue, its
+/// counters; latencies in nanoseconds.
+pub fn stats_json(io: &[ReactorStats], low_priority: &[ReactorStats]) -> Value {
+    json!({
+        "reactors": reactors_json(io),
+        "low_priority_reactors": reactors_json(low_priority),
+    })
+}
+
+fn reactors_json(stats: &[ReactorStats]) -> Value {
     let reactors: Vec<Value> = stats
         .iter()
         .map(|r| {
@@ -81,6 +130,7 @@ pub fn stats_json(stats: &[ReactorStats]) -> Value {
                         "irqs_suppressed": q.irqs_suppressed,
                         "kick_to_submit_ns": percentiles(&q.kick_to_submit_ns),
                         "submit_to_complete_ns": percentiles(&q.submit_to_complete_ns),
+                        "in_flight": q.in_flight,
                         "device": device,
                     })
                 })
@@ -95,7 +145,7 @@ pub fn stats_json(stats: &[ReactorStats]) -> Value {
             })
         })
         .collect();
-    json!({ "reactors": reactors })
+    Value::Array(reactors)
 }
 
 #[cfg(test)]

@@ -37,21 +37,79 @@ pub enum ApiError {
     },
 }
 
+/// How the machine stops in order, for the `shutdown` command.
+pub trait ShutdownHook: Send + Sync {
+    /// Stops the guest, lets its disk I/O finish and makes every disk durable; returns
+    /// what was done, for the answer.
+    fn prepare(&self) -> Result<Value, String>;
+    /// The answer went out: ends the VMM.
+    fn finish(&self);
+}
+
+/// The balloon, for the `balloon` command.
+pub trait BalloonControl: Send + Sync {
+    /// Sets the balloon's target and tells the guest.
+    fn set_target(&self, bytes: u64) -> Result<(), String>;
+    /// The balloon's counters and the guest's latest memory statistics.
+    fn stats(&self) -> Value;
+}
+
 /// What the API answers from.
 pub struct ApiState {
     pub reactors: Arc<ReactorSet>,
+    /// The low-priority reactor (console, balloon), when the machine has one.
+    pub low_priority: Option<Arc<ReactorSet>>,
     /// The `info` result, fixed once the machine is built.
     pub info: Value,
     /// The vCPUs' pause control; `None` where there are no vCPUs (tests).
     pub pause: Option<Arc<PauseControl>>,
+    pub shutdown: Option<Arc<dyn ShutdownHook>>,
+    pub balloon: Option<Arc<dyn BalloonControl>>,
 }
 
 impl ApiState {
+    /// A state with the reactors and `info` only: no vCPUs, no balloon, no shutdown.
+    pub fn new(reactors: Arc<ReactorSet>, info: Value) -> Self {
+        Self {
+            reactors,
+            low_priority: None,
+            info,
+            pause: None,
+            shutdown: None,
+            balloon: None,
+        }
+    }
+
     fn answer(&self, line: &str) -> Value {
         match parse_request(line) {
             Ok(Request::Info) => json!({ "ok": true, "result": self.info }),
             Ok(Request::Stats) => {
-                json!({ "ok": true, "result": stats_json(&self.reactors.stats()) })
+                let low = self
+                    .low_priority
+                    .as_ref()
+                    .map(|set| set.stats())
+                    .unwrap_or_default();
+                json!({ "ok": true, "result": stats_json(&self.reactors.stats(), &low) })
+            }
+            Ok(Request::Shutdown) => match &self.shutdown {
+                None => {
+                    json!({ "ok": false, "error": "this VMM cannot shut down through the API" })
+                }
+                Some(hook) => match hook.prepare() {
+                    Ok(result) => json!({ "ok": true, "result": result }),
+                    Err(e) => json!({ "ok": false, "error": e }),
+                },
+            },
+            Ok(Request::Balloon { target_bytes }) => {
+                let Some(balloon) = &self.balloon else {
+                    return json!({ "ok": false, "error": "this VMM has no balloon (--balloon)" });
+                };
+                if let Some(bytes) = target_bytes {
+                    if let Err(e) = balloon.set_target(bytes) {
+                        return json!({ "ok": false, "error": e });
+                    }
+                }
+                json!({ "ok": true, "result": balloon.stats() })
             }
             Ok(request @ (Request::Pause | Request::Resume)) => {
                 let Some(pause) = &self.pause else {
@@ -167,5 +225,12 @@ fn serve_client(stream: UnixStream, state: &ApiState) -> io::Result<()> {
         }
         let answer = state.answer(line.trim_end());
         writeln!(writer, "{answer}")?;
+        if answer["ok"] == Value::Bool(true)
+            && parse_request(line.trim_end()) == Ok(Request::Shutdown)
+        {
+            if let Some(hook) = &state.shutdown {
+                hook.finish();
+            }
+        }
     }
 }

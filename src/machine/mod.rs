@@ -1,16 +1,20 @@
 //! Assembles a machine from its configuration and runs it until the guest stops.
 
+mod devices;
+mod shutdown;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use log::{debug, info};
+use log::info;
 use ringvisor_devices::legacy::SerialPort;
-use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice, BlockError};
-use ringvisor_devices::virtio::net::{NetConfig, NetDevice, NetError};
-use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiDevice, ScsiError};
-use ringvisor_devices::virtio::VirtioDevice;
+use ringvisor_devices::virtio::balloon::{BalloonConfig, BalloonError};
+use ringvisor_devices::virtio::block::BlockError;
+use ringvisor_devices::virtio::console::{ConsoleConfig, ConsoleError};
+use ringvisor_devices::virtio::net::{NetConfig, NetError};
+use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiError};
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 use serde_json::json;
 
@@ -20,10 +24,7 @@ use crate::kvm::{KvmVm, PauseControl, PauseError, VcpuError, VcpuStop, VmError};
 use crate::memory::{self, MemoryError};
 use crate::mmio_bus::MmioBus;
 use crate::options::{allowed_cpus, DiskSpec};
-use crate::pci::virtio::{
-    plug_virtio_pci, PluggedVirtioPci, VirtioPciDevice, VirtioPciError, VirtioPciServices,
-    BAR0_SIZE,
-};
+use crate::pci::virtio::{VirtioPciError, VirtioPciServices};
 use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, PortIoBus};
 
@@ -42,6 +43,10 @@ pub struct MachineConfig {
     pub scsi: Option<ScsiConfig>,
     /// virtio-net NICs, one per TAP.
     pub nets: Vec<NetConfig>,
+    /// The virtio console and its named ports, when asked for.
+    pub console: Option<ConsoleConfig>,
+    /// The memory balloon, when asked for.
+    pub balloon: Option<BalloonConfig>,
     /// Where the control API listens, if anywhere.
     pub api_socket: Option<PathBuf>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
@@ -55,6 +60,14 @@ pub struct MachineConfig {
 pub enum GuestExit {
     Reset,
     Poweroff,
+    /// An orderly shutdown (the API's `shutdown`, SIGTERM): disks flushed.
+    Shutdown,
+}
+
+/// Why the machine stops: a vCPU's report, or an orderly shutdown that is done.
+pub(crate) enum MachineStop {
+    Vcpu(VcpuStop),
+    Shutdown,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +104,12 @@ pub enum MachineError {
     Scsi(#[from] ScsiError),
     #[error("--net: {0}")]
     Net(#[from] NetError),
+    #[error("--virtio-console/--serial-port: {0}")]
+    Console(#[from] ConsoleError),
+    #[error("--balloon: {0}")]
+    Balloon(#[from] BalloonError),
+    #[error("--balloon: size={size} bytes is more than the guest's {memory} bytes of RAM")]
+    BalloonTooLarge { size: u64, memory: u64 },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("cannot set up pausing the vCPUs: {0}")]
@@ -158,6 +177,14 @@ impl MachineConfig {
             }
             assign_addresses(&scsi.disks)?;
         }
+        if let Some(balloon) = &self.balloon {
+            if balloon.initial_target_bytes > self.memory_bytes {
+                return Err(MachineError::BalloonTooLarge {
+                    size: balloon.initial_target_bytes,
+                    memory: self.memory_bytes,
+                });
+            }
+        }
         self.reactor_placement()?;
         Ok(())
     }
@@ -186,30 +213,18 @@ fn start_reactors(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineErro
     Ok(Arc::new(ReactorSet::start_with_polling(&cores, poll)?))
 }
 
-/// Puts a virtio device on the PCI bus: a BAR0 from `bars`, the transport, a slot.
-fn plug_device(
-    name: &str,
-    device: Box<dyn VirtioDevice>,
-    services: &VirtioPciServices,
-    bars: &mut BarAllocator,
-    root: &mut PciRootBus,
-    mmio: &Arc<MmioBus>,
-) -> Result<(PluggedVirtioPci, u64), MachineError> {
-    let bar = bars
-        .allocate(BAR0_SIZE)
-        .ok_or_else(|| MachineError::NoBarSpace(name.to_owned()))?;
-    let plug = VirtioPciDevice::new(name, device, services, bar)
-        .and_then(|device| plug_virtio_pci(device, root, mmio))
-        .map_err(|source| MachineError::VirtioPci {
-            name: name.to_owned(),
-            source,
-        })?;
-    Ok((plug, bar))
+/// The low-priority reactor, kept off the cores of the I/O reactors where others remain.
+fn start_low_priority_reactor(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineError> {
+    let allowed = allowed_cpus().map_err(MachineError::Affinity)?;
+    let hot = config.reactor_placement()?;
+    let spare: Vec<usize> = allowed.into_iter().filter(|c| !hot.contains(c)).collect();
+    Ok(Arc::new(ReactorSet::start_low_priority(&spare)?))
 }
 
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.
 pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, MachineError> {
     config.validate()?;
+    shutdown::block_sigterm();
     let vm = KvmVm::create()?;
     let max = vm.max_vcpus().min(usize::from(MAX_MPTABLE_CPUS));
     if config.cpus == 0 || usize::from(config.cpus) > max {
@@ -243,96 +258,31 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         interrupts: router.clone(),
         ioevents: router,
     };
+    let low_priority = start_low_priority_reactor(config)?;
+    let low_services = VirtioPciServices {
+        queue_host: low_priority.clone(),
+        ..services.clone()
+    };
     let mut bars = BarAllocator::default();
-    // What the API's `info` reports about each device.
-    let mut devices = Vec::new();
-    for (index, disk) in config.disks.iter().enumerate() {
-        let name = format!("blk{index}");
-        let device = BlockDevice::new(BlockConfig {
-            path: disk.path.clone(),
-            read_only: disk.read_only,
-            direct: disk.direct,
-            queues: disk.queues,
-            serial: disk.serial.clone(),
-        })?;
-        let (plug, bar) = plug_device(
-            &name,
-            Box::new(device),
-            &services,
-            &mut bars,
-            &mut root,
-            &mmio,
-        )?;
-        info!(
-            "{name}: {} on PCI 00:{:02x}.0, BAR0 {bar:#x}",
-            disk.path.display(),
-            plug.slot
-        );
-        devices.push(json!({
-            "name": name, "kind": "virtio-blk", "pci_slot": plug.slot,
-            "path": disk.path, "read_only": disk.read_only, "queues": disk.queues,
-        }));
-    }
-    if let Some(scsi) = &config.scsi {
-        let name = "scsi0".to_string();
-        let device = ScsiDevice::new(scsi.clone())?;
-        let units = device.units();
-        let (plug, bar) = plug_device(
-            &name,
-            Box::new(device),
-            &services,
-            &mut bars,
-            &mut root,
-            &mmio,
-        )?;
-        info!(
-            "{name}: {} logical unit(s), {} request queue(s), on PCI 00:{:02x}.0, BAR0 {bar:#x}",
-            units.len(),
-            scsi.queues,
-            plug.slot
-        );
-        devices.push(json!({
-            "name": name, "kind": "virtio-scsi", "pci_slot": plug.slot,
-            "request_queues": scsi.queues, "units": units.len(),
-        }));
-        for (address, path, read_only, direct) in units {
-            debug!(
-                "{name}: target {} lun {}: {}{}{}",
-                address.target,
-                address.lun,
-                path.display(),
-                if read_only { ", read-only" } else { "" },
-                if direct { "" } else { ", page cache" }
-            );
-        }
-    }
-    for (index, net) in config.nets.iter().enumerate() {
-        let name = format!("net{index}");
-        let device = NetDevice::new(net.clone())?;
-        let mac = device.mac();
-        let (plug, bar) = plug_device(
-            &name,
-            Box::new(device),
-            &services,
-            &mut bars,
-            &mut root,
-            &mmio,
-        )?;
-        info!(
-            "{name}: tap {} ({} queue pair(s)), MAC {}, on PCI 00:{:02x}.0, BAR0 {bar:#x}",
-            net.tap,
-            net.queue_pairs,
-            mac.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-            plug.slot
-        );
-        devices.push(json!({
-            "name": name, "kind": "virtio-net", "pci_slot": plug.slot,
-            "tap": net.tap, "queue_pairs": net.queue_pairs,
-        }));
-    }
+    let plugged = devices::plug_all(
+        config,
+        &mut devices::Slots {
+            io: &services,
+            low_priority: &low_services,
+            bars: &mut bars,
+            root: &mut root,
+            mmio: &mmio,
+        },
+    )?;
+    let (stops, stopped) = mpsc::channel();
+    let orderly = Arc::new(shutdown::OrderlyShutdown {
+        pause: Arc::clone(&pause),
+        reactors: Arc::clone(&reactors),
+        disk_devices: plugged.disk_devices.clone(),
+        disk_paths: plugged.disk_paths.clone(),
+        stops: stops.clone(),
+    });
+    shutdown::spawn_sigterm_handler(Arc::clone(&orderly)).map_err(MachineError::Thread)?;
     let _api = match &config.api_socket {
         Some(path) => {
             let info = json!({
@@ -341,12 +291,15 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 "memory_bytes": config.memory_bytes,
                 "kernel": config.kernel,
                 "reactor_cores": config.reactor_placement()?,
-                "devices": devices,
+                "devices": plugged.info,
             });
             let state = ApiState {
                 reactors,
+                low_priority: Some(low_priority),
                 info,
                 pause: Some(Arc::clone(&pause)),
+                shutdown: Some(orderly),
+                balloon: plugged.balloon.clone(),
             };
             Some(ApiServer::start(path, state)?)
         }
@@ -369,7 +322,6 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         config.memory_bytes >> 20
     );
 
-    let (stops, stopped) = mpsc::channel();
     for vcpu in vcpus {
         let bus = Arc::clone(&bus);
         let mmio = Arc::clone(&mmio);
@@ -379,19 +331,22 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             .name(format!("vcpu{}", vcpu.index()))
             .spawn(move || {
                 let stop = vcpu.run(&bus, &mmio, &pause);
-                let _ = stops.send(stop);
+                let _ = stops.send(MachineStop::Vcpu(stop));
             })
             .map_err(MachineError::Thread)?;
     }
     drop(stops);
-    crate::console::spawn_stdin_pump(Arc::clone(&bus)).map_err(MachineError::Thread)?;
+    if !plugged.console_on_stdio {
+        crate::console::spawn_stdin_pump(Arc::clone(&bus)).map_err(MachineError::Thread)?;
+    }
 
     // The first stop decides the outcome; the caller then exits the process, which ends the
     // other vCPU threads with it.
     match stopped.recv() {
-        Ok(VcpuStop::Reset) => Ok(GuestExit::Reset),
-        Ok(VcpuStop::Poweroff) => Ok(GuestExit::Poweroff),
-        Ok(VcpuStop::Failed(err)) => Err(err.into()),
+        Ok(MachineStop::Vcpu(VcpuStop::Reset)) => Ok(GuestExit::Reset),
+        Ok(MachineStop::Vcpu(VcpuStop::Poweroff)) => Ok(GuestExit::Poweroff),
+        Ok(MachineStop::Vcpu(VcpuStop::Failed(err))) => Err(err.into()),
+        Ok(MachineStop::Shutdown) => Ok(GuestExit::Shutdown),
         Err(_) => Err(MachineError::VcpusVanished),
     }
 }

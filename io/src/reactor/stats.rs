@@ -35,6 +35,8 @@ pub struct QueueStats {
     pub submit_to_complete_ns: Histogram<u64>,
     /// The device's own counters for the queue (frames, bytes, drops, ...), by name.
     pub device: Vec<(&'static str, u64)>,
+    /// Chains popped and not completed yet when the stats were taken.
+    pub in_flight: usize,
 }
 
 impl QueueStats {
@@ -51,6 +53,7 @@ impl QueueStats {
             kick_to_submit_ns: histogram(),
             submit_to_complete_ns: histogram(),
             device: Vec::new(),
+            in_flight: 0,
         }
     }
 }

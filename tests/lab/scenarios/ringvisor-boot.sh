@@ -1,7 +1,9 @@
 #!/bin/sh
 # L1 scenario: boot the stock L2 kernel under ringvisor inside L1 with three virtio-blk
-# disks, a virtio-scsi controller with 64 logical units and a virtio-net NIC on a TAP,
-# run the smoke, blk, scsi and net tests in L2, check the disks from the host side, then try bad input. The L2 guest
+# disks, a virtio-scsi controller with 64 logical units, a virtio-net NIC on a TAP, a
+# virtio console with three named ports and a balloon; run the smoke, blk, scsi, net and
+# lowprio tests in L2, shut the VMM down through the API, check the disks from the host
+# side, then try bad input. The L2 guest
 # prints its own "L2: ..." facts; tests/lab_boot.rs checks them.
 . /lib/lab/measure.sh
 CPUS=${CPUS:-2}
@@ -60,6 +62,48 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
 ) &
 httpd -p 8080 -h /tmp/www
 
+# The low-priority devices (tests/lab/l2-tests/lowprio.sh): L2 writes an event line to
+# the file port rv.events, L1 answers with one line into the FIFO behind port rv.in.
+mkfifo /tmp/rvpipe.in /tmp/rvpipe.out
+: >/tmp/l2-events
+token=$(head -c 6 /dev/urandom | md5sum | cut -c1-12)
+echo "L1: ports token=$token"
+wait_event() { # wait_event WORD: until L2 wrote it (at most 120 s)
+  for i in $(seq 1 1200); do grep -qx "$1" /tmp/l2-events && return 0; sleep 0.1; done
+  echo "L1: ports no event $1"
+  return 1
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$(pidof ringvisor)/status"; }
+balloon_field() { # balloon_field NAME: from `ringvisor ctl balloon`
+  ringvisor ctl --socket /tmp/rv.sock balloon | sed -n "s/^ *\"$1\": \([0-9]*\),*$/\1/p"
+}
+balloon_settle() { # balloon_settle SIZE BYTES: set the target, wait until the guest got there
+  ringvisor ctl --socket /tmp/rv.sock balloon "$1" >/dev/null || return 1
+  for i in $(seq 1 600); do [ "$(balloon_field actual_bytes)" = "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+(
+  wait_event hello && echo "hello-from-l1 $token" >/tmp/rvpipe.in
+  wait_event filled && rss_filled=$(rss_kb) && echo measured >/tmp/rvpipe.in
+  wait_event freed
+  t0=$(/bin/date +%s%N)
+  balloon_settle 192M 201326592
+  echo "L1: balloon inflate exit=$? ms=$((($(/bin/date +%s%N) - t0) / 1000000))"
+  sleep 1
+  rss_inflated=$(rss_kb)
+  echo "L1: balloon rss_filled_kb=$rss_filled rss_inflated_kb=$rss_inflated inflated_pages=$(balloon_field inflated_pages) ignored_pages=$(balloon_field ignored_pages) reported_bytes=$(balloon_field reported_bytes) guest_stats_updates=$(balloon_field guest_stats_updates)"
+  echo inflated >/tmp/rvpipe.in
+  wait_event inflated-seen
+  balloon_settle 0 0
+  echo "L1: balloon deflate exit=$? deflated_pages=$(balloon_field deflated_pages)"
+  echo deflated >/tmp/rvpipe.in
+  wait_event shutdown
+  ringvisor ctl --socket /tmp/rv.sock stats >/tmp/api-stats-end.json 2>&1
+  echo "L1: api lowprio reactors=$(grep -c '"low_priority_reactors"' /tmp/api-stats-end.json) console_queues=$(grep -c '"console0/q' /tmp/api-stats-end.json) balloon_queues=$(grep -c '"balloon0/q' /tmp/api-stats-end.json)"
+  ringvisor ctl --socket /tmp/rv.sock shutdown >/tmp/api-shutdown.out 2>&1
+  echo "L1: api shutdown exit=$? flushed=$(grep -c '\.img"' /tmp/api-shutdown.out)"
+) &
+
 measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus "$CPUS" --memory "$MEMORY" \
   --disk path=/tmp/data.img,queues=2,serial=rv-data \
@@ -70,10 +114,17 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --scsi-disk path=/tmp/scsi-ro.img,readonly=on \
   --scsi-disk path=/tmp/scsi-lun5.img,target=3,lun=5 $extra \
   --net tap=rvtap0,mac=52:54:00:12:34:56 --api-socket /tmp/rv.sock \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi,net"
+  --virtio-console file=/tmp/hvc0.out \
+  --serial-port name=rv.out,file=/tmp/port-out.bin \
+  --serial-port name=rv.events,file=/tmp/l2-events \
+  --serial-port name=rv.in,pipe=/tmp/rvpipe \
+  --balloon size=0,stats-interval=1 \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi,net,lowprio"
 status=$?
 
 echo "L1: net from-l2-md5=$(md5sum </tmp/from-l2 | cut -d' ' -f1)"
+echo "L1: ports out-md5=$(md5sum </tmp/port-out.bin | cut -d' ' -f1) bytes=$(wc -c </tmp/port-out.bin)"
+echo "L1: ports hvc0=$(grep -c 'hvc0 says hello' /tmp/hvc0.out)"
 
 # What the guest acknowledged must be in the file: the same fio job, verifying only.
 fio --name=pattern --filename=/tmp/data.img --ioengine=psync --rw=randwrite \

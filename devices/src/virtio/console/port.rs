@@ -220,7 +220,7 @@ impl QueueWorker for PortRxWorker {
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
-        if tag >= HANGUP_TAG_BASE {
+        if (HANGUP_TAG_BASE..NUDGE_TAG).contains(&tag) {
             self.watching = false;
             if result == -libc::ECANCELED {
                 return Ok(());

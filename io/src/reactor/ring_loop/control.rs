@@ -110,6 +110,7 @@ impl RingLoop {
             .map(|(_, q)| {
                 let mut queue = q.stats.clone();
                 queue.device = q.binding.worker.counters();
+                queue.in_flight = q.binding.worker.in_flight();
                 queue
             })
             .collect();
