@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::Arc;
 
-use ringvisor::api::{call, ApiError, ApiServer, ApiState};
+use ringvisor::api::{call, ApiError, ApiServer, ApiState, BalloonControl, ShutdownHook};
 use ringvisor_io::ReactorSet;
 use serde_json::{json, Value};
 
@@ -105,4 +105,95 @@ fn the_api_answers_info_and_stats_and_survives_bad_requests() {
     ));
     drop(server);
     assert!(!socket.exists(), "the socket file goes with the server");
+}
+
+/// A balloon that remembers its target.
+struct FakeBalloon(std::sync::Mutex<u64>);
+
+impl BalloonControl for FakeBalloon {
+    fn set_target(&self, bytes: u64) -> Result<(), String> {
+        if bytes > 1 << 30 {
+            return Err("larger than the guest".into());
+        }
+        *self.0.lock().unwrap() = bytes;
+        Ok(())
+    }
+
+    fn stats(&self) -> Value {
+        json!({ "target_bytes": *self.0.lock().unwrap() })
+    }
+}
+
+/// A shutdown that records its two steps, in order.
+#[derive(Default)]
+struct FakeShutdown(std::sync::Mutex<Vec<&'static str>>);
+
+impl ShutdownHook for FakeShutdown {
+    fn prepare(&self) -> Result<Value, String> {
+        self.0.lock().unwrap().push("prepare");
+        Ok(json!({ "flushed": ["disk.img"] }))
+    }
+
+    fn finish(&self) {
+        self.0.lock().unwrap().push("finish");
+    }
+}
+
+#[test]
+fn balloon_and_shutdown_go_through_their_hooks() {
+    let socket = std::env::temp_dir().join(format!("ringvisor-api2-{}.sock", std::process::id()));
+    // Without a balloon or a shutdown hook: errors, not crashes.
+    let server = ApiServer::start(&socket, state()).unwrap();
+    for cmd in ["balloon", "shutdown"] {
+        let answer = ask(&socket, cmd);
+        assert_eq!(answer["ok"], json!(false), "{cmd}: {answer}");
+    }
+    drop(server);
+
+    let balloon = Arc::new(FakeBalloon(std::sync::Mutex::new(0)));
+    let shutdown = Arc::new(FakeShutdown::default());
+    let mut with_hooks = state();
+    with_hooks.balloon = Some(balloon.clone());
+    with_hooks.shutdown = Some(shutdown.clone());
+    let _server = ApiServer::start(&socket, with_hooks).unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ringvisor"))
+            .args(["ctl", "--socket"])
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["balloon", "64M"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["target_bytes"], json!(64u64 << 20));
+    assert_eq!(*balloon.0.lock().unwrap(), 64 << 20);
+    let out = ctl(&["balloon", "2G"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than the guest"));
+    assert_eq!(
+        *balloon.0.lock().unwrap(),
+        64 << 20,
+        "a refused target changes nothing"
+    );
+
+    let out = ctl(&["shutdown"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["flushed"], json!(["disk.img"]));
+    // finish (the VMM's exit) comes once the answer went out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shutdown.0.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(*shutdown.0.lock().unwrap(), ["prepare", "finish"]);
 }

@@ -139,6 +139,11 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         "the guest's XSAVE size must match XCR0"
     );
     assert_eq!(expect("L2: clocksource="), "kvm-clock");
+    assert_eq!(
+        expect("L2: kvmclock_msrs="),
+        "1",
+        "kvm-clock on the CLOCKSOURCE2 MSRs"
+    );
     assert_eq!(expect("L2: test smoke exit="), "0");
 
     // virtio-blk (tests/lab/l2-tests/blk.sh): the stock driver binds all three disks.
@@ -351,6 +356,7 @@ fn check_low_priority_devices(console: &str) {
         expect("L1: api lowprio reactors="),
         "1 console_queues=10 balloon_queues=4"
     );
-    expect("L2: lowprio waiting for shutdown");
+    assert_eq!(expect("L2: test lowprio exit="), "0");
+    expect("L2: shutdown waiting");
     assert_eq!(expect("L1: api shutdown exit="), "0 flushed=65");
 }

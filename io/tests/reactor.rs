@@ -334,3 +334,46 @@ fn a_completion_can_queue_more_io_after_a_delay() {
     reactors.detach(attached).unwrap();
     std::fs::remove_file(path).unwrap();
 }
+
+/// The `(comm, nice)` of every thread of this process.
+fn threads() -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may hold spaces; the fields after it are plain.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        // After ") ": state(3) ... nice is field 19, the 17th after the comm.
+        let nice = stat[close + 2..]
+            .split(' ')
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        out.push((comm, nice));
+    }
+    out
+}
+
+#[test]
+fn the_low_priority_reactor_runs_niced_and_serves_queues() {
+    let set = ReactorSet::start_low_priority(&[]).unwrap();
+    assert_eq!(set.len(), 1);
+    wait_for("the lowprio0 thread", || {
+        threads()
+            .iter()
+            .any(|(comm, nice)| comm == "lowprio0" && *nice == 10)
+    });
+    let path = test_file("lowprio");
+    let (binding, queue) = binding("lowprio/q0", &path, None);
+    let attached = set.attach(binding).unwrap();
+    queue.posted.lock().unwrap().push(16);
+    queue.kick.write(1).unwrap();
+    wait_for("a completion", || queue.done.lock().unwrap().len() == 1);
+    assert_eq!(u64::from_le_bytes(queue.done.lock().unwrap()[0].2), 2);
+    set.detach(attached).unwrap();
+    let _ = std::fs::remove_file(path);
+}

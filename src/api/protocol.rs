@@ -156,6 +156,32 @@ mod tests {
     fn requests_parse_and_bad_ones_say_why() {
         assert_eq!(parse_request(r#"{"cmd":"info"}"#), Ok(Request::Info));
         assert_eq!(parse_request(r#" {"cmd": "stats"} "#), Ok(Request::Stats));
+        assert_eq!(
+            parse_request(r#"{"cmd":"shutdown"}"#),
+            Ok(Request::Shutdown)
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"balloon"}"#),
+            Ok(Request::Balloon { target_bytes: None })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"balloon","size":"256M"}"#),
+            Ok(Request::Balloon {
+                target_bytes: Some(256 << 20)
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"balloon","size":"0"}"#),
+            Ok(Request::Balloon {
+                target_bytes: Some(0)
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"balloon","size":4096}"#),
+            Ok(Request::Balloon {
+                target_bytes: Some(4096)
+            })
+        );
         for (line, want) in [
             ("", "not a JSON object"),
             ("{", "not a JSON object"),
@@ -164,6 +190,10 @@ mod tests {
             (r#"{"command":"info"}"#, "no \"cmd\" string"),
             (r#"{"cmd":"reboot"}"#, "unknown command \"reboot\""),
             (r#"{"cmd":"info","x":1}"#, "unknown field \"x\""),
+            (r#"{"cmd":"shutdown","size":1}"#, "unknown field \"size\""),
+            (r#"{"cmd":"balloon","size":"12Q"}"#, "unknown unit"),
+            (r#"{"cmd":"balloon","size":-1}"#, "whole number of bytes"),
+            (r#"{"cmd":"balloon","size":[1]}"#, "whole number of bytes"),
         ] {
             let err = parse_request(line).unwrap_err();
             assert!(err.contains(want), "{line}: {err}");

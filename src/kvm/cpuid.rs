@@ -11,6 +11,13 @@ const LEAF_V2_EXT_TOPOLOGY: u32 = 0x1f;
 const LEAF_POWER_MANAGEMENT: u32 = 0x8000_0007;
 const LEAF_ADDRESS_SIZES: u32 = 0x8000_0008;
 const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
+/// KVM_CPUID_FEATURES: the paravirtual features KVM offers.
+const LEAF_KVM_FEATURES: u32 = 0x4000_0001;
+/// kvm-clock through the new MSRs (0x4b564d00/01).
+const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+/// The guest may trust PVCLOCK_TSC_STABLE_BIT in the kvmclock pages (QEMU's
+/// kvmclock-stable-bit, on by default): its clock then needs no cross-vCPU clamping.
+const KVM_FEATURE_CLOCKSOURCE_STABLE_BIT: u32 = 1 << 24;
 
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const ECX_XSAVE: u32 = 1 << 26;
@@ -59,6 +66,9 @@ fn configure_entry(entry: &mut kvm_cpuid_entry2, apic_id: u8, count: u8, core_bi
             } else {
                 entry.edx &= !EDX_HTT;
             }
+        }
+        LEAF_KVM_FEATURES => {
+            entry.eax |= KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
         }
         LEAF_CACHE_PARAMS => {
             // Cores per package minus one; the caches themselves are as the host reports.
@@ -138,6 +148,23 @@ mod tests {
     }
 
     #[test]
+    fn kvmclock_is_offered_with_its_stable_bit() {
+        let mut entry = kvm_cpuid_entry2 {
+            function: LEAF_KVM_FEATURES,
+            eax: 1 << 0,
+            ..Default::default()
+        };
+        configure_entry(&mut entry, 0, 1, 0);
+        assert_eq!(entry.eax & (1 << 3), 1 << 3, "KVM_FEATURE_CLOCKSOURCE2");
+        assert_eq!(
+            entry.eax & (1 << 24),
+            1 << 24,
+            "KVM_FEATURE_CLOCKSOURCE_STABLE_BIT"
+        );
+        assert_eq!(entry.eax & 1, 1, "what KVM offered stays");
+    }
+
+    #[test]
     fn extended_topology_reports_one_socket_of_cores() {
         let mut smt = leaf(LEAF_EXT_TOPOLOGY, 0);
         let mut core = leaf(LEAF_EXT_TOPOLOGY, 1);
@@ -161,8 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn kvm_paravirtual_leaves_are_untouched() {
-        let mut entry = leaf(0x4000_0001, 0);
+    fn the_kvm_signature_leaf_is_untouched() {
+        let mut entry = leaf(0x4000_0000, 0);
         let before = entry;
         configure_entry(&mut entry, 1, 2, 1);
         assert_eq!(

@@ -41,6 +41,7 @@ pci_list() {
 echo "L2: cpus_online=$(cpus_online)"
 echo "L2: memtotal_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
 echo "L2: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
+echo "L2: kvmclock_msrs=$(dmesg | grep -c "kvm-clock: Using msrs 4b564d01 and 4b564d00")"
 echo "L2: pci=$(pci_list)"
 echo "L2: cmdline=$(cat /proc/cmdline)"
 

@@ -68,8 +68,8 @@ mkfifo /tmp/rvpipe.in /tmp/rvpipe.out
 : >/tmp/l2-events
 token=$(head -c 6 /dev/urandom | md5sum | cut -c1-12)
 echo "L1: ports token=$token"
-wait_event() { # wait_event WORD: until L2 wrote it (at most 120 s)
-  for i in $(seq 1 1200); do grep -qx "$1" /tmp/l2-events && return 0; sleep 0.1; done
+wait_event() { # wait_event WORD [TENTHS]: until L2 wrote it (at most 120 s by default)
+  for i in $(seq 1 "${2:-1200}"); do grep -qx "$1" /tmp/l2-events && return 0; sleep 0.1; done
   echo "L1: ports no event $1"
   return 1
 }
@@ -97,7 +97,7 @@ balloon_settle() { # balloon_settle SIZE BYTES: set the target, wait until the g
   balloon_settle 0 0
   echo "L1: balloon deflate exit=$? deflated_pages=$(balloon_field deflated_pages)"
   echo deflated >/tmp/rvpipe.in
-  wait_event shutdown
+  wait_event shutdown 3000
   ringvisor ctl --socket /tmp/rv.sock stats >/tmp/api-stats-end.json 2>&1
   echo "L1: api lowprio reactors=$(grep -c '"low_priority_reactors"' /tmp/api-stats-end.json) console_queues=$(grep -c '"console0/q' /tmp/api-stats-end.json) balloon_queues=$(grep -c '"balloon0/q' /tmp/api-stats-end.json)"
   ringvisor ctl --socket /tmp/rv.sock shutdown >/tmp/api-shutdown.out 2>&1
@@ -119,7 +119,7 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --serial-port name=rv.events,file=/tmp/l2-events \
   --serial-port name=rv.in,pipe=/tmp/rvpipe \
   --balloon size=0,stats-interval=1 \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,blk,scsi,net,lowprio"
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,lowprio,blk,scsi,net,shutdown"
 status=$?
 
 echo "L1: net from-l2-md5=$(md5sum </tmp/from-l2 | cut -d' ' -f1)"
