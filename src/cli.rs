@@ -7,8 +7,9 @@ use log::LevelFilter;
 
 use crate::machine::MachineConfig;
 use crate::options::{
-    parse_balloon, parse_console, parse_cpu_list_arg, parse_disk, parse_net, parse_scsi,
-    parse_scsi_disk, parse_serial_port, CpuList, DiskSpec, ScsiSpec,
+    parse_balloon, parse_console, parse_cpu_list_arg, parse_cpus, parse_disk, parse_memory,
+    parse_net, parse_scsi, parse_scsi_disk, parse_serial_port, CpuList, CpuSpec, DiskSpec,
+    MemorySpec, ScsiSpec,
 };
 use ringvisor_devices::virtio::balloon::BalloonConfig;
 use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
@@ -72,14 +73,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "STR", default_value = DEFAULT_CMDLINE)]
     pub cmdline: String,
 
-    /// Number of virtual CPUs.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=254))]
-    pub cpus: u8,
+    /// Number of virtual CPUs (1..=254), optionally pinned:
+    /// N[,affinity=VCPU@CPULIST,...], e.g. 4,affinity=0@2,1@3,2@4-5 (unpinned vCPUs may
+    /// run on any allowed core). Checked against --reactor-cores and the allowed cores.
+    #[arg(long, value_name = "N[,affinity=...]", default_value = "1", value_parser = parse_cpus)]
+    pub cpus: CpuSpec,
 
-    /// Guest RAM, with a unit: 512M, 2G, 1536MiB (a bare number means MiB).
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
-    pub memory: u64,
+    /// Guest RAM, with a unit: 512M, 2G, 1536MiB (a bare number means MiB), and how it is
+    /// backed: SIZE[,hugepages=on][,hugepage-size=2M|1G][,prefault=on][,shared=on].
+    /// hugepages comes from the host's hugetlb pool (an error says how to grow it);
+    /// otherwise transparent huge pages are advised. prefault faults every page in at
+    /// start; shared maps it MAP_SHARED (for vhost-user backends).
+    #[arg(long, value_name = "SIZE[,...]", default_value = "512M", value_parser = parse_memory)]
+    pub memory: MemorySpec,
+
+    /// Read run flags from a TOML file (keys are flag names: kernel = "...",
+    /// memory = "2G", [[disk]] tables, ...); flags on the command line replace its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print where each thread would run (reactors, vCPUs, background threads), after
+    /// checking the placement, and exit without booting.
+    #[arg(long)]
+    pub print_topology: bool,
 
     /// A virtio-blk disk backed by a raw file or block device; repeat for more disks.
     /// path=FILE[,readonly=on][,direct=on|off][,queues=N][,serial=ID]: direct (O_DIRECT,
@@ -151,8 +167,10 @@ impl RunArgs {
             kernel: self.kernel.clone(),
             initramfs: self.initramfs.clone(),
             cmdline: self.cmdline.clone(),
-            cpus: self.cpus,
-            memory_bytes: self.memory,
+            cpus: self.cpus.count,
+            vcpu_affinity: self.cpus.affinity.clone(),
+            memory_bytes: self.memory.bytes,
+            memory_options: self.memory.options,
             disks: self.disks.clone(),
             scsi: (self.scsi.is_some() || !self.scsi_disks.is_empty()).then(|| ScsiConfig {
                 queues: self.scsi.map_or(1, |spec| spec.queues),

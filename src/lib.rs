@@ -6,6 +6,7 @@
 pub mod api;
 pub mod boot;
 pub mod cli;
+pub mod config_file;
 pub mod console;
 pub mod devpath;
 pub mod kvm;
@@ -17,4 +18,5 @@ pub mod mmio_bus;
 pub mod options;
 pub mod pci;
 pub mod pio_bus;
+pub mod placement;
 pub mod virtq_driver;

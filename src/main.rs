@@ -9,9 +9,17 @@ use ringvisor::cli::{Cli, Command};
 use ringvisor::{console, logger, machine};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match ringvisor::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("ringvisor: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     logger::init(cli.log_level);
     match cli.command {
+        Command::Run(args) if args.print_topology => print_topology(&args.machine_config()),
         Command::Run(args) => run(&args.machine_config()),
         Command::Ctl(args) => ctl(&args),
     }
@@ -48,6 +56,34 @@ fn ctl(args: &ringvisor::cli::CtlArgs) -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// `run --print-topology`: the checked placement of every thread, one line each.
+fn print_topology(config: &machine::MachineConfig) -> ExitCode {
+    use ringvisor::placement::cpu_list_string;
+    let placement = match config.placement() {
+        Ok(placement) => placement,
+        Err(err) => {
+            eprintln!("ringvisor: error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (index, core) in placement.reactors.iter().enumerate() {
+        println!("reactor{index:<5} I/O reactor          core {core}");
+    }
+    for (index, cores) in placement.vcpus.iter().enumerate() {
+        println!(
+            "vcpu{index:<8} vCPU                 cores {}",
+            cpu_list_string(cores)
+        );
+    }
+    let background = cpu_list_string(&placement.background);
+    println!("lowprio0     low-priority reactor cores {background}");
+    println!("api          control API          cores {background}");
+    for warning in &placement.warnings {
+        println!("warning: {warning}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(config: &machine::MachineConfig) -> ExitCode {

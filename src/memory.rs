@@ -37,6 +37,107 @@ pub enum MemoryError {
         #[source]
         source: vm_memory::GuestRegionCollectionError,
     },
+    #[error("--memory hugepages=on: {size} bytes is not a multiple of the {page} huge page size")]
+    HugePageMultiple { size: u64, page: HugePageSize },
+    #[error(
+        "--memory hugepages=on: {need} huge pages of {page} are needed, the pool has {free} \
+         free ({total} in all); reserve more with `{}`",
+        page.reserve_hint(*need + *total - *free)
+    )]
+    HugePagePool {
+        page: HugePageSize,
+        need: u64,
+        free: u64,
+        total: u64,
+    },
+}
+
+/// The huge page sizes guest RAM can come from (x86_64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugePageSize {
+    TwoMiB,
+    OneGiB,
+}
+
+impl HugePageSize {
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::TwoMiB => 2 << 20,
+            Self::OneGiB => 1 << 30,
+        }
+    }
+
+    /// The pool's directory under /sys/kernel/mm/hugepages.
+    fn sysfs_dir(self) -> String {
+        format!(
+            "/sys/kernel/mm/hugepages/hugepages-{}kB",
+            self.bytes() >> 10
+        )
+    }
+
+    /// The command that sizes the pool to `pages`.
+    fn reserve_hint(self, pages: u64) -> String {
+        match self {
+            Self::TwoMiB => format!("sysctl vm.nr_hugepages={pages}"),
+            Self::OneGiB => format!("echo {pages} > {}/nr_hugepages", self.sysfs_dir()),
+        }
+    }
+
+    /// (free, total) pages of the host's pool; (0, 0) when the host has no such pool.
+    fn pool(self) -> (u64, u64) {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("{}/{name}", self.sysfs_dir()))
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (read("free_hugepages"), read("nr_hugepages"))
+    }
+}
+
+impl std::fmt::Display for HugePageSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TwoMiB => "2 MiB",
+            Self::OneGiB => "1 GiB",
+        })
+    }
+}
+
+/// How guest RAM is backed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// From the host's hugetlb pool (MAP_HUGETLB) instead of small pages with
+    /// transparent huge pages advised.
+    pub hugepages: Option<HugePageSize>,
+    /// Touch every page up front (MAP_POPULATE): no page faults while the guest runs.
+    pub prefault: bool,
+    /// A shared mapping (MAP_SHARED), for a later vhost-user backend to map.
+    pub shared: bool,
+}
+
+impl MemoryOptions {
+    fn mmap_flags(&self) -> i32 {
+        let mut flags = libc::MAP_ANONYMOUS;
+        flags |= if self.shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
+        match self.hugepages {
+            // A hugetlb mapping reserves its pages at mmap time (without MAP_NORESERVE),
+            // so a short pool is an error now rather than a SIGBUS in the guest later.
+            Some(page) => {
+                flags |= libc::MAP_HUGETLB
+                    | ((page.bytes().trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT)
+            }
+            None => flags |= libc::MAP_NORESERVE,
+        }
+        if self.prefault {
+            flags |= libc::MAP_POPULATE;
+        }
+        flags
+    }
 }
 
 /// The RAM ranges for `size` bytes: all of it below the MMIO hole when it fits, the rest
@@ -57,28 +158,70 @@ pub fn ram_ranges(size: u64) -> Vec<(GuestAddress, u64)> {
 /// transparent huge pages there.
 const RAM_ALIGNMENT: usize = 2 << 20;
 
-/// Allocates anonymous guest RAM of `size` bytes.
-///
-/// The mappings stay until the process exits (one VM per process): device threads hold
-/// clones of the memory map, and unmapping under them could never be made safe.
+/// Allocates anonymous guest RAM of `size` bytes from small pages, transparent huge pages
+/// advised.
 pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
+    allocate_with(size, &MemoryOptions::default())
+}
+
+/// Checks what [`allocate_with`] needs of the host before anything is mapped: sizes, and
+/// the hugetlb pool.
+pub fn check(size: u64, options: &MemoryOptions) -> Result<(), MemoryError> {
     if size < MIN_MEMORY_BYTES {
         return Err(MemoryError::TooSmall { got: size });
     }
     if size % 4096 != 0 {
         return Err(MemoryError::Unaligned(size));
     }
+    if let Some(page) = options.hugepages {
+        if size % page.bytes() != 0 {
+            return Err(MemoryError::HugePageMultiple { size, page });
+        }
+        let need = size / page.bytes();
+        let (free, total) = page.pool();
+        if free < need {
+            return Err(MemoryError::HugePagePool {
+                page,
+                need,
+                free,
+                total,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Allocates anonymous guest RAM of `size` bytes as `options` say.
+///
+/// The mappings stay until the process exits (one VM per process): device threads hold
+/// clones of the memory map, and unmapping under them could never be made safe.
+pub fn allocate_with(size: u64, options: &MemoryOptions) -> Result<GuestMemory, MemoryError> {
+    check(size, options)?;
+    let flags = options.mmap_flags();
     let mut regions = Vec::new();
     for (start, len) in ram_ranges(size) {
         let len = len as usize;
-        let host =
-            map_aligned_anonymous(len).map_err(|source| MemoryError::Map { size, source })?;
-        advise_transparent_hugepages(host, len);
-        // SAFETY: `host..host + len` is a private anonymous read/write mapping made above,
-        // never unmapped, and not used by anything else.
+        let host = map_aligned_anonymous(len, flags).map_err(|source| match options.hugepages {
+            // The pool shrank since the check (another process took pages).
+            Some(page) if source.raw_os_error() == Some(libc::ENOMEM) => {
+                let (free, total) = page.pool();
+                MemoryError::HugePagePool {
+                    page,
+                    need: size / page.bytes(),
+                    free,
+                    total,
+                }
+            }
+            _ => MemoryError::Map { size, source },
+        })?;
+        if options.hugepages.is_none() {
+            advise_transparent_hugepages(host, len);
+        }
+        // SAFETY: `host..host + len` is an anonymous read/write mapping made above, never
+        // unmapped, and not used by anything else.
         let region = unsafe { MmapRegionBuilder::new(len).with_raw_mmap_pointer(host) }
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
-            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE)
+            .with_mmap_flags(flags)
             .build()
             .map_err(|source| MemoryError::Region { size, source })?;
         let region = GuestRegionMmap::new(region, start).ok_or(MemoryError::Overflow { size })?;
@@ -87,8 +230,28 @@ pub fn allocate(size: u64) -> Result<GuestMemory, MemoryError> {
     GuestMemoryMmap::from_regions(regions).map_err(|source| MemoryError::Layout { size, source })
 }
 
-/// Maps `len` bytes of private anonymous memory at a `RAM_ALIGNMENT`-aligned address.
-fn map_aligned_anonymous(len: usize) -> std::io::Result<*mut u8> {
+/// Maps `len` bytes of anonymous memory (`flags`) at a `RAM_ALIGNMENT`-aligned address.
+fn map_aligned_anonymous(len: usize, flags: i32) -> std::io::Result<*mut u8> {
+    if flags & libc::MAP_HUGETLB != 0 {
+        // Huge page mappings come aligned to their page size; no trimming (and the
+        // reservation would have to be in huge pages too).
+        // SAFETY: a fresh anonymous mapping chosen by the kernel (no MAP_FIXED).
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(base.cast());
+    }
+    // Reserve without populating; the kept part is populated below when asked.
     let reserve = len + RAM_ALIGNMENT;
     // SAFETY: a fresh anonymous mapping chosen by the kernel (no MAP_FIXED): it cannot
     // alias anything the process already uses.
@@ -97,7 +260,7 @@ fn map_aligned_anonymous(len: usize) -> std::io::Result<*mut u8> {
             std::ptr::null_mut(),
             reserve,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            (flags & !libc::MAP_POPULATE) | libc::MAP_NORESERVE,
             -1,
             0,
         )
@@ -119,7 +282,27 @@ fn map_aligned_anonymous(len: usize) -> std::io::Result<*mut u8> {
             libc::munmap((aligned + len) as *mut libc::c_void, tail);
         }
     }
+    if flags & libc::MAP_POPULATE != 0 {
+        populate(aligned as *mut u8, len)?;
+    }
     Ok(aligned as *mut u8)
+}
+
+/// Faults in every page of `host..host + len` now (what MAP_POPULATE does at mmap time),
+/// with transparent huge pages advised first so that they are what gets faulted in.
+fn populate(host: *mut u8, len: usize) -> std::io::Result<()> {
+    advise_transparent_hugepages(host, len);
+    // SAFETY: `host..host + len` is a live read/write mapping made by the caller;
+    // MADV_POPULATE_WRITE only faults its pages in.
+    if unsafe { libc::madvise(host.cast(), len, libc::MADV_POPULATE_WRITE) } == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.14: touch one byte per page (a zero write leaves the contents).
+    for offset in (0..len).step_by(4096) {
+        // SAFETY: `offset < len`, inside the mapping; the guest has not started.
+        unsafe { host.add(offset).write_volatile(0) };
+    }
+    Ok(())
 }
 
 /// Asks for transparent huge pages on guest RAM: one 2 MiB page instead of 512 small ones
@@ -186,7 +369,7 @@ pub fn e820_map(size: u64) -> Vec<E820Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::GuestMemoryBackend;
+    use vm_memory::{Bytes, GuestMemoryBackend};
 
     fn ram_bytes(map: &[E820Entry]) -> u64 {
         map.iter()
@@ -232,6 +415,98 @@ mod tests {
         let host = mem.get_host_address(GuestAddress(0)).unwrap() as usize;
         assert_eq!(host % RAM_ALIGNMENT, 0);
         assert_eq!(mem.last_addr(), GuestAddress(MIN_MEMORY_BYTES - 1));
+    }
+
+    fn resident_pages(mem: &GuestMemory, bytes: usize) -> usize {
+        let host = mem.get_host_address(GuestAddress(0)).unwrap();
+        let mut vec = vec![0u8; bytes / 4096];
+        // SAFETY: guest RAM starts page aligned at `host` and is at least `bytes` long.
+        assert_eq!(
+            unsafe { libc::mincore(host.cast(), bytes, vec.as_mut_ptr()) },
+            0
+        );
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    #[test]
+    fn prefaulted_ram_is_resident_from_the_start() {
+        let size = MIN_MEMORY_BYTES as usize;
+        let lazy = allocate(MIN_MEMORY_BYTES).unwrap();
+        assert!(
+            resident_pages(&lazy, size) < size / 4096 / 2,
+            "not faulted in yet"
+        );
+        let options = MemoryOptions {
+            prefault: true,
+            ..MemoryOptions::default()
+        };
+        let eager = allocate_with(MIN_MEMORY_BYTES, &options).unwrap();
+        assert_eq!(resident_pages(&eager, size), size / 4096);
+    }
+
+    #[test]
+    fn shared_ram_is_a_shared_mapping() {
+        let options = MemoryOptions {
+            shared: true,
+            ..MemoryOptions::default()
+        };
+        let mem = allocate_with(MIN_MEMORY_BYTES, &options).unwrap();
+        let region = mem.find_region(GuestAddress(0)).unwrap();
+        assert_eq!(region.flags() & libc::MAP_SHARED, libc::MAP_SHARED);
+        mem.write_obj(0x1234_5678u32, GuestAddress(0x1000)).unwrap();
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(0x1000)).unwrap(),
+            0x1234_5678
+        );
+    }
+
+    #[test]
+    fn huge_pages_need_a_whole_number_of_pages_and_a_big_enough_pool() {
+        let two = MemoryOptions {
+            hugepages: Some(HugePageSize::TwoMiB),
+            ..MemoryOptions::default()
+        };
+        assert!(matches!(
+            check(MIN_MEMORY_BYTES + 4096, &two),
+            Err(MemoryError::HugePageMultiple { .. })
+        ));
+        // No host keeps half a million 2 MiB pages free.
+        let err = allocate_with(1 << 40, &two).unwrap_err();
+        assert!(matches!(
+            err,
+            MemoryError::HugePagePool { need: 524_288, .. }
+        ));
+        assert!(err.to_string().contains("sysctl vm.nr_hugepages="), "{err}");
+        let one = MemoryOptions {
+            hugepages: Some(HugePageSize::OneGiB),
+            ..MemoryOptions::default()
+        };
+        let err = check(1 << 40, &one).unwrap_err().to_string();
+        assert!(err.contains("hugepages-1048576kB/nr_hugepages"), "{err}");
+    }
+
+    #[test]
+    fn huge_page_ram_comes_from_the_pool_when_it_has_pages() {
+        let page = HugePageSize::TwoMiB;
+        let need = MIN_MEMORY_BYTES / page.bytes();
+        let (free, _) = page.pool();
+        if free < need {
+            // The lab reserves a pool and boots a guest from it (tests/lab_boot.rs).
+            eprintln!("SKIPPED: the host's 2 MiB hugetlb pool has {free} free pages");
+            return;
+        }
+        let options = MemoryOptions {
+            hugepages: Some(page),
+            prefault: true,
+            shared: false,
+        };
+        let mem = allocate_with(MIN_MEMORY_BYTES, &options).unwrap();
+        assert_eq!(page.pool().0, free - need, "prefaulted from the pool");
+        let host = mem.get_host_address(GuestAddress(0)).unwrap() as u64;
+        assert_eq!(host % page.bytes(), 0);
+        mem.write_obj(7u64, GuestAddress(MIN_MEMORY_BYTES - 8))
+            .unwrap();
+        drop(mem);
     }
 
     #[test]

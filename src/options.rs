@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use ringvisor_devices::virtio::balloon::{self, BalloonConfig};
+
+use crate::memory::{HugePageSize, MemoryOptions};
 use ringvisor_devices::virtio::console::{self, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::{self, NetConfig};
 use ringvisor_devices::virtio::scsi::{self, ScsiDiskConfig};
@@ -312,19 +314,99 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-/// The CPUs this process may run on (its affinity mask), in order.
-pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; 0 is this thread.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+/// Most vCPUs a guest may have (the MP table's limit).
+pub const MAX_VCPUS: u8 = 254;
+
+/// `--cpus N[,affinity=VCPU@CPULIST,...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSpec {
+    pub count: u8,
+    /// vCPU index and the host cores it is pinned to.
+    pub affinity: Vec<(u8, Vec<usize>)>,
+}
+
+/// Parses `N[,affinity=VCPU@CPULIST,...]`, e.g. `4,affinity=0@2,1@3,2@4-5,8`: a CPU list
+/// may hold commas, so each `VCPU@` starts a new entry and bare items extend the last one.
+pub fn parse_cpus(text: &str) -> Result<CpuSpec, String> {
+    let (count, rest) = text.split_once(',').unwrap_or((text, ""));
+    let count: u8 = match count.trim().parse() {
+        Ok(n) if (1..=MAX_VCPUS).contains(&n) => n,
+        _ => return Err(format!("'{count}' is not a vCPU count in 1..={MAX_VCPUS}")),
+    };
+    let mut affinity: Vec<(u8, String)> = Vec::new();
+    if !rest.is_empty() {
+        let list = rest
+            .strip_prefix("affinity=")
+            .ok_or_else(|| format!("'{rest}': after the count only affinity=VCPU@CPULIST,..."))?;
+        for item in list.split(',') {
+            match item.split_once('@') {
+                Some((vcpu, cores)) => {
+                    let vcpu: u8 = vcpu
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("affinity: '{vcpu}' is not a vCPU number"))?;
+                    if vcpu >= count {
+                        return Err(format!(
+                            "affinity: there is no vCPU {vcpu} (the guest has {count})"
+                        ));
+                    }
+                    if affinity.iter().any(|(v, _)| *v == vcpu) {
+                        return Err(format!("affinity: vCPU {vcpu} given twice"));
+                    }
+                    affinity.push((vcpu, cores.to_owned()));
+                }
+                None => match affinity.last_mut() {
+                    Some((_, cores)) => {
+                        cores.push(',');
+                        cores.push_str(item);
+                    }
+                    None => return Err(format!("affinity: '{item}' is not VCPU@CPULIST")),
+                },
+            }
+        }
+        if affinity.is_empty() {
+            return Err("affinity= needs at least one VCPU@CPULIST".into());
+        }
     }
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `cpu` is below CPU_SETSIZE, inside the set.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
+    let affinity = affinity
+        .into_iter()
+        .map(|(vcpu, cores)| {
+            parse_cpu_list(&cores)
+                .map(|list| (vcpu, list))
+                .map_err(|e| format!("affinity of vCPU {vcpu}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(CpuSpec { count, affinity })
+}
+
+/// A memory size with its backing options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySpec {
+    pub bytes: u64,
+    pub options: MemoryOptions,
+}
+
+/// Parses `SIZE[,hugepages=on][,hugepage-size=2M|1G][,prefault=on][,shared=on]`.
+pub fn parse_memory(text: &str) -> Result<MemorySpec, String> {
+    let (size, rest) = text.split_once(',').unwrap_or((text, ""));
+    let bytes = crate::cli::parse_size(size)?;
+    let mut options = MemoryOptions::default();
+    if !rest.is_empty() {
+        let list = OptionList::parse(rest, &["hugepages", "hugepage-size", "prefault", "shared"])?;
+        let page = match list.get("hugepage-size") {
+            None | Some("2M" | "2MiB" | "2m") => HugePageSize::TwoMiB,
+            Some("1G" | "1GiB" | "1g") => HugePageSize::OneGiB,
+            Some(other) => return Err(format!("hugepage-size={other}: use 2M or 1G")),
+        };
+        if list.switch("hugepages", false)? {
+            options.hugepages = Some(page);
+        } else if list.get("hugepage-size").is_some() {
+            return Err("hugepage-size= needs hugepages=on".into());
+        }
+        options.prefault = list.switch("prefault", false)?;
+        options.shared = list.switch("shared", false)?;
+    }
+    Ok(MemorySpec { bytes, options })
 }
 
 #[cfg(test)]
@@ -486,7 +568,58 @@ mod tests {
     }
 
     #[test]
-    fn this_process_may_run_somewhere() {
-        assert!(!allowed_cpus().unwrap().is_empty());
+    fn cpus_with_affinity_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            parse_cpus("2"),
+            Ok(CpuSpec {
+                count: 2,
+                affinity: vec![]
+            })
+        );
+        assert_eq!(
+            parse_cpus("4,affinity=0@2,1@3,2@4-5,8").unwrap().affinity,
+            vec![(0, vec![2]), (1, vec![3]), (2, vec![4, 5, 8])]
+        );
+        for (spec, want) in [
+            ("0", "not a vCPU count"),
+            ("255", "not a vCPU count"),
+            ("2,pin=1", "only affinity="),
+            ("2,affinity=2@1", "no vCPU 2"),
+            ("2,affinity=0@1,0@2", "given twice"),
+            ("2,affinity=3", "not VCPU@CPULIST"),
+            ("2,affinity=0@x", "affinity of vCPU 0"),
+            ("2,affinity=", "not VCPU@CPULIST"),
+        ] {
+            let err = parse_cpus(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn memory_with_backing_options() {
+        assert_eq!(
+            parse_memory("512M"),
+            Ok(MemorySpec {
+                bytes: 512 << 20,
+                options: MemoryOptions::default()
+            })
+        );
+        let spec = parse_memory("2G,hugepages=on,hugepage-size=1G,prefault=on,shared=on").unwrap();
+        assert_eq!(spec.bytes, 2 << 30);
+        assert_eq!(spec.options.hugepages, Some(HugePageSize::OneGiB));
+        assert!(spec.options.prefault && spec.options.shared);
+        assert_eq!(
+            parse_memory("1G,hugepages=on").unwrap().options.hugepages,
+            Some(HugePageSize::TwoMiB)
+        );
+        for (spec, want) in [
+            ("1G,hugepage-size=1G", "needs hugepages=on"),
+            ("1G,hugepages=on,hugepage-size=4M", "use 2M or 1G"),
+            ("1G,thp=off", "unknown option 'thp'"),
+            ("0,prefault=on", "greater than zero"),
+        ] {
+            let err = parse_memory(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
     }
 }

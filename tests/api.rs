@@ -30,10 +30,19 @@ fn the_api_answers_info_and_stats_and_survives_bad_requests() {
     assert_eq!(mode & 0o777, 0o600, "owner-only socket");
 
     let info = ask(&socket, "info");
-    assert_eq!(
-        info,
-        json!({ "ok": true, "result": { "cpus": 2, "devices": [] } })
-    );
+    assert_eq!(info["ok"], json!(true));
+    assert_eq!(info["result"]["cpus"], json!(2));
+    assert_eq!(info["result"]["devices"], json!([]));
+    // Where the threads run, read live: both reactors and the API thread are there.
+    let threads = info["result"]["threads"].as_array().unwrap();
+    for name in ["reactor0", "reactor1", "api"] {
+        assert!(
+            threads
+                .iter()
+                .any(|t| t["name"] == json!(name) && !t["cores"].as_str().unwrap().is_empty()),
+            "{name} in {threads:?}"
+        );
+    }
     let stats = ask(&socket, "stats");
     assert_eq!(stats["ok"], json!(true));
     assert_eq!(stats["result"]["reactors"].as_array().unwrap().len(), 2);

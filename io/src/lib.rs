@@ -9,7 +9,7 @@ pub mod reactor;
 pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
-pub use reactor::{QueueStats, ReactorError, ReactorSet, ReactorStats};
+pub use reactor::{pin_current_thread, QueueStats, ReactorError, ReactorSet, ReactorStats};
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,
 };

@@ -82,7 +82,18 @@ impl ApiState {
 
     fn answer(&self, line: &str) -> Value {
         match parse_request(line) {
-            Ok(Request::Info) => json!({ "ok": true, "result": self.info }),
+            Ok(Request::Info) => {
+                // Where the threads run now, read from /proc (not what was planned).
+                let threads: Vec<Value> = crate::placement::live_threads()
+                    .into_iter()
+                    .map(|(name, tid, cores)| json!({ "name": name, "tid": tid, "cores": cores }))
+                    .collect();
+                let mut info = self.info.clone();
+                if let Value::Object(map) = &mut info {
+                    map.insert("threads".into(), Value::Array(threads));
+                }
+                json!({ "ok": true, "result": info })
+            }
             Ok(Request::Stats) => {
                 let low = self
                     .low_priority

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use log::info;
+use log::{info, warn};
 use ringvisor_devices::legacy::SerialPort;
 use ringvisor_devices::virtio::balloon::{BalloonConfig, BalloonError};
 use ringvisor_devices::virtio::block::BlockError;
@@ -21,12 +21,13 @@ use serde_json::json;
 use crate::api::{ApiError, ApiServer, ApiState};
 use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
 use crate::kvm::{KvmVm, PauseControl, PauseError, VcpuError, VcpuStop, VmError};
-use crate::memory::{self, MemoryError};
+use crate::memory::{self, MemoryError, MemoryOptions};
 use crate::mmio_bus::MmioBus;
-use crate::options::{allowed_cpus, DiskSpec};
+use crate::options::DiskSpec;
 use crate::pci::virtio::{VirtioPciError, VirtioPciServices};
 use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, PortIoBus};
+use crate::placement::{allowed_cpus, cpu_list_string, plan, Placement, PlacementError};
 
 /// ISA IRQ of COM1.
 const COM1_GSI: u32 = 4;
@@ -37,7 +38,10 @@ pub struct MachineConfig {
     pub initramfs: Option<PathBuf>,
     pub cmdline: String,
     pub cpus: u8,
+    /// vCPU index and the host cores it is pinned to.
+    pub vcpu_affinity: Vec<(u8, Vec<usize>)>,
     pub memory_bytes: u64,
+    pub memory_options: MemoryOptions,
     pub disks: Vec<DiskSpec>,
     /// The virtio-scsi controller and its logical units, when asked for.
     pub scsi: Option<ScsiConfig>,
@@ -90,10 +94,10 @@ pub enum MachineError {
     Guest(#[from] VcpuError),
     #[error("every vCPU thread ended without a guest exit")]
     VcpusVanished,
-    #[error(
-        "--reactor-cores: core {core} is not one this process may run on (allowed: {allowed:?})"
-    )]
-    ReactorCore { core: usize, allowed: Vec<usize> },
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error("cannot pin the VMM's threads: {0}")]
+    Pin(#[source] std::io::Error),
     #[error("cannot read this process's CPU affinity: {0}")]
     Affinity(#[source] std::io::Error),
     #[error("cannot start the I/O reactors: {0}")]
@@ -156,12 +160,7 @@ impl MachineConfig {
                 max: MAX_MPTABLE_CPUS.into(),
             });
         }
-        if self.memory_bytes < memory::MIN_MEMORY_BYTES {
-            return Err(MemoryError::TooSmall {
-                got: self.memory_bytes,
-            }
-            .into());
-        }
+        memory::check(self.memory_bytes, &self.memory_options)?;
         for disk in &self.disks {
             std::fs::metadata(&disk.path).map_err(|source| MachineError::DiskPath {
                 path: disk.path.clone(),
@@ -185,45 +184,42 @@ impl MachineConfig {
                 });
             }
         }
-        self.reactor_placement()?;
+        self.placement()?;
         Ok(())
     }
 
-    /// The core of each reactor to start: `--reactor-cores`, checked against the cores
-    /// this process may use, or one reactor per allowed core.
-    pub fn reactor_placement(&self) -> Result<Vec<usize>, MachineError> {
+    /// Where every thread goes: the reactors, the vCPUs and the background threads,
+    /// checked against the cores this process may use. Call it before any thread of
+    /// the VMM is pinned (the allowed set is read from the calling thread).
+    pub fn placement(&self) -> Result<Placement, MachineError> {
         let allowed = allowed_cpus().map_err(MachineError::Affinity)?;
-        match &self.reactor_cores {
-            None => Ok(allowed),
-            Some(cores) => {
-                if let Some(&core) = cores.iter().find(|core| !allowed.contains(core)) {
-                    return Err(MachineError::ReactorCore { core, allowed });
-                }
-                Ok(cores.clone())
-            }
-        }
+        Ok(plan(
+            self.cpus,
+            &self.vcpu_affinity,
+            self.reactor_cores.as_deref(),
+            &allowed,
+        )?)
     }
 }
 
 /// One reactor per placement core, pinned; a machine without virtio queues needs none
 /// of them running, but the set is cheap and keeps one code path.
-fn start_reactors(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineError> {
-    let cores: Vec<Option<usize>> = config.reactor_placement()?.into_iter().map(Some).collect();
+fn start_reactors(
+    config: &MachineConfig,
+    placement: &Placement,
+) -> Result<Arc<ReactorSet>, MachineError> {
+    let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
     let poll = (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us));
     Ok(Arc::new(ReactorSet::start_with_polling(&cores, poll)?))
-}
-
-/// The low-priority reactor, kept off the cores of the I/O reactors where others remain.
-fn start_low_priority_reactor(config: &MachineConfig) -> Result<Arc<ReactorSet>, MachineError> {
-    let allowed = allowed_cpus().map_err(MachineError::Affinity)?;
-    let hot = config.reactor_placement()?;
-    let spare: Vec<usize> = allowed.into_iter().filter(|c| !hot.contains(c)).collect();
-    Ok(Arc::new(ReactorSet::start_low_priority(&spare)?))
 }
 
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.
 pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, MachineError> {
     config.validate()?;
+    let placement = config.placement()?;
+    for warning in &placement.warnings {
+        warn!("placement: {warning}");
+    }
     shutdown::block_sigterm();
     let vm = KvmVm::create()?;
     let max = vm.max_vcpus().min(usize::from(MAX_MPTABLE_CPUS));
@@ -234,7 +230,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         });
     }
     let pause = PauseControl::new(vm.shared_fd(), usize::from(config.cpus))?;
-    let mem = memory::allocate(config.memory_bytes)?;
+    let mem = memory::allocate_with(config.memory_bytes, &config.memory_options)?;
     vm.map_memory(&mem)?;
     let kernel = load_linux(
         &mem,
@@ -250,7 +246,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     let mut root = PciRootBus::new();
     root.add(Box::new(PciHostBridge::new()));
     let mmio = Arc::new(MmioBus::new());
-    let reactors = start_reactors(config)?;
+    let reactors = start_reactors(config, &placement)?;
     let router = vm.irq_router();
     let services = VirtioPciServices {
         mem: mem.clone(),
@@ -258,7 +254,10 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         interrupts: router.clone(),
         ioevents: router,
     };
-    let low_priority = start_low_priority_reactor(config)?;
+    let low_priority = Arc::new(ReactorSet::start_low_priority(&placement.background)?);
+    // The threads started from here on (API, signals, stdin) inherit the background
+    // cores; the vCPU threads set their own.
+    ringvisor_io::pin_current_thread(&placement.background).map_err(MachineError::Pin)?;
     let low_services = VirtioPciServices {
         queue_host: low_priority.clone(),
         ..services.clone()
@@ -290,7 +289,9 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 "cpus": config.cpus,
                 "memory_bytes": config.memory_bytes,
                 "kernel": config.kernel,
-                "reactor_cores": config.reactor_placement()?,
+                "reactor_cores": placement.reactors,
+                "vcpu_cores": placement.vcpus.iter().map(|c| cpu_list_string(c)).collect::<Vec<_>>(),
+                "background_cores": cpu_list_string(&placement.background),
                 "devices": plugged.info,
             });
             let state = ApiState {
@@ -327,9 +328,17 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         let mmio = Arc::clone(&mmio);
         let stops = stops.clone();
         let pause = Arc::clone(&pause);
+        let cores = placement
+            .vcpus
+            .get(usize::from(vcpu.index()))
+            .cloned()
+            .unwrap_or_default();
         thread::Builder::new()
             .name(format!("vcpu{}", vcpu.index()))
             .spawn(move || {
+                if let Err(err) = ringvisor_io::pin_current_thread(&cores) {
+                    warn!("vcpu{}: cannot pin to cores {cores:?}: {err}", vcpu.index());
+                }
                 let stop = vcpu.run(&bus, &mmio, &pause);
                 let _ = stops.send(MachineStop::Vcpu(stop));
             })

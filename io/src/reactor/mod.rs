@@ -230,14 +230,13 @@ impl Drop for ReactorSet {
 
 /// Pins the calling thread to `core`; a failure (core offline, not in the allowed set)
 /// leaves it unpinned with a warning rather than stopping the VM.
-/// Restricts the calling thread to `cores`.
-fn pin_to_cores(reactor: usize, cores: &[usize]) {
+/// Restricts the calling thread to `cores` (a thread's affinity is its own on Linux).
+pub fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &core in cores {
         if core >= libc::CPU_SETSIZE as usize {
-            warn!("reactor {reactor}: core {core} is past CPU_SETSIZE, not pinned");
-            return;
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
         // SAFETY: CPU_SET indexes within the set: `core` is below CPU_SETSIZE.
         unsafe { libc::CPU_SET(core, &mut set) };
@@ -245,10 +244,14 @@ fn pin_to_cores(reactor: usize, cores: &[usize]) {
     // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if rc != 0 {
-        warn!(
-            "reactor {reactor}: cannot pin to cores {cores:?}: {}",
-            std::io::Error::last_os_error()
-        );
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn pin_to_cores(reactor: usize, cores: &[usize]) {
+    if let Err(err) = pin_current_thread(cores) {
+        warn!("reactor {reactor}: cannot pin to cores {cores:?}: {err}");
     }
 }
 

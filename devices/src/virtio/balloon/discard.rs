@@ -124,9 +124,12 @@ impl Discarder {
     /// `region`; returns the bytes released.
     fn release(&self, region: &vm_memory::GuestRegionMmap<()>, start: u64, len: u64) -> u64 {
         let anonymous_private = libc::MAP_ANONYMOUS | libc::MAP_PRIVATE;
-        if region.flags() & anonymous_private != anonymous_private {
+        if region.flags() & anonymous_private != anonymous_private
+            || region.flags() & libc::MAP_HUGETLB != 0
+        {
             // A file-backed region would read back the file, a shared one would keep
-            // its pages: neither is what the guest expects of a released page.
+            // its pages: neither is what the guest expects of a released page. Huge
+            // pages are released only whole, never 4 KiB at a time.
             return 0;
         }
         // The caller keeps the range inside the region; checked again because the
