@@ -265,6 +265,35 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         "poweroff must end ringvisor with 0"
     );
 
+    // The high-performance knobs: a guest booted from the hugetlb pool (all its 192 pages
+    // taken at start by prefault) with its vCPUs pinned crosswise (read back from /proc
+    // while it ran; vCPU 1 shares the reactor's core, which is warned about), and an
+    // empty pool refused with the sysctl that fixes it.
+    let topology = expect("L1: topology ");
+    for want in ["vcpu0=1", "vcpu1=0", "reactor0=0", "lowprio0=0-1"] {
+        assert!(
+            topology.split(' ').any(|t| t == want),
+            "{want} not in {topology}"
+        );
+    }
+    let huge = expect("L1: hugepages boot exit=");
+    assert!(
+        huge.starts_with("0 smoke=1 memtotal_kb="),
+        "the hugepage-backed guest did not boot: {huge}"
+    );
+    assert!(huge.ends_with("pages_used=192"), "{huge}");
+    assert_eq!(expect("L1: placement warnings="), "1");
+    let empty = expect("L1: negative hugepages-empty-pool exit=");
+    assert!(
+        !empty.starts_with("0 ") && empty.contains("sysctl vm.nr_hugepages=192"),
+        "{empty}"
+    );
+    let affinity = expect("L1: negative affinity-core exit=");
+    assert!(
+        !affinity.starts_with("0 ") && affinity.contains("vCPU 1 on core 7"),
+        "{affinity}"
+    );
+
     for case in [
         "missing-kernel",
         "not-bzimage",

@@ -4,6 +4,7 @@ use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::{DevPathError, GuestQueue, Result, Rig};
+use crate::memory::MemoryOptions;
 use crate::virtq_driver::Buffer;
 
 /// virtio-blk request types (virtio 1.2, 5.2.6).
@@ -114,12 +115,31 @@ impl Rig<BlockDevice> {
         queue_size: u16,
         poll: Option<std::time::Duration>,
     ) -> Result<Self> {
-        Rig::with_device(
+        Self::with_options(
+            config,
+            reactor_cores,
+            queue_size,
+            poll,
+            &MemoryOptions::default(),
+        )
+    }
+
+    /// As [`with_polling`](Self::with_polling), with guest memory backed as `memory`
+    /// says.
+    pub fn with_options(
+        config: BlockConfig,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        poll: Option<std::time::Duration>,
+        memory: &MemoryOptions,
+    ) -> Result<Self> {
+        Rig::with_device_memory(
             BlockDevice::new(config)?,
             "blk",
             reactor_cores,
             queue_size,
             poll,
+            memory,
         )
     }
 

@@ -38,7 +38,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::memory::{self, GuestMemory, MemoryError, MIN_MEMORY_BYTES};
+use crate::memory::{self, GuestMemory, MemoryError, MemoryOptions, MIN_MEMORY_BYTES};
 use crate::virtq_driver::{Buffer, DriverError, SplitQueueDriver};
 
 /// Guest memory each queue gets for request headers, data and status bytes.
@@ -261,11 +261,31 @@ impl<D: VirtioDevice> Rig<D> {
     /// every queue of `device` with `queue_size` entries in fresh guest memory, activates
     /// the device with every feature it offers and hands each queue to the reactors.
     pub fn with_device(
+        device: D,
+        name: &str,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        poll: Option<std::time::Duration>,
+    ) -> Result<Self> {
+        Self::with_device_memory(
+            device,
+            name,
+            reactor_cores,
+            queue_size,
+            poll,
+            &MemoryOptions::default(),
+        )
+    }
+
+    /// As [`with_device`](Self::with_device), with guest memory backed as `memory` says
+    /// (huge pages, prefaulted).
+    pub fn with_device_memory(
         mut device: D,
         name: &str,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
         poll: Option<std::time::Duration>,
+        memory: &MemoryOptions,
     ) -> Result<Self> {
         let queue_count = device.queue_max_sizes().len() as u64;
         let ring_stride = SplitQueueDriver::footprint(queue_size).next_multiple_of(4096);
@@ -273,7 +293,7 @@ impl<D: VirtioDevice> Rig<D> {
             return Err(DevPathError::QueueSize(queue_size));
         }
         let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
-        let mem = memory::allocate(mem_bytes)?;
+        let mem = memory::allocate_with(mem_bytes, memory)?;
         let reactors = ReactorSet::start_with_polling(reactor_cores, poll)?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use ringvisor::memory::{HugePageSize, MemoryOptions};
 use ringvisor_bench::devpath::load::{self, Device, LoadConfig};
 use ringvisor_bench::devpath::report::{self, Row};
 use ringvisor_bench::devpath::{file_size, fio, prepare_file, Job, JOBS};
@@ -56,6 +57,14 @@ struct Args {
     /// polled queue, Linux virtio_blk poll_queues + io_poll) instead of sleeping on them.
     #[arg(long)]
     driver_poll: bool,
+    /// Back the rig's guest memory with 2 MiB pages from the hugetlb pool (prefaulted),
+    /// as `ringvisor run --memory SIZE,hugepages=on,prefault=on`.
+    #[arg(long)]
+    hugepages: bool,
+    /// Pin each reactor and its driver thread to separate cores (reactors on the last
+    /// allowed cores, drivers on the first), as --reactor-cores and --cpus affinity do.
+    #[arg(long)]
+    pin: bool,
     /// Offset PRNG seed (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -161,6 +170,12 @@ fn run(args: Args) -> Result<(), String> {
                     seed,
                     poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
                     driver_poll: args.driver_poll,
+                    memory: MemoryOptions {
+                        hugepages: args.hugepages.then_some(HugePageSize::TwoMiB),
+                        prefault: args.hugepages,
+                        shared: false,
+                    },
+                    pin: args.pin,
                 })
                 .map_err(|e| format!("{} on {name} with {reactors} reactors: {e}", job.name))?;
                 results.push((name, result));

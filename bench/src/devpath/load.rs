@@ -9,10 +9,12 @@ use hdrhistogram::Histogram;
 use ringvisor::devpath::{
     BlockRig, CommandSlot, GuestQueue, RequestSlot, ScsiRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN,
 };
+use ringvisor::memory::MemoryOptions;
+use ringvisor::placement::allowed_cpus;
 use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
-use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
-use ringvisor_io::{ReactorSet, ReactorStats};
+use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDevice, ScsiDiskConfig};
+use ringvisor_io::{pin_current_thread, ReactorSet, ReactorStats};
 use vm_memory::GuestAddress;
 
 use super::{Job, Offsets, Region};
@@ -58,6 +60,36 @@ pub struct LoadConfig {
     /// The driver spins on the used ring and asks for no interrupts (a guest's polled
     /// queue) instead of sleeping on the interrupt eventfd.
     pub driver_poll: bool,
+    /// How the rig's guest memory is backed (huge pages, prefault).
+    pub memory: MemoryOptions,
+    /// Pin reactor i to the i-th last allowed core and driver thread i to the i-th first
+    /// (a vCPU and its reactor on separate cores), instead of leaving both to the
+    /// scheduler.
+    pub pin: bool,
+}
+
+/// Each thread's core, `None` where the scheduler decides.
+type Cores = Vec<Option<usize>>;
+
+/// The cores of the reactors and of the driver threads: see [`LoadConfig::pin`].
+fn pinning(config: &LoadConfig) -> Result<(Cores, Cores), String> {
+    if !config.pin {
+        return Ok((vec![None; config.reactors], vec![None; config.reactors]));
+    }
+    let allowed = allowed_cpus().map_err(|e| format!("cannot read the allowed cores: {e}"))?;
+    let n = allowed.len();
+    if n < 2 * config.reactors {
+        return Err(format!(
+            "--pin: {} reactors and their drivers need {} cores, {n} allowed",
+            config.reactors,
+            2 * config.reactors
+        ));
+    }
+    let reactors = (0..config.reactors)
+        .map(|i| Some(allowed[n - 1 - i]))
+        .collect();
+    let drivers = (0..config.reactors).map(|i| Some(allowed[i])).collect();
+    Ok((reactors, drivers))
 }
 
 /// What the reactors did during the measured window (counters of the window only).
@@ -168,7 +200,7 @@ struct Slot {
 /// Runs `config.job` through a fresh rig: warm-up, then the measured window.
 pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
     let queues = u16::try_from(config.reactors).map_err(|_| "too many reactors".to_string())?;
-    let cores = vec![None; config.reactors];
+    let (cores, drivers) = pinning(config)?;
     match config.device {
         Device::Blk => {
             let block = BlockConfig {
@@ -178,13 +210,19 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                 queues,
                 serial: None,
             };
-            let mut rig = BlockRig::with_polling(block, &cores, config.queue_size, config.poll)
-                .map_err(|e| e.to_string())?;
+            let mut rig = BlockRig::with_options(
+                block,
+                &cores,
+                config.queue_size,
+                config.poll,
+                &config.memory,
+            )
+            .map_err(|e| e.to_string())?;
             if !rig.device().direct() {
                 return Err(refuses_direct(config));
             }
             let (guest_queues, reactors) = rig.split_mut();
-            let outcome = measure(config, guest_queues, reactors);
+            let outcome = measure(config, guest_queues, reactors, &drivers);
             let faults = rig.faults();
             rig.shutdown().map_err(|e| e.to_string())?;
             finish(config, outcome, faults)
@@ -201,15 +239,23 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                 })
                 .collect();
             let scsi = ScsiConfig { queues, disks };
-            let mut rig = ScsiRig::scsi_with_polling(scsi, &cores, config.queue_size, config.poll)
-                .map_err(|e| e.to_string())?;
+            let device = ScsiDevice::new(scsi).map_err(|e| e.to_string())?;
+            let mut rig = ScsiRig::with_device_memory(
+                device,
+                "scsi",
+                &cores,
+                config.queue_size,
+                config.poll,
+                &config.memory,
+            )
+            .map_err(|e| e.to_string())?;
             if rig.device().units().iter().any(|unit| !unit.3) {
                 return Err(refuses_direct(config));
             }
             let (guest_queues, reactors) = rig.split_mut();
             // The control and event queues come first; the drivers use the request queues.
             let request_queues = &mut guest_queues[ScsiRig::request_queue(0)..];
-            let outcome = measure(config, request_queues, reactors);
+            let outcome = measure(config, request_queues, reactors, &drivers);
             let faults = rig.faults();
             rig.shutdown().map_err(|e| e.to_string())?;
             finish(config, outcome, faults)
@@ -246,7 +292,12 @@ fn finish(
 }
 
 /// Warm-up, then the measured window, one driver thread per queue.
-fn measure(config: &LoadConfig, guest_queues: &mut [GuestQueue], reactors: &ReactorSet) -> Outcome {
+fn measure(
+    config: &LoadConfig,
+    guest_queues: &mut [GuestQueue],
+    reactors: &ReactorSet,
+    driver_cores: &[Option<usize>],
+) -> Outcome {
     let measure_from = Instant::now() + config.warmup;
     let measure_to = measure_from + config.run;
     let job = config.job;
@@ -269,7 +320,14 @@ fn measure(config: &LoadConfig, guest_queues: &mut [GuestQueue], reactors: &Reac
                     to: measure_to,
                     poll: config.driver_poll,
                 };
-                scope.spawn(move || drive(queue, job, device, offsets, window))
+                let core = driver_cores.get(index).copied().flatten();
+                scope.spawn(move || {
+                    if let Some(core) = core {
+                        pin_current_thread(&[core])
+                            .map_err(|e| format!("cannot pin driver {index}: {e}"))?;
+                    }
+                    drive(queue, job, device, offsets, window)
+                })
             })
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
