@@ -3,7 +3,8 @@
 # stock Debian L2 guest, one 2-queue virtio-blk disk on a 256 MiB file in L1's tmpfs
 # (page cache for both VMMs: 6.1's tmpfs has no O_DIRECT), the jobs of
 # tests/lab/l2-tests/fio.sh (4k randread QD1/QD32, 4k randwrite QD32, 128k read QD8).
-# ringvisor runs as it starts by default and again with --poll-us 50, then QEMU-KVM with
+# ringvisor runs as it starts by default, with --poll-us 50, with pinned vCPUs and
+# huge-page RAM, and on virtio-scsi, then QEMU-KVM with
 # virtio-blk-pci, an iothread and aio=io_uring.
 #
 #   bash bench/fio-compare.sh [--runs N]      (root: the lab installs Debian packages)

@@ -137,9 +137,10 @@ pub struct RunArgs {
     #[arg(long = "serial-port", value_name = "OPTIONS", value_parser = parse_serial_port)]
     pub serial_ports: Vec<NamedPort>,
 
-    /// A virtio memory balloon: size=SIZE[,deflate-on-oom=on][,stats-interval=SECS].
-    /// The guest hands back SIZE of its RAM (released to the host); the target moves at
-    /// run time with `ringvisor ctl balloon SIZE`. Free page reporting is offered too.
+    /// A virtio memory balloon: size=SIZE[,deflate-on-oom=on][,free-page-reporting=off]
+    /// [,stats-interval=SECS]. The guest hands back SIZE of its RAM (released to the
+    /// host); the target moves at run time with `ringvisor ctl balloon SIZE`. Free page
+    /// reporting (the guest returns free memory as it frees it) is on by default.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_balloon)]
     pub balloon: Option<BalloonConfig>,
 

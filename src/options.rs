@@ -236,10 +236,18 @@ pub fn parse_serial_port(text: &str) -> Result<NamedPort, String> {
 /// Longest statistics refresh period accepted, in seconds.
 pub const MAX_BALLOON_STATS_INTERVAL_S: u64 = 3600;
 
-/// Parses `--balloon size=SIZE[,deflate-on-oom=on][,stats-interval=SECS]`; size=0 starts
-/// with an empty balloon, to be set through the API.
+/// Parses `--balloon size=SIZE[,deflate-on-oom=on][,free-page-reporting=off]
+/// [,stats-interval=SECS]`; size=0 starts with an empty balloon, to be set through the API.
 pub fn parse_balloon(text: &str) -> Result<BalloonConfig, String> {
-    let options = OptionList::parse(text, &["size", "deflate-on-oom", "stats-interval"])?;
+    let options = OptionList::parse(
+        text,
+        &[
+            "size",
+            "deflate-on-oom",
+            "free-page-reporting",
+            "stats-interval",
+        ],
+    )?;
     let size = options
         .get("size")
         .ok_or("size=SIZE is required (0 for none yet)")?;
@@ -257,6 +265,7 @@ pub fn parse_balloon(text: &str) -> Result<BalloonConfig, String> {
     Ok(BalloonConfig {
         initial_target_bytes,
         deflate_on_oom: options.switch("deflate-on-oom", false)?,
+        free_page_reporting: options.switch("free-page-reporting", true)?,
         stats_interval,
         protected: Vec::new(),
     })
@@ -543,7 +552,12 @@ mod tests {
     fn balloon_specs_parse_and_bad_ones_say_why() {
         let spec = parse_balloon("size=256M,deflate-on-oom=on,stats-interval=5").unwrap();
         assert_eq!(spec.initial_target_bytes, 256 << 20);
-        assert!(spec.deflate_on_oom);
+        assert!(spec.deflate_on_oom && spec.free_page_reporting);
+        assert!(
+            !parse_balloon("size=0,free-page-reporting=off")
+                .unwrap()
+                .free_page_reporting
+        );
         assert_eq!(spec.stats_interval, std::time::Duration::from_secs(5));
         assert_eq!(parse_balloon("size=0").unwrap().initial_target_bytes, 0);
         for (spec, want) in [

@@ -259,39 +259,15 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!((4..=7).contains(&before), "{lag}");
     assert!((-1..=1).contains(&after), "{lag}");
     check_low_priority_devices(&console);
+    // Second L1 boot, kept short: the hugetlb pool and pinned vCPUs.
+    if let Some(knobs) = run_lab("tests/lab/scenarios/ringvisor-knobs.sh") {
+        println!("{knobs}");
+        check_knobs(&knobs);
+    }
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),
         "0",
         "poweroff must end ringvisor with 0"
-    );
-
-    // The high-performance knobs: a guest booted from the hugetlb pool (all its 192 pages
-    // taken at start by prefault) with its vCPUs pinned crosswise (read back from /proc
-    // while it ran; vCPU 1 shares the reactor's core, which is warned about), and an
-    // empty pool refused with the sysctl that fixes it.
-    let topology = expect("L1: topology ");
-    for want in ["vcpu0=1", "vcpu1=0", "reactor0=0", "lowprio0=0-1"] {
-        assert!(
-            topology.split(' ').any(|t| t == want),
-            "{want} not in {topology}"
-        );
-    }
-    let huge = expect("L1: hugepages boot exit=");
-    assert!(
-        huge.starts_with("0 smoke=1 memtotal_kb="),
-        "the hugepage-backed guest did not boot: {huge}"
-    );
-    assert!(huge.ends_with("pages_used=192"), "{huge}");
-    assert_eq!(expect("L1: placement warnings="), "1");
-    let empty = expect("L1: negative hugepages-empty-pool exit=");
-    assert!(
-        !empty.starts_with("0 ") && empty.contains("sysctl vm.nr_hugepages=192"),
-        "{empty}"
-    );
-    let affinity = expect("L1: negative affinity-core exit=");
-    assert!(
-        !affinity.starts_with("0 ") && affinity.contains("vCPU 1 on core 7"),
-        "{affinity}"
     );
 
     for case in [
@@ -383,9 +359,45 @@ fn check_low_priority_devices(console: &str) {
     // shutdown flushed the 65 writable disks and ended ringvisor with 0.
     assert_eq!(
         expect("L1: api lowprio reactors="),
-        "1 console_queues=10 balloon_queues=4"
+        "1 console_queues=10 balloon_queues=3"
     );
     assert_eq!(expect("L2: test lowprio exit="), "0");
     expect("L2: shutdown waiting");
     assert_eq!(expect("L1: api shutdown exit="), "0 flushed=65");
+}
+
+/// The high-performance knobs (tests/lab/scenarios/ringvisor-knobs.sh).
+fn check_knobs(console: &str) {
+    let expect = |prefix: &str| {
+        fact(console, prefix).unwrap_or_else(|| panic!("no '{prefix}' line in:\n{console}"))
+    };
+    // The high-performance knobs: a guest booted from the hugetlb pool (all its 192 pages
+    // taken at start by prefault) with its vCPUs pinned crosswise (read back from /proc
+    // while it ran; vCPU 1 shares the reactor's core, which is warned about), and an
+    // empty pool refused with the sysctl that fixes it.
+    let topology = expect("L1: topology ");
+    for want in ["vcpu0=1", "vcpu1=0", "reactor0=0", "lowprio0=0-1"] {
+        assert!(
+            topology.split(' ').any(|t| t == want),
+            "{want} not in {topology}"
+        );
+    }
+    let huge = expect("L1: hugepages boot exit=");
+    assert!(
+        huge.starts_with("0 smoke=1 memtotal_kb="),
+        "the hugepage-backed guest did not boot: {huge}"
+    );
+    assert!(huge.ends_with("pages_used=192"), "{huge}");
+    assert_eq!(expect("L1: placement warnings="), "1");
+    let empty = expect("L1: negative hugepages-empty-pool exit=");
+    assert!(
+        !empty.starts_with("0 ") && empty.contains("sysctl vm.nr_hugepages=192"),
+        "{empty}"
+    );
+
+    let affinity = expect("L1: negative affinity-core exit=");
+    assert!(
+        !affinity.starts_with("0 ") && affinity.contains("vCPU 1 on core 7"),
+        "{affinity}"
+    );
 }

@@ -73,6 +73,9 @@ pub struct BalloonConfig {
     /// Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM: the guest may take pages back from the
     /// balloon rather than run out of memory, missing the target.
     pub deflate_on_oom: bool,
+    /// Offer VIRTIO_BALLOON_F_REPORTING: the guest reports free memory, which goes back
+    /// to the host as it frees it (at some guest CPU cost and host page-fault churn).
+    pub free_page_reporting: bool,
     /// How often the guest refreshes its statistics; zero keeps the first report.
     pub stats_interval: Duration,
     /// Guest-physical ranges `[start, end)` that stay backed whatever the guest says
@@ -85,6 +88,7 @@ impl Default for BalloonConfig {
         Self {
             initial_target_bytes: 0,
             deflate_on_oom: false,
+            free_page_reporting: true,
             stats_interval: DEFAULT_STATS_INTERVAL,
             protected: Vec::new(),
         }
@@ -150,8 +154,10 @@ impl BalloonDevice {
         let mut features = VIRTIO_F_VERSION_1
             | VIRTIO_F_RING_INDIRECT_DESC
             | VIRTIO_F_RING_EVENT_IDX
-            | bit(VIRTIO_BALLOON_F_STATS_VQ)
-            | bit(VIRTIO_BALLOON_F_REPORTING);
+            | bit(VIRTIO_BALLOON_F_STATS_VQ);
+        if config.free_page_reporting {
+            features |= bit(VIRTIO_BALLOON_F_REPORTING);
+        }
         if config.deflate_on_oom {
             features |= bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
         }

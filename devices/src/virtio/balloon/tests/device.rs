@@ -38,6 +38,12 @@ fn features_and_identity() {
         oom.offered_features(),
         base | REPORTING | 1 << VIRTIO_BALLOON_F_DEFLATE_ON_OOM
     );
+    let quiet = BalloonDevice::new(BalloonConfig {
+        free_page_reporting: false,
+        ..config()
+    })
+    .unwrap();
+    assert_eq!(quiet.offered_features(), base);
 }
 
 #[test]

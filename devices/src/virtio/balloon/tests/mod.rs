@@ -49,6 +49,7 @@ fn config() -> BalloonConfig {
     BalloonConfig {
         initial_target_bytes: 0,
         deflate_on_oom: false,
+        free_page_reporting: true,
         stats_interval: Duration::from_millis(1),
         protected: vec![
             (PROTECTED, PROTECTED + 2 * PAGE),

@@ -1,0 +1,45 @@
+#!/bin/sh
+# L1 scenario: the high-performance knobs. A short boot of the stock L2 kernel (the smoke
+# test) with guest RAM from the hugetlb pool, prefaulted, and the vCPUs pinned crosswise,
+# their placement read back from /proc while the guest runs; then an empty pool, which
+# must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every extra minute
+# of a nested-lab run is one more chance for TCG's nested SVM to lose L1.
+. /lib/lab/measure.sh
+MEMORY=${MEMORY:-384M}
+
+echo 200 >/proc/sys/vm/nr_hugepages
+total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
+(
+  least=$total
+  while [ ! -e /tmp/huge.done ]; do
+    free=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
+    [ "$free" -lt "$least" ] && least=$free
+    echo "$least" >/tmp/huge.least
+    pid=$(pidof ringvisor)
+    if [ -n "$pid" ] && [ ! -s /tmp/topology ] && grep -qx vcpu1 /proc/"$pid"/task/*/comm 2>/dev/null; then
+      for t in /proc/"$pid"/task/*; do
+        printf '%s=%s\n' "$(awk '/^Name:/ { print $2 }' "$t/status")" \
+          "$(awk '/^Cpus_allowed_list:/ { print $2 }' "$t/status")"
+      done | grep -E '^(vcpu|reactor|lowprio)' | sort | tr '\n' ' ' >/tmp/topology
+    fi
+    sleep 0.2
+  done
+) &
+ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+  --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
+  --memory "$MEMORY",hugepages=on,prefault=on \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke" </dev/null >/tmp/huge.out 2>&1
+huge=$?
+touch /tmp/huge.done
+sleep 0.5
+echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
+[ $huge -eq 0 ] || tail -n 20 /tmp/huge.out
+echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
+echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.out)"
+echo 0 >/proc/sys/vm/nr_hugepages
+ringvisor run --kernel /l2/vmlinuz --memory "$MEMORY",hugepages=on >/tmp/neg.out 2>&1
+echo "L1: negative hugepages-empty-pool exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+
+ringvisor run --kernel /l2/vmlinuz --cpus 2,affinity=1@7 >/tmp/neg.out 2>&1
+echo "L1: negative affinity-core exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+exit "$huge"
