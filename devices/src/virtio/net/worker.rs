@@ -234,9 +234,11 @@ pub struct NetRxWorker {
     mode: RxMode,
     layout: ChainLayout,
     heads: Vec<u16>,
+    /// Buffers in the guest's order. While a read is in flight, the first `reading` of
+    /// them are its target and nothing else takes them.
     waiting: VecDeque<RxBuffer>,
-    /// The buffers the read in flight fills (several when merging).
-    reading: InFlightTable<Vec<RxBuffer>>,
+    /// How many of the front waiting buffers the read in flight spans, if one is.
+    reading: Option<usize>,
     /// Scratch: the iovecs of the buffers one read spans.
     gathered: Iovecs,
     used_now: bool,
@@ -249,6 +251,8 @@ const MIN_RX_BUFFER: u64 = (VNET_HEADER_LEN + ETH_HEADER_LEN) as u64;
 const MAX_RX_FRAME: u64 = (VNET_HEADER_LEN + super::header::MAX_GSO_FRAME) as u64;
 /// Most frames one burst takes, so a flood cannot keep the reactor from its other queues.
 const MAX_BURST: usize = 256;
+/// The tag of the receive queue's one read in flight.
+const READ_TAG: u64 = 0;
 
 impl NetRxWorker {
     pub(crate) fn new(
@@ -265,7 +269,7 @@ impl NetRxWorker {
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
             heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
             waiting: VecDeque::new(),
-            reading: InFlightTable::default(),
+            reading: None,
             gathered: Iovecs::default(),
             used_now: false,
             stats: NetQueueStats::default(),
@@ -352,42 +356,40 @@ impl NetRxWorker {
         }
     }
 
-    /// Hands the guest a frame of `n` bytes (header included) read into `buffers` (in
-    /// order); the buffers it did not reach go back to the front of the waiting list.
-    fn deliver(&mut self, mut buffers: Vec<RxBuffer>, n: usize) -> Result<(), QueueFault> {
+    /// Hands the guest a frame of `n` bytes (header included) read into the front
+    /// waiting buffers: as many of them as the frame filled leave the list, in order; the
+    /// others stay where they are for the next frame.
+    fn deliver(&mut self, n: usize) -> Result<(), QueueFault> {
         self.used_now = true;
         let mut left = n as u64;
         let mut used = 0usize;
-        for buffer in &buffers {
+        for buffer in &self.waiting {
             if left == 0 {
                 break;
             }
             left = left.saturating_sub(u64::from(buffer.len));
             used += 1;
         }
-        let rest = buffers.split_off(used.max(1));
-        for buffer in rest.into_iter().rev() {
-            self.waiting.push_front(buffer);
-        }
-        let Some(first) = buffers.first() else {
+        let used = used.max(1).min(self.waiting.len());
+        let Some(first) = self.waiting.front() else {
             return Ok(());
         };
-        if self
+        let counted = self
             .ring
             .mem()
             .write_obj((used as u16).to_le(), first.num_buffers)
-            .is_err()
-        {
+            .is_ok();
+        if counted {
+            self.stats.frames += 1;
+            self.stats.bytes += (n - VNET_HEADER_LEN) as u64;
+        } else {
             self.stats.drops += 1;
-            for buffer in &buffers {
-                self.ring.add_used(buffer.head, 0)?;
-            }
-            return Ok(());
         }
-        self.stats.frames += 1;
-        self.stats.bytes += (n - VNET_HEADER_LEN) as u64;
-        let mut left = n as u64;
-        for buffer in &buffers {
+        let mut left = if counted { n as u64 } else { 0 };
+        for _ in 0..used {
+            let Some(buffer) = self.waiting.pop_front() else {
+                break;
+            };
             let len = left.min(u64::from(buffer.len));
             left -= len;
             self.ring.add_used(buffer.head, len as u32)?;
@@ -416,8 +418,7 @@ impl NetRxWorker {
                 )
             };
             if n >= MIN_RX_BUFFER as isize {
-                let buffers: Vec<RxBuffer> = self.waiting.drain(..count).collect();
-                self.deliver(buffers, n as usize)?;
+                self.deliver(n as usize)?;
                 continue;
             }
             let errno = std::io::Error::last_os_error().raw_os_error();
@@ -439,7 +440,7 @@ impl NetRxWorker {
 
     /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight.
     fn read_next(&mut self, batch: &mut IoBatch) {
-        if self.reading.len() > 0 {
+        if self.reading.is_some() {
             return;
         }
         let count = self.span();
@@ -452,9 +453,8 @@ impl NetRxWorker {
             offset: 0,
             iovecs: self.gathered.0.clone(),
         };
-        let buffers: Vec<RxBuffer> = self.waiting.drain(..count).collect();
-        let tag = self.reading.insert(buffers);
-        batch.push(tag, op);
+        self.reading = Some(count);
+        batch.push(READ_TAG, op);
     }
 }
 
@@ -468,7 +468,7 @@ impl QueueWorker for NetRxWorker {
         let count = heads.len();
         self.heads = heads;
         let result = result.and_then(|()| {
-            if self.reading.len() == 0 {
+            if self.reading.is_none() {
                 self.read_burst()?;
             }
             self.read_next(batch);
@@ -481,7 +481,10 @@ impl QueueWorker for NetRxWorker {
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
-        let Some(buffers) = self.reading.remove(tag) else {
+        if tag != READ_TAG {
+            return Ok(());
+        }
+        let Some(count) = self.reading.take() else {
             return Ok(());
         };
         const CANCELED: i32 = -libc::ECANCELED;
@@ -489,23 +492,20 @@ impl QueueWorker for NetRxWorker {
         const MSGSIZE: i32 = -libc::EMSGSIZE;
         match result {
             CANCELED => return Ok(()),
-            n if n >= MIN_RX_BUFFER as i32 => self.deliver(buffers, n as usize)?,
-            // A frame larger than the buffers (EFAULT from tun) is lost; the buffers are
-            // reused for the next one.
-            FAULT | MSGSIZE => {
-                self.stats.drops += 1;
-                for buffer in buffers.into_iter().rev() {
-                    self.waiting.push_front(buffer);
-                }
-            }
+            n if n >= MIN_RX_BUFFER as i32 => self.deliver(n as usize)?,
+            // A frame larger than the buffers (EFAULT from tun) is lost; the buffers stay
+            // for the next one.
+            FAULT | MSGSIZE => self.stats.drops += 1,
             other => {
                 debug!(
                     "virtio-net rx queue {}: TAP read: {other}",
                     self.ring.index()
                 );
                 self.stats.drops += 1;
-                for buffer in &buffers {
-                    self.ring.add_used(buffer.head, 0)?;
+                for _ in 0..count {
+                    if let Some(buffer) = self.waiting.pop_front() {
+                        self.ring.add_used(buffer.head, 0)?;
+                    }
                 }
             }
         }
@@ -516,7 +516,7 @@ impl QueueWorker for NetRxWorker {
     }
 
     fn in_flight(&self) -> usize {
-        self.reading.len()
+        usize::from(self.reading.is_some())
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
