@@ -376,4 +376,10 @@ fn the_low_priority_reactor_runs_niced_and_serves_queues() {
     assert_eq!(u64::from_le_bytes(queue.done.lock().unwrap()[0].2), 2);
     set.detach(attached).unwrap();
     let _ = std::fs::remove_file(path);
+    // Upkeep tasks run on the reactor's own thread and hand their result back.
+    let ran_on = set
+        .run_on(0, || std::thread::current().name().map(str::to_owned))
+        .unwrap();
+    assert_eq!(ran_on.as_deref(), Some("lowprio0"));
+    assert!(set.run_on(1, || ()).is_err(), "there is one reactor");
 }

@@ -126,14 +126,27 @@ impl ApiState {
                 let Some(pause) = &self.pause else {
                     return json!({ "ok": false, "error": "this VMM has no vCPUs to pause" });
                 };
-                let done = if request == Request::Pause {
-                    pause.pause(PAUSE_TIMEOUT)
-                } else {
-                    pause.resume()
+                let task = {
+                    let pause = Arc::clone(pause);
+                    move || {
+                        let done = if request == Request::Pause {
+                            pause.pause(PAUSE_TIMEOUT)
+                        } else {
+                            pause.resume()
+                        };
+                        done.map(|()| pause.is_paused()).map_err(|e| e.to_string())
+                    }
+                };
+                // The pause and the kvmclock hold are the low-priority reactor's upkeep.
+                let done = match &self.low_priority {
+                    Some(reactor) => reactor
+                        .run_on(0, task)
+                        .unwrap_or_else(|e| Err(e.to_string())),
+                    None => task(),
                 };
                 match done {
-                    Ok(()) => json!({ "ok": true, "result": { "paused": pause.is_paused() } }),
-                    Err(e) => json!({ "ok": false, "error": e.to_string() }),
+                    Ok(paused) => json!({ "ok": true, "result": { "paused": paused } }),
+                    Err(e) => json!({ "ok": false, "error": e }),
                 }
             }
             Err(error) => json!({ "ok": false, "error": error }),

@@ -158,6 +158,31 @@ impl ReactorSet {
         self.reactors.is_empty()
     }
 
+    /// Runs `task` on reactor `reactor`'s thread, between two passes of its loop, and
+    /// returns its result: how control-path upkeep (pausing the vCPUs, holding the
+    /// kvmclock) gets onto the low-priority reactor. The reactor serves nothing else
+    /// meanwhile, so the task must be short or the reactor one whose queues can wait.
+    pub fn run_on<R: Send + 'static>(
+        &self,
+        reactor: usize,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, QueueHostError> {
+        let handle = self
+            .reactors
+            .get(reactor)
+            .ok_or(QueueHostError::ReactorGone(reactor))?;
+        let (reply, answer) = bounded(1);
+        handle.send(
+            reactor,
+            Control::Run(Box::new(move || {
+                let _ = reply.send(task());
+            })),
+        )?;
+        answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(reactor))
+    }
+
     /// A copy of every reactor's counters and histograms.
     pub fn stats(&self) -> Vec<ReactorStats> {
         let mut all = Vec::with_capacity(self.reactors.len());

@@ -52,6 +52,7 @@ impl RingLoop {
                 Control::Stats(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
+                Control::Run(task) => task(),
                 Control::Stop => {
                     self.stopping = true;
                     let keys: Vec<usize> = self.queues.iter().map(|(key, _)| key).collect();

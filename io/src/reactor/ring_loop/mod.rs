@@ -25,6 +25,8 @@ pub(crate) enum Control {
     /// Stop serving the queue; the reply comes once nothing of it is in flight.
     Detach(usize, Sender<()>),
     Stats(Sender<ReactorStats>),
+    /// Run a task on the reactor thread (the low-priority reactor's upkeep work).
+    Run(Box<dyn FnOnce() + Send>),
     Stop,
 }
 
