@@ -391,6 +391,11 @@ fn check_knobs(console: &str) {
     );
     assert!(huge.ends_with("pages_used=192"), "{huge}");
     assert_eq!(expect("L1: placement warnings="), "1");
+    // That guest was ended by SIGTERM: an orderly shutdown that flushed its disk, exit 0.
+    assert_eq!(
+        expect("L1: sigterm "),
+        "1 orderly shutdown: 1 disk(s) flushed"
+    );
     let empty = expect("L1: negative hugepages-empty-pool exit=");
     assert!(
         !empty.starts_with("0 ") && empty.contains("sysctl vm.nr_hugepages=192"),

@@ -1,8 +1,8 @@
 #!/bin/sh
 # L1 scenario: the high-performance knobs. A short boot of the stock L2 kernel (the smoke
 # test) with guest RAM from the hugetlb pool, prefaulted, and the vCPUs pinned crosswise,
-# their placement read back from /proc while the guest runs; then an empty pool, which
-# must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every extra minute
+# their placement read back from /proc while the guest runs, ended by SIGTERM (an
+# orderly shutdown); then an empty pool, which must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every extra minute
 # of a nested-lab run is one more chance for TCG's nested SVM to lose L1.
 . /lib/lab/measure.sh
 MEMORY=${MEMORY:-384M}
@@ -25,16 +25,23 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
     sleep 0.2
   done
 ) &
-ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+# Once the guest waits, SIGTERM: ringvisor must stop it in order (disk flushed) and exit 0.
+(
+  for i in $(seq 1 1200); do grep -q '^L2: waiting for the host' /tmp/huge.out && break; sleep 0.1; done
+  kill -TERM "$(pidof ringvisor)"
+) &
+dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
+ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
-  --memory "$MEMORY",hugepages=on,prefault=on \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke" </dev/null >/tmp/huge.out 2>&1
+  --memory "$MEMORY",hugepages=on,prefault=on --disk path=/tmp/knobs.img \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,wait" </dev/null >/tmp/huge.out 2>&1
 huge=$?
 touch /tmp/huge.done
 sleep 0.5
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out
 echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
+echo "L1: sigterm $(grep -c 'SIGTERM: shutting down in order' /tmp/huge.out) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.out)"
 echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.out)"
 echo 0 >/proc/sys/vm/nr_hugepages
 ringvisor run --kernel /l2/vmlinuz --memory "$MEMORY",hugepages=on >/tmp/neg.out 2>&1
