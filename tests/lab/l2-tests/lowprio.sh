@@ -39,13 +39,13 @@ event() { # event WORD: tell L1, wait for its one-line answer
 }
 echo "L2: ports received=$(event hello)"
 
-# The balloon: fill 128 MiB of RAM (resident in the VMM), free it, let L1 inflate the
+# The balloon: fill 96 MiB of RAM (resident in the VMM), free it, let L1 inflate the
 # balloon to half the guest, then deflate it.
 sync
 echo 3 >/proc/sys/vm/drop_caches
 echo "L2: balloon available_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
 mem0=$(memtotal)
-dd if=/dev/zero of=/dev/shm/fill bs=1M count=128 2>/dev/null
+dd if=/dev/zero of=/dev/shm/fill bs=1M count=96 2>/dev/null
 check fill $?
 event filled >/dev/null
 rm -f /dev/shm/fill
