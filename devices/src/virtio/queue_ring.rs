@@ -2,6 +2,7 @@
 //! adding used entries, deciding interrupts and notifications, and the table of requests
 //! waiting for host I/O.
 
+use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
 
@@ -80,15 +81,33 @@ impl QueueRing {
     /// Pops every available chain; appends their head indices to `heads`. A head the
     /// used ring could not name means the driver broke the ring.
     pub fn pop_heads(&mut self, heads: &mut Vec<u16>) -> Result<(), QueueFault> {
-        let start = heads.len();
+        self.pop_into(heads).map(drop)
+    }
+
+    /// As [`pop_heads`](Self::pop_heads), onto the back of a queue of heads waiting for
+    /// the host (receive buffers, output waiting for a client); returns how many.
+    pub fn pop_heads_onto(&mut self, waiting: &mut VecDeque<u16>) -> Result<usize, QueueFault> {
+        self.pop_into(waiting)
+    }
+
+    fn pop_into(&mut self, heads: &mut impl Extend<u16>) -> Result<usize, QueueFault> {
+        let size = self.queue.size();
+        let mut popped = 0;
+        let mut bad = None;
         match self.queue.iter(&self.mem) {
-            Ok(chains) => heads.extend(chains.map(|chain| chain.head_index())),
+            Ok(chains) => heads.extend(chains.map(|chain| chain.head_index()).filter(|&head| {
+                if head >= size {
+                    bad.get_or_insert(head);
+                    return false;
+                }
+                popped += 1;
+                true
+            })),
             Err(e) => return Err(self.fault(e)),
         }
-        let size = self.queue.size();
-        match heads[start..].iter().find(|&&head| head >= size) {
+        match bad {
             Some(head) => Err(self.fault(format!("available ring names descriptor {head}"))),
-            None => Ok(()),
+            None => Ok(popped),
         }
     }
 

@@ -22,7 +22,6 @@ pub struct ControlRxWorker {
     layout: ChainLayout,
     /// Buffers the driver posted, waiting for messages.
     buffers: VecDeque<u16>,
-    heads: Vec<u16>,
     delivered: u64,
     bad_chains: u64,
 }
@@ -41,7 +40,6 @@ impl ControlRxWorker {
             nudge,
             layout: ChainLayout::with_capacity(CONTROL_CHAIN_DESCRIPTORS),
             buffers: VecDeque::new(),
-            heads: Vec::new(),
             delivered: 0,
             bad_chains: 0,
         })
@@ -87,11 +85,9 @@ impl ControlRxWorker {
 impl QueueWorker for ControlRxWorker {
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         self.nudge.arm(batch);
-        self.heads.clear();
-        self.ring.pop_heads(&mut self.heads)?;
-        self.buffers.extend(self.heads.iter().copied());
+        let popped = self.ring.pop_heads_onto(&mut self.buffers)?;
         self.deliver(batch)?;
-        Ok(self.heads.len())
+        Ok(popped)
     }
 
     fn complete(&mut self, _tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {

@@ -49,7 +49,6 @@ pub struct PortRxWorker {
     nudge: Nudge,
     layout: ChainLayout,
     buffers: VecDeque<u16>,
-    heads: Vec<u16>,
     waiting: RxWait,
     /// A hangup watch is under way: a client that leaves while the guest has no buffer
     /// posted (or the port closed) is noticed without a read.
@@ -73,7 +72,6 @@ impl PortRxWorker {
             nudge,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
             buffers: VecDeque::new(),
-            heads: Vec::new(),
             waiting: RxWait::Nothing,
             watching: false,
             bad_chains: 0,
@@ -212,11 +210,9 @@ impl PortRxWorker {
 impl QueueWorker for PortRxWorker {
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
         self.nudge.arm(batch);
-        self.heads.clear();
-        self.ring.pop_heads(&mut self.heads)?;
-        self.buffers.extend(self.heads.iter().copied());
+        let popped = self.ring.pop_heads_onto(&mut self.buffers)?;
         self.pump(batch)?;
-        Ok(self.heads.len())
+        Ok(popped)
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
