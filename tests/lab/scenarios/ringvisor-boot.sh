@@ -25,6 +25,10 @@ for i in $(seq 1 61); do
   extra="$extra --scsi-disk path=/tmp/scsi-extra-$i.img"
 done
 
+# The helpers below that run beside the guest write their "L1: ..." facts to
+# /tmp/l1-facts.log, printed once ringvisor has exited.
+: >/tmp/l1-facts.log
+
 # The NIC's L1 side: ringvisor creates TAP rvtap0; once it exists, L1 takes 10.0.2.1.
 # Port 5000 (nc) keeps what L2 sends, its input held open so that it never half-closes
 # first; port 8080 (busybox httpd) serves L2 a file.
@@ -59,7 +63,8 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
   echo "L1: api resume exit=$? out=$(tr -d ' \n' </tmp/api-resume.out)"
   t1=$(/bin/date +%s%N)
   echo $(((t1 - t0) / 1000000)) >/tmp/www/paused-ms
-) &
+) >>/tmp/l1-facts.log 2>&1 &
+api_pid=$!
 httpd -p 8080 -h /tmp/www
 
 # The low-priority devices (tests/lab/l2-tests/lowprio.sh): L2 writes an event line to
@@ -102,7 +107,8 @@ balloon_settle() { # balloon_settle SIZE BYTES: set the target, wait until the g
   echo "L1: api lowprio reactors=$(grep -c '"low_priority_reactors"' /tmp/api-stats-end.json) console_queues=$(grep -c '"console0/q' /tmp/api-stats-end.json) balloon_queues=$(grep -c '"balloon0/q' /tmp/api-stats-end.json)"
   ringvisor ctl --socket /tmp/rv.sock shutdown >/tmp/api-shutdown.out 2>&1
   echo "L1: api shutdown exit=$? flushed=$(grep -c '\.img"' /tmp/api-shutdown.out)"
-) &
+) >>/tmp/l1-facts.log 2>&1 &
+lowprio_pid=$!
 
 # The console, the ports and the balloon come from a config file (--config). Free page
 # reporting stays off: the RSS the balloon gives back is then the balloon's alone (the
@@ -134,6 +140,15 @@ measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initram
   --config /tmp/rv.toml \
   --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,lowprio,blk,scsi,net,shutdown"
 status=$?
+# The facts L1's helpers gathered while the guest ran: kept in a file until now, so that
+# they never interleave with the guest's console lines.
+# They end with the guest; a helper still waiting for a guest that died is stopped.
+for i in $(seq 1 50); do
+  kill -0 "$api_pid" 2>/dev/null || kill -0 "$lowprio_pid" 2>/dev/null || break
+  sleep 0.1
+done
+kill "$api_pid" "$lowprio_pid" 2>/dev/null
+cat /tmp/l1-facts.log
 
 echo "L1: net from-l2-md5=$(md5sum </tmp/from-l2 | cut -d' ' -f1)"
 echo "L1: ports out-md5=$(md5sum </tmp/port-out.bin | cut -d' ' -f1) bytes=$(wc -c </tmp/port-out.bin)"
