@@ -11,6 +11,7 @@ use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
+use super::chain::{walk_chain, ChainError, ChainLayout};
 use super::GuestMemory;
 
 /// The `QueueWorker` methods every ring-backed worker answers from its `ring` field:
@@ -69,6 +70,11 @@ impl QueueRing {
 
     pub fn desc_table(&self) -> GuestAddress {
         GuestAddress(self.queue.desc_table())
+    }
+
+    /// Walks the chain at `head` of this queue into `layout` (see [`walk_chain`]).
+    pub fn walk(&self, head: u16, layout: &mut ChainLayout) -> Result<(), ChainError> {
+        walk_chain(&self.mem, self.desc_table(), self.size(), head, layout)
     }
 
     pub fn fault(&self, reason: impl Display) -> QueueFault {
@@ -215,4 +221,24 @@ impl<T> InFlightTable<T> {
     pub fn len(&self) -> usize {
         self.len
     }
+}
+
+/// Pops every available chain of a worker's queue and hands each head, in order, to
+/// `serve`, stopping at the first fault; returns how many were popped. `parts` lends the
+/// worker's ring and the scratch list of heads it keeps between drains (so popping does
+/// not allocate).
+pub(crate) fn serve_popped<W>(
+    worker: &mut W,
+    parts: fn(&mut W) -> (&mut QueueRing, &mut Vec<u16>),
+    mut serve: impl FnMut(&mut W, u16) -> Result<(), QueueFault>,
+) -> Result<usize, QueueFault> {
+    let (ring, scratch) = parts(worker);
+    let mut heads = std::mem::take(scratch);
+    heads.clear();
+    let result = ring
+        .pop_heads(&mut heads)
+        .and_then(|()| heads.iter().try_for_each(|&head| serve(worker, head)));
+    let popped = heads.len();
+    *parts(worker).1 = heads;
+    result.map(|()| popped)
 }

@@ -10,8 +10,8 @@ use ringvisor_io::{IoBatch, IoOp, QueueFault, QueueWorker};
 use virtio_queue::Queue;
 
 use super::handle::{GuestStats, QueueCounters, Shared};
-use crate::virtio::chain::{read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
-use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
+use crate::virtio::chain::{read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::queue_ring::{forward_to_ring, serve_popped, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// Bytes of one `struct virtio_balloon_stat` (packed).
@@ -62,13 +62,7 @@ impl BalloonStatsWorker {
     /// Reads the report in the chain at `head`; `None` when the chain is malformed.
     fn parse(&mut self, head: u16) -> Option<GuestStats> {
         let mem = self.ring.mem();
-        if let Err(e) = walk_chain(
-            mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        ) {
+        if let Err(e) = self.ring.walk(head, &mut self.layout) {
             debug!("balloon stats queue: chain {head} refused: {e}");
             return None;
         }
@@ -126,15 +120,11 @@ impl QueueWorker for BalloonStatsWorker {
     forward_to_ring!();
 
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
-        let mut heads = std::mem::take(&mut self.heads);
-        heads.clear();
-        let result = self
-            .ring
-            .pop_heads(&mut heads)
-            .and_then(|()| heads.iter().try_for_each(|&head| self.serve(head, batch)));
-        let popped = heads.len();
-        self.heads = heads;
-        result.map(|()| popped)
+        serve_popped(
+            self,
+            |w| (&mut w.ring, &mut w.heads),
+            |w, head| w.serve(head, batch),
+        )
     }
 
     fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {

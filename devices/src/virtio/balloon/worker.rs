@@ -10,10 +10,8 @@ use virtio_queue::Queue;
 use super::discard::{Discarded, Discarder, BALLOON_PAGE_SIZE};
 use super::handle::{QueueCounters, Shared};
 use super::{QueueRole, QUEUE_MAX_SIZE};
-use crate::virtio::chain::{
-    read_stream, walk_chain, ChainError, ChainLayout, MAX_CHAIN_DESCRIPTORS,
-};
-use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
+use crate::virtio::chain::{read_stream, ChainError, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::queue_ring::{forward_to_ring, serve_popped, QueueRing};
 
 /// Page frame numbers read from guest memory at a time. Linux puts at most 256 in a
 /// buffer (VIRTIO_BALLOON_ARRAY_PFNS_MAX), so one read usually covers a chain.
@@ -83,18 +81,14 @@ impl BalloonPageWorker {
     }
 
     fn serve(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
-        let result = walk_chain(
-            self.ring.mem(),
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        )
-        .map_err(BadChain::from)
-        .and_then(|()| match self.role {
-            QueueRole::Reporting => self.report(),
-            _ => self.pages(),
-        });
+        let result = self
+            .ring
+            .walk(head, &mut self.layout)
+            .map_err(BadChain::from)
+            .and_then(|()| match self.role {
+                QueueRole::Reporting => self.report(),
+                _ => self.pages(),
+            });
         let counters = self.role_counters();
         QueueCounters::add(&counters.chains, 1);
         if let Err(e) = result {
@@ -193,15 +187,11 @@ impl QueueWorker for BalloonPageWorker {
     forward_to_ring!();
 
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
-        let mut heads = std::mem::take(&mut self.heads);
-        heads.clear();
-        let result = self
-            .ring
-            .pop_heads(&mut heads)
-            .and_then(|()| heads.iter().try_for_each(|&head| self.serve(head, batch)));
-        let popped = heads.len();
-        self.heads = heads;
-        result.map(|()| popped)
+        serve_popped(
+            self,
+            |w| (&mut w.ring, &mut w.heads),
+            |w, head| w.serve(head, batch),
+        )
     }
 
     fn complete(&mut self, tag: u64, _result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {

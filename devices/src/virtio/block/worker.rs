@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::request::{self, Disk, Outcome, RequestError, RequestKind};
 use super::QUEUE_MAX_SIZE;
-use crate::virtio::chain::{walk_chain, ChainError, ChainLayout};
+use crate::virtio::chain::{ChainError, ChainLayout};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
@@ -101,13 +101,7 @@ impl BlockQueueWorker {
     /// Turns the chain at `head` into ops in `batch`, or completes it at once.
     fn start_request(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
         let mem = self.ring.mem();
-        let outcome = match walk_chain(
-            mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        ) {
+        let outcome = match self.ring.walk(head, &mut self.layout) {
             Ok(()) => request::parse(mem, &self.layout, &self.disk),
             Err(e) => request::malformed(mem, &self.layout, e),
         };

@@ -7,7 +7,7 @@ use ringvisor_io::{IoBatch, QueueFault, QueueWorker};
 use virtio_queue::Queue;
 
 use super::hub::{lock, ControlMessage, Nudge, SharedHub, CONTROL_HEADER_LEN};
-use crate::virtio::chain::{read_stream, walk_chain, write_stream, ChainLayout};
+use crate::virtio::chain::{read_stream, write_stream, ChainLayout};
 use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
 use crate::virtio::GuestMemory;
 
@@ -51,13 +51,7 @@ impl ControlRxWorker {
             let Some(head) = self.buffers.pop_front() else {
                 break;
             };
-            let walked = walk_chain(
-                self.ring.mem(),
-                self.ring.desc_table(),
-                self.ring.size(),
-                head,
-                &mut self.layout,
-            );
+            let walked = self.ring.walk(head, &mut self.layout);
             let Some(message) = hub.outbox.front() else {
                 break;
             };
@@ -140,14 +134,10 @@ impl QueueWorker for ControlTxWorker {
         for i in 0..self.heads.len() {
             let head = self.heads[i];
             let mut header = [0u8; CONTROL_HEADER_LEN];
-            let parsed = walk_chain(
-                self.ring.mem(),
-                self.ring.desc_table(),
-                self.ring.size(),
-                head,
-                &mut self.layout,
-            )
-            .and_then(|()| read_stream(self.ring.mem(), &self.layout.readable, 0, &mut header));
+            let parsed = self
+                .ring
+                .walk(head, &mut self.layout)
+                .and_then(|()| read_stream(self.ring.mem(), &self.layout.readable, 0, &mut header));
             let mut hub = lock(&self.hub);
             match parsed {
                 Ok(()) => {

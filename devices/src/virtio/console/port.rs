@@ -15,7 +15,7 @@ use virtio_queue::Queue;
 
 use super::backend::HostLink;
 use super::hub::{lock, port_rx_queue, Nudge, SharedHub, NUDGE_TAG};
-use crate::virtio::chain::{iovecs, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::chain::{iovecs, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
 use crate::virtio::GuestMemory;
 
@@ -114,14 +114,7 @@ impl PortRxWorker {
         };
         drop(hub);
         while let Some(&head) = self.buffers.front() {
-            let buffer = walk_chain(
-                self.ring.mem(),
-                self.ring.desc_table(),
-                self.ring.size(),
-                head,
-                &mut self.layout,
-            )
-            .and_then(|()| {
+            let buffer = self.ring.walk(head, &mut self.layout).and_then(|()| {
                 iovecs(
                     self.ring.mem(),
                     &self.layout.writable,
@@ -324,13 +317,7 @@ impl PortTxWorker {
             let Some(&Outgoing { head, done }) = self.pending.front() else {
                 return Ok(());
             };
-            let walked = walk_chain(
-                self.ring.mem(),
-                self.ring.desc_table(),
-                self.ring.size(),
-                head,
-                &mut self.layout,
-            );
+            let walked = self.ring.walk(head, &mut self.layout);
             let total = self.layout.readable_len();
             if walked.is_err() {
                 self.bad_chains += 1;

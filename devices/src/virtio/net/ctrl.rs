@@ -9,8 +9,8 @@ use virtio_queue::Queue;
 use vm_memory::Bytes;
 
 use super::tap::Tap;
-use crate::virtio::chain::{read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
-use crate::virtio::queue_ring::{forward_to_ring, QueueRing};
+use crate::virtio::chain::{read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::queue_ring::{forward_to_ring, serve_popped, QueueRing};
 use crate::virtio::GuestMemory;
 
 pub const CLASS_RX: u8 = 0;
@@ -105,13 +105,7 @@ impl NetControlWorker {
 
     fn serve(&mut self, head: u16) -> Result<(), QueueFault> {
         let mem = self.ring.mem().clone();
-        let walked = walk_chain(
-            &mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        );
+        let walked = self.ring.walk(head, &mut self.layout);
         let ack_at = self.layout.last_writable_byte(&mem);
         let (Ok(()), Some(ack_at)) = (walked, ack_at) else {
             self.stats.refused += 1;
@@ -153,18 +147,15 @@ impl QueueWorker for NetControlWorker {
     forward_to_ring!();
 
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
-        let mut heads = std::mem::take(&mut self.heads);
-        heads.clear();
-        let result = self
-            .ring
-            .pop_heads(&mut heads)
-            .and_then(|()| heads.iter().try_for_each(|&head| self.serve(head)));
-        let count = heads.len();
-        self.heads = heads;
-        if count > 0 {
+        let result = serve_popped(
+            self,
+            |w| (&mut w.ring, &mut w.heads),
+            |w, head| w.serve(head),
+        );
+        if matches!(result, Ok(count) if count > 0) {
             batch.note_completed();
         }
-        result.map(|()| count)
+        result
     }
 
     fn complete(

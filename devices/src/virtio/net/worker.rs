@@ -15,7 +15,7 @@ use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::header::{check_tx, TxRules, ETH_HEADER_LEN};
 use super::tap::{Tap, VNET_HEADER_LEN};
-use crate::virtio::chain::{iovecs, read_stream, walk_chain, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::chain::{iovecs, read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
@@ -107,13 +107,7 @@ impl NetTxWorker {
 
     fn start(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
         let mem = self.ring.mem().clone();
-        if let Err(e) = walk_chain(
-            &mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        ) {
+        if let Err(e) = self.ring.walk(head, &mut self.layout) {
             return self.drop_chain(head, e);
         }
         if self.layout.writable_len() != 0 {
@@ -282,13 +276,7 @@ impl NetRxWorker {
 
     fn accept(&mut self, head: u16) -> Result<(), QueueFault> {
         let mem = self.ring.mem().clone();
-        let walked = walk_chain(
-            &mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        );
+        let walked = self.ring.walk(head, &mut self.layout);
         let len = self.layout.writable_len();
         let usable = walked.is_ok()
             && self.layout.readable_len() == 0

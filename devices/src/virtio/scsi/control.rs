@@ -21,10 +21,8 @@ use super::protocol::{
     T_AN_SUBSCRIBE, T_TMF,
 };
 use super::target::{Lookup, Luns};
-use crate::virtio::chain::{
-    read_stream, walk_chain, write_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS,
-};
-use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
+use crate::virtio::chain::{read_stream, write_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
+use crate::virtio::queue_ring::{forward_to_ring, serve_popped, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
 /// How often a waiting task-management function checks again.
@@ -108,13 +106,7 @@ impl ScsiControlWorker {
 
     fn start_request(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
         let mem = self.ring.mem().clone();
-        let walked = walk_chain(
-            &mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        );
+        let walked = self.ring.walk(head, &mut self.layout);
         let mut kind = [0u8; 4];
         if walked.is_err() || read_stream(&mem, &self.layout.readable, 0, &mut kind).is_err() {
             return self.malformed(head);
@@ -216,19 +208,15 @@ impl QueueWorker for ScsiControlWorker {
     forward_to_ring!();
 
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
-        let mut heads = std::mem::take(&mut self.heads);
-        heads.clear();
-        let result = self.ring.pop_heads(&mut heads).and_then(|()| {
-            heads
-                .iter()
-                .try_for_each(|&head| self.start_request(head, batch))
-        });
-        let count = heads.len();
-        self.heads = heads;
+        let result = serve_popped(
+            self,
+            |w| (&mut w.ring, &mut w.heads),
+            |w, head| w.start_request(head, batch),
+        );
         if std::mem::take(&mut self.finished_now) {
             batch.note_completed();
         }
-        result.map(|()| count)
+        result
     }
 
     fn complete(&mut self, tag: u64, _result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {

@@ -13,9 +13,7 @@ use super::protocol::response;
 use super::request::{Geometry, Header, Reply, ResponseAt};
 use super::sense::Sense;
 use super::target::{self, Action, Bounce, Lookup, Luns, Needs, OpKind};
-use crate::virtio::chain::{
-    iovecs, read_stream, walk_chain, ChainError, ChainLayout, MAX_CHAIN_DESCRIPTORS,
-};
+use crate::virtio::chain::{iovecs, read_stream, ChainError, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
 
@@ -134,13 +132,7 @@ impl ScsiRequestWorker {
 
     fn start_request(&mut self, head: u16, batch: &mut IoBatch) -> Result<(), QueueFault> {
         let mem = self.ring.mem().clone();
-        let walked = walk_chain(
-            &mem,
-            self.ring.desc_table(),
-            self.ring.size(),
-            head,
-            &mut self.layout,
-        );
+        let walked = self.ring.walk(head, &mut self.layout);
         let Some(at) = ResponseAt::find(&self.layout, self.geometry) else {
             // Nowhere to answer: the chain goes back empty.
             debug!(
