@@ -6,6 +6,7 @@ pub mod balloon;
 pub mod block;
 mod chain;
 pub mod console;
+pub mod input;
 pub mod net;
 mod queue_ring;
 pub mod scsi;
