@@ -5,4 +5,5 @@
 //! plane (`ringvisor-io`) binds their interrupts and queue kicks.
 
 pub mod legacy;
+pub mod qxl;
 pub mod virtio;
