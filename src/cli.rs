@@ -7,9 +7,9 @@ use log::LevelFilter;
 
 use crate::machine::MachineConfig;
 use crate::options::{
-    parse_balloon, parse_console, parse_cpu_list_arg, parse_cpus, parse_disk, parse_memory,
-    parse_net, parse_scsi, parse_scsi_disk, parse_serial_port, CpuList, CpuSpec, DiskSpec,
-    MemorySpec, ScsiSpec,
+    parse_balloon, parse_console, parse_cpu_list_arg, parse_cpus, parse_disk, parse_display,
+    parse_memory, parse_net, parse_scsi, parse_scsi_disk, parse_serial_port, CpuList, CpuSpec,
+    DiskSpec, DisplaySpec, MemorySpec, ScsiSpec,
 };
 use ringvisor_devices::virtio::balloon::BalloonConfig;
 use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
@@ -41,8 +41,30 @@ pub enum Command {
     /// Boot a guest kernel and attach its serial console to this terminal.
     Run(Box<RunArgs>),
     /// Ask a running ringvisor (started with --api-socket): info, stats, pause, resume,
-    /// shutdown, balloon [SIZE].
+    /// shutdown, balloon [SIZE], display, screenshot FILE.png.
     Ctl(CtlArgs),
+    /// Fetch one frame from a VNC server (RFB 3.8, e.g. a guest's --display qxl) and save
+    /// it as a PNG.
+    VncGrab(VncGrabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VncGrabArgs {
+    /// The server, e.g. 127.0.0.1:5900.
+    #[arg(value_name = "ADDR:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// Where the PNG goes.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// After the frame, type this text (key presses and releases, printable ASCII).
+    #[arg(long, value_name = "TEXT")]
+    pub r#type: Option<String>,
+    /// After the frame (and the text), press Return.
+    #[arg(long)]
+    pub enter: bool,
 }
 
 #[derive(Debug, Args)]
@@ -51,12 +73,13 @@ pub struct CtlArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
     /// The command: info, stats, pause, resume, shutdown (orderly: disks flushed),
-    /// balloon [SIZE] (the balloon's state; with SIZE, its new target).
+    /// balloon [SIZE] (the balloon's state; with SIZE, its new target), display (mode and
+    /// counters), screenshot FILE (the screen as a PNG).
     #[arg(value_name = "COMMAND")]
     pub command: String,
-    /// The balloon's new target, e.g. 256M (0 empties it).
-    #[arg(value_name = "SIZE")]
-    pub size: Option<String>,
+    /// balloon: the new target, e.g. 256M (0 empties it); screenshot: the PNG file.
+    #[arg(value_name = "SIZE|FILE")]
+    pub argument: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +167,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "OPTIONS", value_parser = parse_balloon)]
     pub balloon: Option<BalloonConfig>,
 
+    /// QXL paravirtual graphics: qxl[,vnc=ADDR:PORT|off][,vram=SIZE][,input=on|off]. The
+    /// screen is served over VNC (no authentication: 127.0.0.1:5900 unless vnc= says
+    /// otherwise) with a virtio keyboard and tablet for its input; `ringvisor ctl
+    /// screenshot FILE` saves it as a PNG. vram (default 64M) holds the guest's surfaces.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_display)]
+    pub display: Option<DisplaySpec>,
+
     /// Serve the control API (line-delimited JSON; `ringvisor ctl`) on this Unix socket,
     /// created with owner-only permissions.
     #[arg(long, value_name = "PATH")]
@@ -185,6 +215,7 @@ impl RunArgs {
                 }
             }),
             balloon: self.balloon.clone(),
+            display: self.display.clone(),
             api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config_file;
 pub mod console;
 pub mod devpath;
+pub mod display;
 pub mod kvm;
 pub mod layout;
 pub mod logger;

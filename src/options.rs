@@ -418,6 +418,55 @@ pub fn parse_memory(text: &str) -> Result<MemorySpec, String> {
     Ok(MemorySpec { bytes, options })
 }
 
+/// `--display qxl[,vnc=ADDR:PORT|off][,vram=SIZE][,input=on|off]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplaySpec {
+    pub qxl: ringvisor_devices::qxl::QxlConfig,
+    /// Where the VNC server listens; None: no VNC.
+    pub vnc: Option<std::net::SocketAddr>,
+    /// A virtio keyboard and tablet fed by VNC clients.
+    pub input: bool,
+}
+
+/// Loopback only unless the user names another address: VNC here has no authentication.
+pub const DEFAULT_VNC_ADDR: &str = "127.0.0.1:5900";
+
+pub fn parse_display(text: &str) -> Result<DisplaySpec, String> {
+    use ringvisor_devices::qxl::{QxlConfig, MAX_BAR_SIZE, MIN_BAR_SIZE};
+    let (kind, rest) = text.split_once(',').unwrap_or((text, ""));
+    if kind != "qxl" {
+        return Err(format!(
+            "{kind:?}: the display device must be qxl (qxl[,vnc=ADDR:PORT|off][,vram=SIZE][,input=on|off])"
+        ));
+    }
+    let options = if rest.is_empty() {
+        OptionList { pairs: Vec::new() }
+    } else {
+        OptionList::parse(rest, &["vnc", "vram", "input"])?
+    };
+    let mut qxl = QxlConfig::default();
+    if let Some(vram) = options.get("vram") {
+        let size = crate::cli::parse_size(vram).map_err(|e| format!("vram={vram}: {e}"))?;
+        if !size.is_power_of_two() || !(MIN_BAR_SIZE..=MAX_BAR_SIZE).contains(&size) {
+            return Err(format!(
+                "vram={vram}: a power of two from {} MiB to {} MiB",
+                MIN_BAR_SIZE >> 20,
+                MAX_BAR_SIZE >> 20
+            ));
+        }
+        qxl.vram_size = size;
+    }
+    let vnc =
+        match options.get("vnc").unwrap_or(DEFAULT_VNC_ADDR) {
+            "off" => None,
+            addr => Some(addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                format!("vnc={addr}: {e} (an IP:PORT such as 127.0.0.1:5901, or off)")
+            })?),
+        };
+    let input = options.switch("input", vnc.is_some())?;
+    Ok(DisplaySpec { qxl, vnc, input })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +595,29 @@ mod tests {
             assert!(err.contains(want), "{spec}: {err}");
         }
         assert!(parse_console("stdin").unwrap_err().contains("stdio"));
+    }
+
+    #[test]
+    fn display_specs_parse_and_bad_ones_say_why() {
+        let plain = parse_display("qxl").unwrap();
+        assert_eq!(plain.vnc, Some("127.0.0.1:5900".parse().unwrap()));
+        assert!(plain.input);
+        assert_eq!(plain.qxl.vram_size, 64 << 20);
+        let custom = parse_display("qxl,vnc=0.0.0.0:5905,vram=16M,input=off").unwrap();
+        assert_eq!(custom.vnc, Some("0.0.0.0:5905".parse().unwrap()));
+        assert_eq!((custom.qxl.vram_size, custom.input), (16 << 20, false));
+        let headless = parse_display("qxl,vnc=off").unwrap();
+        assert_eq!((headless.vnc, headless.input), (None, false));
+        for (bad, why) in [
+            ("vga", "must be qxl"),
+            ("qxl,vram=3M", "power of two"),
+            ("qxl,vram=4G", "power of two"),
+            ("qxl,vnc=localhost", "IP:PORT"),
+            ("qxl,colour=on", "unknown option"),
+        ] {
+            let err = parse_display(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

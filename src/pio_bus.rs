@@ -1,7 +1,8 @@
 //! Port I/O dispatch: which legacy device answers which port.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ringvisor_devices::legacy::{
     CmosRtc, I8042ResetLine, SerialPort, I8042_PORT_COUNT, RTC_PORT_COUNT, SERIAL_PORT_COUNT,
@@ -22,6 +23,56 @@ pub enum PioAction {
 
 pub type ConsoleSink = Box<dyn Write + Send>;
 
+/// A device that decodes a range of ports (a PCI I/O BAR); offsets are from its base.
+pub trait PioDevice: Send + Sync {
+    fn pio_read(&self, offset: u16, data: &mut [u8]);
+    fn pio_write(&self, offset: u16, data: &[u8]);
+}
+
+/// A decoded range: its length and who answers it.
+type PortRange = (u16, Arc<dyn PioDevice>);
+
+/// Port ranges that move with their PCI BARs, by base port.
+#[derive(Default)]
+pub struct IoPortRegions {
+    ranges: RwLock<BTreeMap<u16, PortRange>>,
+}
+
+impl IoPortRegions {
+    /// Decodes `[base, base + len)` for `device`; false when it overlaps another range
+    /// or wraps past port 0xffff.
+    pub fn map(&self, base: u16, len: u16, device: Arc<dyn PioDevice>) -> bool {
+        let Some(end) = base.checked_add(len) else {
+            return false;
+        };
+        let mut ranges = self.ranges.write().unwrap_or_else(|p| p.into_inner());
+        let overlaps = ranges
+            .range(..end)
+            .next_back()
+            .is_some_and(|(&other, &(other_len, _))| {
+                u32::from(other) + u32::from(other_len) > u32::from(base)
+            });
+        if len == 0 || overlaps {
+            return false;
+        }
+        ranges.insert(base, (len, device));
+        true
+    }
+
+    pub fn unmap(&self, base: u16) {
+        self.ranges
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&base);
+    }
+
+    fn lookup(&self, port: u16) -> Option<(u16, Arc<dyn PioDevice>)> {
+        let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
+        let (&base, (len, device)) = ranges.range(..=port).next_back()?;
+        within(port, base, *len).map(|offset| (offset, device.clone()))
+    }
+}
+
 /// The legacy port space. Each device sits behind its own lock: port I/O is the slow path
 /// and vCPUs rarely contend on it.
 pub struct PortIoBus {
@@ -29,6 +80,7 @@ pub struct PortIoBus {
     i8042: Mutex<I8042ResetLine>,
     rtc: Mutex<CmosRtc>,
     pci: Mutex<PciConfigIo>,
+    pci_io: Arc<IoPortRegions>,
 }
 
 /// A poisoned lock only means another vCPU thread died mid-access; the device state is still
@@ -45,11 +97,21 @@ fn within(port: u16, base: u16, count: u16) -> Option<u16> {
 
 impl PortIoBus {
     pub fn new(serial: SerialPort<ConsoleSink>, pci: PciConfigIo) -> Self {
+        Self::with_pci_io(serial, pci, Arc::default())
+    }
+
+    /// A bus that also decodes the PCI I/O BARs in `pci_io`.
+    pub fn with_pci_io(
+        serial: SerialPort<ConsoleSink>,
+        pci: PciConfigIo,
+        pci_io: Arc<IoPortRegions>,
+    ) -> Self {
         Self {
             serial: Mutex::new(serial),
             i8042: Mutex::new(I8042ResetLine::new()),
             rtc: Mutex::new(CmosRtc::new()),
             pci: Mutex::new(pci),
+            pci_io,
         }
     }
 
@@ -68,6 +130,8 @@ impl PortIoBus {
             data.fill(value);
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).read(offset, data);
+        } else if let Some((offset, device)) = self.pci_io.lookup(port) {
+            device.pio_read(offset, data);
         } else {
             // Nothing decodes this port: the ISA bus floats high.
             data.fill(0xff);
@@ -88,6 +152,8 @@ impl PortIoBus {
             lock(&self.rtc).write(offset, first);
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).write(offset, data);
+        } else if let Some((offset, device)) = self.pci_io.lookup(port) {
+            device.pio_write(offset, data);
         }
         PioAction::Continue
     }
@@ -147,6 +213,43 @@ mod tests {
         assert_eq!(status, [0x80], "RTC register D: valid time");
 
         assert_eq!(bus.write(I8042_PORT + 4, &[0xfe]), PioAction::Reset);
+    }
+
+    struct Recorder(Mutex<Vec<(u16, Vec<u8>)>>);
+
+    impl PioDevice for Recorder {
+        fn pio_read(&self, offset: u16, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn pio_write(&self, offset: u16, data: &[u8]) {
+            self.0.lock().unwrap().push((offset, data.to_vec()));
+        }
+    }
+
+    #[test]
+    fn pci_io_bars_decode_where_they_are_mapped() {
+        let regions = Arc::new(IoPortRegions::default());
+        let bus = PortIoBus::with_pci_io(
+            SerialPort::new(
+                IrqEvent::new().unwrap(),
+                Box::new(std::io::sink()) as ConsoleSink,
+            ),
+            PciConfigIo::new(PciRootBus::new()),
+            regions.clone(),
+        );
+        let device = Arc::new(Recorder(Mutex::new(Vec::new())));
+        assert!(regions.map(0xc000, 32, device.clone()));
+        assert!(!regions.map(0xc010, 32, device.clone()), "overlap refused");
+        assert!(!regions.map(0xffff, 2, device.clone()), "wrap refused");
+        bus.write(0xc003, &[7, 0]);
+        let mut data = [0u8; 1];
+        bus.read(0xc01f, &mut data);
+        assert_eq!(data, [0x1f]);
+        regions.unmap(0xc000);
+        bus.write(0xc004, &[1]);
+        bus.read(0xc000, &mut data);
+        assert_eq!(data, [0xff]);
+        assert_eq!(device.0.lock().unwrap().as_slice(), &[(3, vec![7, 0])]);
     }
 
     #[test]

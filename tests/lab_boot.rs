@@ -407,4 +407,58 @@ fn check_knobs(console: &str) {
         !affinity.starts_with("0 ") && affinity.contains("vCPU 1 on core 7"),
         "{affinity}"
     );
+    check_display(console);
+}
+
+/// `--display qxl` in the knobs guest: the stock qxl driver binds and fbcon draws its
+/// text console at the preferred 1024x768; the API's screenshot is a PNG of that size
+/// with text on it, and the frame a VNC client receives is the same picture (byte for
+/// byte the same PNG); keys typed through VNC reach the guest's console through the
+/// virtio keyboard.
+fn check_display(console: &str) {
+    let expect = |prefix: &str| {
+        fact(console, prefix).unwrap_or_else(|| panic!("no '{prefix}' line in:\n{console}"))
+    };
+    assert_eq!(
+        expect("L2: display driver="),
+        "qxl fb=qxldrmfb size=1024,768"
+    );
+    assert_eq!(expect("L2: display input="), "2", "keyboard and tablet");
+    let shot = expect("L1: display screenshot exit=");
+    assert!(
+        shot.starts_with("0 ")
+            && shot.contains("\"height\":768")
+            && shot.contains("\"width\":1024"),
+        "{shot}"
+    );
+    let number = |text: &str, key: &str| -> u64 {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            + key.len();
+        text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} in {text}"))
+    };
+    // Six lines of text: thousands of glyph pixels on the background, not a blank screen.
+    let foreground = number(shot, "\"foreground\":");
+    assert!(foreground > 2000, "{shot}");
+    assert!(number(shot, "\"colors\":") >= 2, "{shot}");
+    let vnc = expect("L1: display vnc exit=");
+    assert!(vnc.starts_with("0 1024x768 "), "{vnc}");
+    assert!(
+        vnc.contains(&format!("foreground={foreground} ")),
+        "the VNC frame differs from the screenshot: {vnc} vs {shot}"
+    );
+    assert_eq!(expect("L1: display same-png exit="), "0");
+    let status = expect("L1: display status exit=");
+    assert!(status.starts_with("0 "), "{status}");
+    assert!(number(status, "\"draws\":") > 0, "{status}");
+    assert_eq!(number(status, "\"guest_errors\":"), 0, "{status}");
+    assert_eq!(expect("L2: display typed="), "rv-typed");
+    assert_eq!(expect("L2: display dmesg_errors="), "0");
+    assert_eq!(expect("L2: test display exit="), "0");
 }

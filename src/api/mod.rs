@@ -12,6 +12,8 @@
 //! - `balloon`, with an optional `"size"` (bytes, or a string like `"256M"`): sets the
 //!   balloon's target (how much guest RAM to take back) and answers its state: target,
 //!   actual, pages inflated, deflated and ignored, and the guest's memory statistics.
+//! - `display`: the screen's mode, the QXL device's counters, the VNC address.
+//! - `screenshot` with `"path"` (absolute): writes the screen as a PNG file.
 //!
 //! `ringvisor ctl --socket PATH COMMAND [SIZE]` sends one request and prints the answer.
 
@@ -19,7 +21,7 @@ mod protocol;
 mod server;
 
 pub use protocol::{parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES};
-pub use server::{ApiError, ApiServer, ApiState, BalloonControl, ShutdownHook};
+pub use server::{ApiError, ApiServer, ApiState, BalloonControl, DisplayControl, ShutdownHook};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// What a client can ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Info,
     Stats,
@@ -22,10 +22,16 @@ pub enum Request {
     Balloon {
         target_bytes: Option<u64>,
     },
+    /// The display's mode and counters.
+    Display,
+    /// Writes the screen as a PNG file at `path` (absolute, written by the VMM).
+    Screenshot {
+        path: std::path::PathBuf,
+    },
 }
 
 /// The commands, for error messages and `ctl --help`.
-pub const COMMANDS: &str = "info, stats, pause, resume, shutdown, balloon";
+pub const COMMANDS: &str = "info, stats, pause, resume, shutdown, balloon, display, screenshot";
 
 /// Parses one request line.
 pub fn parse_request(line: &str) -> Result<Request, String> {
@@ -40,10 +46,10 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         .get("cmd")
         .and_then(Value::as_str)
         .ok_or("the request has no \"cmd\" string")?;
-    let fields: &[&str] = if cmd == "balloon" {
-        &["cmd", "size"]
-    } else {
-        &["cmd"]
+    let fields: &[&str] = match cmd {
+        "balloon" => &["cmd", "size"],
+        "screenshot" => &["cmd", "path"],
+        _ => &["cmd"],
     };
     if let Some(extra) = object.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(format!("unknown field \"{extra}\" for {cmd}"));
@@ -54,6 +60,18 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         "pause" => Ok(Request::Pause),
         "resume" => Ok(Request::Resume),
         "shutdown" => Ok(Request::Shutdown),
+        "display" => Ok(Request::Display),
+        "screenshot" => {
+            let path = object
+                .get("path")
+                .and_then(Value::as_str)
+                .map(std::path::PathBuf::from)
+                .ok_or("screenshot needs a \"path\" string")?;
+            if !path.is_absolute() {
+                return Err("the screenshot \"path\" must be absolute".into());
+            }
+            Ok(Request::Screenshot { path })
+        }
         "balloon" => {
             let target_bytes = match object.get("size") {
                 None => None,

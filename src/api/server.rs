@@ -54,6 +54,14 @@ pub trait BalloonControl: Send + Sync {
     fn stats(&self) -> Value;
 }
 
+/// The display, for the `display` and `screenshot` commands.
+pub trait DisplayControl: Send + Sync {
+    /// Writes the screen as a PNG at `path`; answers its size.
+    fn screenshot(&self, path: &Path) -> Result<Value, String>;
+    /// The mode, the device's counters and the outputs.
+    fn status(&self) -> Value;
+}
+
 /// What the API answers from.
 pub struct ApiState {
     pub reactors: Arc<ReactorSet>,
@@ -65,6 +73,7 @@ pub struct ApiState {
     pub pause: Option<Arc<PauseControl>>,
     pub shutdown: Option<Arc<dyn ShutdownHook>>,
     pub balloon: Option<Arc<dyn BalloonControl>>,
+    pub display: Option<Arc<dyn DisplayControl>>,
 }
 
 impl ApiState {
@@ -77,6 +86,7 @@ impl ApiState {
             pause: None,
             shutdown: None,
             balloon: None,
+            display: None,
         }
     }
 
@@ -122,6 +132,17 @@ impl ApiState {
                 }
                 json!({ "ok": true, "result": balloon.stats() })
             }
+            Ok(Request::Display) => match &self.display {
+                None => json!({ "ok": false, "error": "this VMM has no display (--display)" }),
+                Some(display) => json!({ "ok": true, "result": display.status() }),
+            },
+            Ok(Request::Screenshot { path }) => match &self.display {
+                None => json!({ "ok": false, "error": "this VMM has no display (--display)" }),
+                Some(display) => match display.screenshot(&path) {
+                    Ok(result) => json!({ "ok": true, "result": result }),
+                    Err(e) => json!({ "ok": false, "error": e }),
+                },
+            },
             Ok(request @ (Request::Pause | Request::Resume)) => {
                 let Some(pause) = &self.pause else {
                     return json!({ "ok": false, "error": "this VMM has no vCPUs to pause" });

@@ -5,4 +5,4 @@ mod linux;
 mod mptable;
 
 pub use linux::{load_linux, BootError, LoadedKernel};
-pub use mptable::{write_mptable, MpTableError, MAX_MPTABLE_CPUS};
+pub use mptable::{write_mptable, MpTableError, PciInterrupt, MAX_MPTABLE_CPUS};

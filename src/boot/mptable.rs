@@ -19,8 +19,10 @@ const IOAPIC_VERSION: u8 = 0x11;
 /// Pins of KVM's in-kernel IOAPIC.
 const IOAPIC_PINS: u8 = 24;
 const ISA_IRQS: u8 = 16;
-const ISA_BUS_ID: u8 = 0;
-const PCI_BUS_ID: u8 = 1;
+/// Linux looks PCI interrupts up by PCI bus number, so the MP bus ID of the root bus
+/// must be 0; ISA takes the next ID, as SeaBIOS numbers them.
+const PCI_BUS_ID: u8 = 0;
+const ISA_BUS_ID: u8 = 1;
 
 const ENTRY_PROCESSOR: u8 = 0;
 const ENTRY_BUS: u8 = 1;
@@ -40,6 +42,20 @@ const INT_TYPE_EXTINT: u8 = 3;
 /// Polarity and trigger "conforming to the bus": edge, active high for ISA.
 const INT_FLAGS_CONFORMING: u16 = 0;
 const ALL_LOCAL_APICS: u8 = 0xff;
+/// Active high (bits 0-1 = 01), edge triggered (bits 2-3 = 01): PCI devices here signal
+/// their interrupt as an edge through an irqfd, so the IOAPIC pin must not wait for an
+/// EOI with the line still "high".
+const INT_FLAGS_EDGE_HIGH: u16 = 0b0101;
+
+/// A PCI function's interrupt pin wired to an IOAPIC pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciInterrupt {
+    /// Device number on bus 0.
+    pub slot: u8,
+    /// 0 = INTA# ... 3 = INTD#.
+    pub pin: u8,
+    pub ioapic_pin: u8,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MpTableError {
@@ -51,9 +67,14 @@ pub enum MpTableError {
     GuestWrite(String),
 }
 
-/// Writes the floating pointer and configuration table for `cpus` CPUs at the EBDA.
-pub fn write_mptable(mem: &GuestMemory, cpus: u8) -> Result<(), MpTableError> {
-    let table = build_mptable(EBDA_START, cpus)?;
+/// Writes the floating pointer and configuration table for `cpus` CPUs at the EBDA,
+/// with the interrupt routes of the PCI functions that use INTx.
+pub fn write_mptable(
+    mem: &GuestMemory,
+    cpus: u8,
+    pci_interrupts: &[PciInterrupt],
+) -> Result<(), MpTableError> {
+    let table = build_mptable(EBDA_START, cpus, pci_interrupts)?;
     if EBDA_START.0 + table.len() as u64 > HIMEM_START.0 {
         return Err(MpTableError::TooLarge(table.len()));
     }
@@ -62,7 +83,11 @@ pub fn write_mptable(mem: &GuestMemory, cpus: u8) -> Result<(), MpTableError> {
 }
 
 /// Serializes the floating pointer (at `base`) followed by the configuration table.
-fn build_mptable(base: GuestAddress, cpus: u8) -> Result<Vec<u8>, MpTableError> {
+fn build_mptable(
+    base: GuestAddress,
+    cpus: u8,
+    pci_interrupts: &[PciInterrupt],
+) -> Result<Vec<u8>, MpTableError> {
     if cpus == 0 || cpus > MAX_MPTABLE_CPUS {
         return Err(MpTableError::TooManyCpus(cpus));
     }
@@ -95,6 +120,15 @@ fn build_mptable(base: GuestAddress, cpus: u8) -> Result<Vec<u8>, MpTableError> 
         entries.push(INT_TYPE_INT);
         entries.extend_from_slice(&INT_FLAGS_CONFORMING.to_le_bytes());
         entries.extend_from_slice(&[ISA_BUS_ID, irq, ioapic_id, irq]);
+        count += 1;
+    }
+    for route in pci_interrupts {
+        entries.push(ENTRY_IO_INTERRUPT);
+        entries.push(INT_TYPE_INT);
+        entries.extend_from_slice(&INT_FLAGS_EDGE_HIGH.to_le_bytes());
+        // Source bus IRQ of a PCI bus: device number in bits 2-6, pin in bits 0-1.
+        let source = (route.slot & 0x1f) << 2 | (route.pin & 0x3);
+        entries.extend_from_slice(&[PCI_BUS_ID, source, ioapic_id, route.ioapic_pin]);
         count += 1;
     }
     for (kind, lint) in [(INT_TYPE_EXTINT, 0u8), (INT_TYPE_NMI, 1u8)] {
@@ -154,7 +188,7 @@ mod tests {
 
     #[test]
     fn checksums_and_pointers_are_valid() {
-        let table = build_mptable(EBDA_START, 4).unwrap();
+        let table = build_mptable(EBDA_START, 4, &[]).unwrap();
         assert_eq!(&table[0..4], b"_MP_");
         assert_eq!(sum(&table[0..16]), 0);
         let config_addr = u32::from_le_bytes(table[4..8].try_into().unwrap()) as u64;
@@ -169,7 +203,7 @@ mod tests {
     #[test]
     fn describes_every_cpu_once_with_one_bootstrap() {
         let cpus = 7;
-        let table = build_mptable(EBDA_START, cpus).unwrap();
+        let table = build_mptable(EBDA_START, cpus, &[]).unwrap();
         let config = &table[16..];
         let count = u16::from_le_bytes([config[34], config[35]]);
         let mut offset = 44;
@@ -198,16 +232,44 @@ mod tests {
     }
 
     #[test]
+    fn pci_interrupts_are_routed_from_bus_0_as_edges() {
+        let route = PciInterrupt {
+            slot: 5,
+            pin: 0,
+            ioapic_pin: 16,
+        };
+        let table = build_mptable(EBDA_START, 2, &[route]).unwrap();
+        let config = &table[16..];
+        let entry = [
+            ENTRY_IO_INTERRUPT,
+            INT_TYPE_INT,
+            0b0101,
+            0,
+            PCI_BUS_ID,
+            5 << 2,
+            2,
+            16,
+        ];
+        assert!(config.windows(8).any(|w| w == entry), "route entry present");
+        assert!(
+            config
+                .windows(8)
+                .any(|w| w[..2] == [ENTRY_BUS, 0] && &w[2..] == b"PCI   "),
+            "bus 0 is PCI"
+        );
+    }
+
+    #[test]
     fn rejects_zero_and_too_many_cpus() {
-        assert!(build_mptable(EBDA_START, 0).is_err());
-        assert!(build_mptable(EBDA_START, MAX_MPTABLE_CPUS + 1).is_err());
-        assert!(build_mptable(EBDA_START, MAX_MPTABLE_CPUS).is_ok());
+        assert!(build_mptable(EBDA_START, 0, &[]).is_err());
+        assert!(build_mptable(EBDA_START, MAX_MPTABLE_CPUS + 1, &[]).is_err());
+        assert!(build_mptable(EBDA_START, MAX_MPTABLE_CPUS, &[]).is_ok());
     }
 
     #[test]
     fn fits_in_the_ebda_window_at_the_maximum() {
         let mem = crate::memory::allocate(64 << 20).unwrap();
-        write_mptable(&mem, MAX_MPTABLE_CPUS).unwrap();
+        write_mptable(&mem, MAX_MPTABLE_CPUS, &[]).unwrap();
         let mut magic = [0u8; 4];
         mem.read_slice(&mut magic, EBDA_START).unwrap();
         assert_eq!(&magic, b"_MP_");

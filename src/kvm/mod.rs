@@ -4,11 +4,13 @@
 
 mod boot_cpu;
 mod cpuid;
+mod device_memory;
 mod irq_routing;
 mod pause;
 mod vcpu;
 mod vm;
 
+pub use device_memory::{KvmDeviceMemory, FIRST_DEVICE_SLOT};
 pub use irq_routing::{default_irqchip_routes, KvmIrqRouter, FIRST_MSI_GSI};
 pub use pause::{PauseControl, PauseError};
 pub use vcpu::{Vcpu, VcpuError, VcpuStop};

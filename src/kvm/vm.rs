@@ -123,6 +123,11 @@ impl KvmVm {
         Arc::clone(&self.router)
     }
 
+    /// Maps device memory (RAM-backed BARs) into this VM.
+    pub fn device_memory(&self) -> Arc<super::KvmDeviceMemory> {
+        Arc::new(super::KvmDeviceMemory::new(Arc::clone(&self.fd)))
+    }
+
     /// Creates vCPU `index` with CPUID, MSRs, FPU and LAPIC set for `count` vCPUs.
     pub fn create_vcpu(&self, index: u8, count: u8) -> Result<Vcpu, VmError> {
         if usize::from(count) > self.max_vcpus() {

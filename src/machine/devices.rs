@@ -36,7 +36,7 @@ pub(super) struct Slots<'a> {
 
 impl Slots<'_> {
     /// Puts a virtio device on the PCI bus: a BAR0, the transport, a slot.
-    fn plug(
+    pub(super) fn plug(
         &mut self,
         name: &str,
         device: Box<dyn VirtioDevice>,

@@ -1,6 +1,7 @@
 //! Assembles a machine from its configuration and runs it until the guest stops.
 
 mod devices;
+mod display;
 mod shutdown;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use crate::mmio_bus::MmioBus;
 use crate::options::DiskSpec;
 use crate::pci::virtio::{VirtioPciError, VirtioPciServices};
 use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
-use crate::pio_bus::{ConsoleSink, PortIoBus};
+use crate::pio_bus::{ConsoleSink, IoPortRegions, PortIoBus};
 use crate::placement::{allowed_cpus, cpu_list_string, plan, Placement, PlacementError};
 
 /// ISA IRQ of COM1.
@@ -51,6 +52,8 @@ pub struct MachineConfig {
     pub console: Option<ConsoleConfig>,
     /// The memory balloon, when asked for.
     pub balloon: Option<BalloonConfig>,
+    /// QXL graphics with its outputs, when asked for.
+    pub display: Option<crate::options::DisplaySpec>,
     /// Where the control API listens, if anywhere.
     pub api_socket: Option<PathBuf>,
     /// Host cores that run I/O reactors, one reactor each; `None`: every allowed core.
@@ -138,6 +141,8 @@ pub enum MachineError {
     },
     #[error("no room left in the PCI MMIO window for {0}")]
     NoBarSpace(String),
+    #[error("--display: {0}")]
+    Display(String),
 }
 
 impl MachineConfig {
@@ -239,8 +244,6 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         config.initramfs.as_deref(),
         &config.cmdline,
     )?;
-    write_mptable(&mem, config.cpus)?;
-
     let serial_irq = IrqEvent::new()?;
     vm.bind_irqfd(serial_irq.eventfd(), COM1_GSI)?;
     let mut root = PciRootBus::new();
@@ -263,16 +266,30 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         ..services.clone()
     };
     let mut bars = BarAllocator::default();
-    let plugged = devices::plug_all(
-        config,
-        &mut devices::Slots {
-            io: &services,
-            low_priority: &low_services,
-            bars: &mut bars,
-            root: &mut root,
-            mmio: &mmio,
-        },
-    )?;
+    let pci_ports = Arc::new(IoPortRegions::default());
+    let mut slots = devices::Slots {
+        io: &services,
+        low_priority: &low_services,
+        bars: &mut bars,
+        root: &mut root,
+        mmio: &mmio,
+    };
+    let mut plugged = devices::plug_all(config, &mut slots)?;
+    let display = match &config.display {
+        Some(spec) => Some(display::plug_display(
+            spec,
+            &mut slots,
+            &services.interrupts,
+            vm.device_memory(),
+            pci_ports.clone(),
+        )?),
+        None => None,
+    };
+    let pci_interrupts: Vec<_> = display.iter().map(|d| d.interrupt).collect();
+    if let Some(display) = &display {
+        plugged.info.push(display.info.clone());
+    }
+    write_mptable(&mem, config.cpus, &pci_interrupts)?;
     let (stops, stopped) = mpsc::channel();
     let orderly = Arc::new(shutdown::OrderlyShutdown {
         pause: Arc::clone(&pause),
@@ -301,14 +318,16 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 pause: Some(Arc::clone(&pause)),
                 shutdown: Some(orderly),
                 balloon: plugged.balloon.clone(),
+                display: display.as_ref().map(|d| d.control.clone()),
             };
             Some(ApiServer::start(path, state)?)
         }
         None => None,
     };
-    let bus = Arc::new(PortIoBus::new(
+    let bus = Arc::new(PortIoBus::with_pci_io(
         SerialPort::new(serial_irq, console),
         PciConfigIo::new(root),
+        pci_ports,
     ));
 
     let mut vcpus = Vec::with_capacity(config.cpus.into());

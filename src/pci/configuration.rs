@@ -28,6 +28,21 @@ const STATUS_CAPABILITIES_LIST: u32 = 1 << (16 + 4);
 const INTERRUPT_LINE_WRITABLE: u32 = 0x0000_00ff;
 /// BAR low-dword type bits: memory space, 64-bit decoder.
 const BAR_MEMORY_64: u32 = 0b100;
+/// BAR type bit 0: I/O space.
+const BAR_IO: u32 = 0b1;
+/// Command register bit 0: I/O space decoding.
+pub const COMMAND_IO_SPACE: u16 = 0x0001;
+
+/// How a BAR decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum BarKind {
+    #[default]
+    Unused,
+    /// The low half of a 64-bit memory BAR.
+    Memory64,
+    Memory32,
+    Io,
+}
 
 /// Mistakes in how the VMM builds a header; never caused by the guest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,8 +91,9 @@ pub struct PciHeader {
 pub struct PciConfiguration {
     registers: [u32; CONFIG_REGISTERS],
     writable: [u32; CONFIG_REGISTERS],
-    /// Sizes of the 64-bit memory BARs, indexed by their first register.
+    /// Sizes of the BARs, indexed by their first register.
     bar_sizes: [u64; BAR_COUNT],
+    bar_kinds: [BarKind; BAR_COUNT],
     /// Byte offset of the last capability, whose next pointer the next one patches.
     last_capability: Option<usize>,
     next_capability: usize,
@@ -108,6 +124,7 @@ impl PciConfiguration {
             registers,
             writable,
             bar_sizes: [0; BAR_COUNT],
+            bar_kinds: [BarKind::Unused; BAR_COUNT],
             last_capability: None,
             next_capability: FIRST_CAPABILITY_OFFSET,
         }
@@ -140,7 +157,11 @@ impl PciConfiguration {
         size: u64,
         address: u64,
     ) -> Result<(), PciConfigError> {
-        if index % 2 != 0 || index + 1 >= BAR_COUNT || self.bar_sizes[index] != 0 {
+        if index % 2 != 0
+            || index + 1 >= BAR_COUNT
+            || self.bar_kinds[index] != BarKind::Unused
+            || self.bar_kinds[index + 1] != BarKind::Unused
+        {
             return Err(PciConfigError::BarIndex { index });
         }
         if !size.is_power_of_two() || !(16..=1 << 31).contains(&size) {
@@ -151,6 +172,7 @@ impl PciConfiguration {
         }
         let low = BAR0_REGISTER + index;
         self.bar_sizes[index] = size;
+        self.bar_kinds[index] = BarKind::Memory64;
         self.writable[low] = !(size as u32 - 1) & !0xf;
         self.writable[low + 1] = 0xffff_ffff;
         self.registers[low] = (address as u32 & !0xf) | BAR_MEMORY_64;
@@ -158,15 +180,88 @@ impl PciConfiguration {
         Ok(())
     }
 
-    /// The address the guest (or firmware) programmed in the 64-bit BAR `index`.
-    pub fn bar_address(&self, index: usize) -> Option<u64> {
-        let size = *self.bar_sizes.get(index)?;
-        if size == 0 {
-            return None;
+    /// Declares a non-prefetchable 32-bit memory BAR in register `index`, at `address`.
+    pub fn add_memory_bar32(
+        &mut self,
+        index: usize,
+        size: u32,
+        address: u32,
+    ) -> Result<(), PciConfigError> {
+        self.add_single_bar(
+            index,
+            u64::from(size),
+            u64::from(address),
+            BarKind::Memory32,
+        )
+    }
+
+    /// Declares an I/O BAR of `size` ports (4 to 256, a power of two) in register
+    /// `index`, at port `port`.
+    pub fn add_io_bar(&mut self, index: usize, size: u16, port: u16) -> Result<(), PciConfigError> {
+        self.add_single_bar(index, u64::from(size), u64::from(port), BarKind::Io)
+    }
+
+    fn add_single_bar(
+        &mut self,
+        index: usize,
+        size: u64,
+        address: u64,
+        kind: BarKind,
+    ) -> Result<(), PciConfigError> {
+        if index >= BAR_COUNT || self.bar_kinds[index] != BarKind::Unused {
+            return Err(PciConfigError::BarIndex { index });
         }
+        let sizes = match kind {
+            BarKind::Io => 4..=256,
+            _ => 16..=1 << 31,
+        };
+        if !size.is_power_of_two() || !sizes.contains(&size) {
+            return Err(PciConfigError::BarSize { size });
+        }
+        if address % size != 0 {
+            return Err(PciConfigError::BarAlignment { address, size });
+        }
+        let register = BAR0_REGISTER + index;
+        let (type_bits, low_bits) = match kind {
+            BarKind::Io => (BAR_IO, 0x3),
+            _ => (0, 0xf),
+        };
+        self.bar_sizes[index] = size;
+        self.bar_kinds[index] = kind;
+        // An I/O BAR decodes 16 address bits: the upper half reads back as zero.
+        let decoded = if kind == BarKind::Io {
+            0xffff
+        } else {
+            u32::MAX
+        };
+        self.writable[register] = !(size as u32 - 1) & !low_bits & decoded;
+        self.registers[register] = (address as u32 & !low_bits) | type_bits;
+        Ok(())
+    }
+
+    /// The address (or first port) the guest (or firmware) programmed in BAR `index`.
+    pub fn bar_address(&self, index: usize) -> Option<u64> {
         let low = BAR0_REGISTER + index;
-        let address = u64::from(self.registers[low + 1]) << 32 | u64::from(self.registers[low]);
-        Some(address & !0xf)
+        match *self.bar_kinds.get(index)? {
+            BarKind::Unused => None,
+            BarKind::Memory64 => {
+                let address =
+                    u64::from(self.registers[low + 1]) << 32 | u64::from(self.registers[low]);
+                Some(address & !0xf)
+            }
+            BarKind::Memory32 => Some(u64::from(self.registers[low] & !0xf)),
+            BarKind::Io => Some(u64::from(self.registers[low] & !0x3)),
+        }
+    }
+
+    pub fn io_enabled(&self) -> bool {
+        self.command() & COMMAND_IO_SPACE != 0
+    }
+
+    /// Declares the function's interrupt pin (1 = INTA#) and the line firmware routed
+    /// it to; the guest may rewrite the line register, never the pin.
+    pub fn set_interrupt(&mut self, pin: u8, line: u8) {
+        self.registers[INTERRUPT_LINE_PIN] = u32::from(pin) << 8 | u32::from(line);
     }
 
     pub fn bar_size(&self, index: usize) -> Option<u64> {
@@ -315,6 +410,42 @@ mod tests {
         config.write_register(BAR0_REGISTER + 2, 0, &[0xff; 4]);
         assert_eq!(config.read_register(BAR0_REGISTER + 2), 0);
         assert_eq!(config.bar_address(2), None);
+    }
+
+    #[test]
+    fn bars_of_32_bits_and_io_bars_size_and_move() {
+        let mut config = bridge();
+        config.add_memory_bar32(0, 0x10_0000, 0xc010_0000).unwrap();
+        config.add_io_bar(3, 32, 0xc040).unwrap();
+        assert_eq!(config.read_register(BAR0_REGISTER), 0xc010_0000);
+        assert_eq!(config.read_register(BAR0_REGISTER + 3), 0xc041);
+        config.write_register(BAR0_REGISTER, 0, &[0xff; 4]);
+        assert_eq!(config.read_register(BAR0_REGISTER), 0xfff0_0000);
+        config.write_register(BAR0_REGISTER + 3, 0, &[0xff; 4]);
+        assert_eq!(config.read_register(BAR0_REGISTER + 3), 0xffe1);
+        config.write_register(BAR0_REGISTER + 3, 0, &0xd000u32.to_le_bytes());
+        assert_eq!(config.bar_address(3), Some(0xd000));
+        assert_eq!(config.bar_address(1), None);
+        assert_eq!(
+            config.add_io_bar(3, 32, 0),
+            Err(PciConfigError::BarIndex { index: 3 })
+        );
+        assert_eq!(
+            config.add_io_bar(4, 512, 0),
+            Err(PciConfigError::BarSize { size: 512 })
+        );
+        assert_eq!(
+            config.add_memory_bar64(2, 0x1000, 0),
+            Err(PciConfigError::BarIndex { index: 2 }),
+            "a 64-bit BAR may not overlap BAR 3"
+        );
+        config.set_interrupt(1, 16);
+        config.write_register(15, 0, &[0xff, 0xff]);
+        assert_eq!(
+            config.read_register(15) & 0xffff,
+            0x01ff,
+            "pin stays, line is the guest's"
+        );
     }
 
     #[test]

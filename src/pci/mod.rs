@@ -6,6 +6,7 @@ mod config_io;
 mod configuration;
 mod host_bridge;
 pub mod msix;
+pub mod qxl;
 #[cfg(test)]
 pub(crate) mod test_utils;
 pub mod virtio;
@@ -15,10 +16,13 @@ pub use bar_allocator::BarAllocator;
 pub use config_io::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
 pub use configuration::{
     PciClass, PciConfigError, PciConfiguration, PciHeader, BAR0_REGISTER, BAR_COUNT,
-    COMMAND_BUS_MASTER, COMMAND_MEMORY_SPACE, CONFIG_REGISTERS, CONFIG_SPACE_SIZE,
+    COMMAND_BUS_MASTER, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE, CONFIG_REGISTERS,
+    CONFIG_SPACE_SIZE,
 };
 pub use host_bridge::PciHostBridge;
-pub use vm_events::{InterruptController, IoEventRegistry, MsiMessage, VmEventError};
+pub use vm_events::{
+    DeviceMemoryMapper, InterruptController, IoEventRegistry, MsiMessage, VmEventError,
+};
 
 /// A function on the root bus as configuration cycles see it.
 pub trait PciFunction: Send {

@@ -18,6 +18,8 @@ pub struct MsiMessage {
 pub enum VmEventError {
     #[error("no interrupt line (GSI) left for another MSI vector")]
     NoFreeGsi,
+    #[error("no memory slot left for device memory")]
+    NoFreeSlot,
     #[error("cannot {what}: {source}")]
     Hypervisor {
         what: &'static str,
@@ -40,6 +42,26 @@ pub trait InterruptController: Send + Sync {
 
     /// Undoes [`Self::bind_irqfd`]; later writes accumulate in the eventfd.
     fn unbind_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), VmEventError>;
+}
+
+/// Host memory a device owns (a RAM-backed BAR) made guest-physical memory, so guest
+/// accesses to it never exit to the VMM.
+pub trait DeviceMemoryMapper: Send + Sync {
+    /// Maps `len` bytes of this process at `host` to guest-physical `guest_addr`;
+    /// returns the mapping's handle.
+    ///
+    /// # Safety
+    /// `host..host + len` must stay mapped, and be memory the guest may read and write,
+    /// until [`Self::unmap_device_memory`] removes the mapping.
+    unsafe fn map_device_memory(
+        &self,
+        guest_addr: u64,
+        host: usize,
+        len: u64,
+    ) -> Result<u32, VmEventError>;
+
+    /// Removes the mapping `handle`; the guest then sees nothing at that address.
+    fn unmap_device_memory(&self, handle: u32) -> Result<(), VmEventError>;
 }
 
 /// Guest MMIO writes that land on an eventfd without leaving the hypervisor.

@@ -26,7 +26,7 @@ IMAGE_PACKAGES=(busybox-static fio iperf3 qemu-system-x86 qemu-system-data seabi
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
-  virtio_balloon qxl ptp_kvm)
+  virtio_balloon qxl virtio_input ptp_kvm)
 # L1 needs KVM (nested SVM on the emulated EPYC) and TUN for L1<->L2 networking.
 L1_MODULES=(irqbypass kvm kvm-amd tun)
 

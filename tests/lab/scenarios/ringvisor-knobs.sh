@@ -1,6 +1,7 @@
 #!/bin/sh
-# L1 scenario: the high-performance knobs. A short boot of the stock L2 kernel (the smoke
-# test) with guest RAM from the hugetlb pool, prefaulted, and the vCPUs pinned crosswise,
+# L1 scenario: the high-performance knobs and the display. A short boot of the stock L2
+# kernel (the smoke and display tests) with guest RAM from the hugetlb pool, prefaulted,
+# QXL graphics served over VNC, and the vCPUs pinned crosswise,
 # their placement read back from /proc while the guest runs, ended by SIGTERM (an
 # orderly shutdown); then an empty pool, which must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every extra minute
 # of a nested-lab run is one more chance for TCG's nested SVM to lose L1.
@@ -25,6 +26,20 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
     sleep 0.2
   done
 ) &
+# The display (tests/lab/l2-tests/display.sh): once L2 has drawn on its console, a
+# screenshot through the API and a frame through VNC, which must be the same picture;
+# then "rv-typed" and Return typed through VNC, which L2 reads from its console.
+(
+  for i in $(seq 1 1200); do grep -q '^L2: display drawn' /tmp/huge.out && break; sleep 0.1; done
+  ringvisor ctl --socket /tmp/knobs.sock screenshot /tmp/shot.png >/tmp/shot.json 2>&1
+  echo "L1: display screenshot exit=$? $(tr -d ' \n' </tmp/shot.json)"
+  ringvisor ctl --socket /tmp/knobs.sock display >/tmp/display.json 2>&1
+  echo "L1: display status exit=$? $(tr -d ' \n' </tmp/display.json)"
+  ringvisor vnc-grab 127.0.0.1:5900 /tmp/vnc.png --type "rv-typed" --enter >/tmp/vnc.out 2>&1
+  echo "L1: display vnc exit=$? $(tr '\n' ' ' </tmp/vnc.out)"
+  cmp /tmp/shot.png /tmp/vnc.png >/dev/null 2>&1
+  echo "L1: display same-png exit=$?"
+) >/tmp/display.facts 2>&1 &
 # Once the guest waits, SIGTERM: ringvisor must stop it in order (disk flushed) and exit 0.
 (
   for i in $(seq 1 1200); do grep -q '^L2: waiting for the host' /tmp/huge.out && break; sleep 0.1; done
@@ -34,10 +49,13 @@ dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
 ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
   --memory "$MEMORY",hugepages=on,prefault=on --disk path=/tmp/knobs.img \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,wait" </dev/null >/tmp/huge.out 2>&1
+  --display qxl,vnc=127.0.0.1:5900 --api-socket /tmp/knobs.sock \
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,wait" </dev/null >/tmp/huge.out 2>&1
 huge=$?
 touch /tmp/huge.done
 sleep 0.5
+grep -E '^L2: (display|test display)' /tmp/huge.out | tr -d '\r'
+cat /tmp/display.facts
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out
 echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
