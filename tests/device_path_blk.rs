@@ -262,6 +262,32 @@ fn four_queues_on_two_reactors_run_concurrently() {
             assert_eq!(queue.requests, PER_QUEUE as u64);
         }
     }
+    // The API's `histograms`: every op in submit→complete, every interrupt sent after a
+    // completion in complete→irq, bucket by bucket.
+    let histograms = ringvisor::api::histograms_json(&stats);
+    let queues = histograms["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 4);
+    let total = |q: &serde_json::Value, key: &str| -> u64 {
+        q[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum()
+    };
+    for (queue, stat) in queues
+        .iter()
+        .zip(stats.iter().flat_map(|r| r.queues.iter()))
+    {
+        assert_eq!(queue["name"], serde_json::json!(stat.name));
+        assert_eq!(total(queue, "submit_to_complete_ns"), stat.ops);
+        assert_eq!(
+            total(queue, "kick_to_submit_ns"),
+            stat.kick_to_submit_ns.len()
+        );
+        assert_eq!(total(queue, "complete_to_irq_ns"), stat.irqs_sent);
+        assert!(stat.irqs_sent > 0);
+    }
     rig.shutdown().unwrap();
 }
 

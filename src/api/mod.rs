@@ -6,6 +6,8 @@
 //! - `info`: the machine (vCPUs, memory, devices) and the reactors' placement.
 //! - `stats`: every reactor's counters and, per queue, its counters, the device's own
 //!   counters and the latency histograms (kick→submit, submit→complete) as percentiles.
+//! - `histograms`: every I/O queue's three latency histograms (kick→submit,
+//!   submit→complete, complete→irq) as [value, count] buckets, for benchmarks.
 //! - `pause`, `resume`: stop and restart the vCPUs (see `kvm::PauseControl`).
 //! - `shutdown`: orderly: the vCPUs stop, the disks' requests in flight complete, every
 //!   writable disk is flushed (fdatasync), the answer goes out, then the VMM exits 0.
@@ -20,7 +22,9 @@
 mod protocol;
 mod server;
 
-pub use protocol::{parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES};
+pub use protocol::{
+    histograms_json, parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES,
+};
 pub use server::{ApiError, ApiServer, ApiState, BalloonControl, DisplayControl, ShutdownHook};
 
 use std::io::{BufRead, BufReader, Write};

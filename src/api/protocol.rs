@@ -24,6 +24,9 @@ pub enum Request {
     },
     /// The display's mode and counters.
     Display,
+    /// Every I/O queue's latency histograms, bucket by bucket (for benchmarks, which
+    /// subtract two of these to get one job's latencies).
+    Histograms,
     /// Writes the screen as a PNG file at `path` (absolute, written by the VMM).
     Screenshot {
         path: std::path::PathBuf,
@@ -31,7 +34,8 @@ pub enum Request {
 }
 
 /// The commands, for error messages and `ctl --help`.
-pub const COMMANDS: &str = "info, stats, pause, resume, shutdown, balloon, display, screenshot";
+pub const COMMANDS: &str =
+    "info, stats, histograms, pause, resume, shutdown, balloon, display, screenshot";
 
 /// Parses one request line.
 pub fn parse_request(line: &str) -> Result<Request, String> {
@@ -61,6 +65,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         "resume" => Ok(Request::Resume),
         "shutdown" => Ok(Request::Shutdown),
         "display" => Ok(Request::Display),
+        "histograms" => Ok(Request::Histograms),
         "screenshot" => {
             let path = object
                 .get("path")
@@ -125,6 +130,35 @@ pub fn stats_json(io: &[ReactorStats], low_priority: &[ReactorStats]) -> Value {
     })
 }
 
+/// The non-empty buckets of `h`: [highest equivalent value, count] pairs, from which
+/// the histogram can be rebuilt (and two snapshots subtracted) elsewhere.
+fn buckets(h: &Histogram<u64>) -> Value {
+    Value::Array(
+        h.iter_recorded()
+            .map(|v| json!([v.value_iterated_to(), v.count_at_value()]))
+            .collect(),
+    )
+}
+
+/// The `histograms` answer: every queue of the I/O reactors with its three latency
+/// histograms in full.
+pub fn histograms_json(io: &[ReactorStats]) -> Value {
+    let queues: Vec<Value> = io
+        .iter()
+        .flat_map(|r| r.queues.iter())
+        .map(|q| {
+            json!({
+                "name": q.name,
+                "reactor": q.reactor,
+                "kick_to_submit_ns": buckets(&q.kick_to_submit_ns),
+                "submit_to_complete_ns": buckets(&q.submit_to_complete_ns),
+                "complete_to_irq_ns": buckets(&q.complete_to_irq_ns),
+            })
+        })
+        .collect();
+    json!({ "queues": queues })
+}
+
 fn reactors_json(stats: &[ReactorStats]) -> Value {
     let reactors: Vec<Value> = stats
         .iter()
@@ -148,6 +182,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                         "irqs_suppressed": q.irqs_suppressed,
                         "kick_to_submit_ns": percentiles(&q.kick_to_submit_ns),
                         "submit_to_complete_ns": percentiles(&q.submit_to_complete_ns),
+                        "complete_to_irq_ns": percentiles(&q.complete_to_irq_ns),
                         "in_flight": q.in_flight,
                         "device": device,
                     })

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::kvm::PauseControl;
 
-use super::protocol::{parse_request, stats_json, Request, MAX_REQUEST_BYTES};
+use super::protocol::{histograms_json, parse_request, stats_json, Request, MAX_REQUEST_BYTES};
 
 /// How long a pause may wait for every vCPU to stop.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,6 +131,9 @@ impl ApiState {
                     }
                 }
                 json!({ "ok": true, "result": balloon.stats() })
+            }
+            Ok(Request::Histograms) => {
+                json!({ "ok": true, "result": histograms_json(&self.reactors.stats()) })
             }
             Ok(Request::Display) => match &self.display {
                 None => json!({ "ok": false, "error": "this VMM has no display (--display)" }),

@@ -33,6 +33,9 @@ pub struct QueueStats {
     pub kick_to_submit_ns: Histogram<u64>,
     /// Submission until the completion was reaped.
     pub submit_to_complete_ns: Histogram<u64>,
+    /// The first completion reaped in a pass until the interrupt that reported it was
+    /// signalled (suppressed interrupts record nothing).
+    pub complete_to_irq_ns: Histogram<u64>,
     /// The device's own counters for the queue (frames, bytes, drops, ...), by name.
     pub device: Vec<(&'static str, u64)>,
     /// Chains popped and not completed yet when the stats were taken.
@@ -52,6 +55,7 @@ impl QueueStats {
             irqs_suppressed: 0,
             kick_to_submit_ns: histogram(),
             submit_to_complete_ns: histogram(),
+            complete_to_irq_ns: histogram(),
             device: Vec::new(),
             in_flight: 0,
         }

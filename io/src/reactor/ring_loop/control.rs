@@ -36,6 +36,7 @@ impl RingLoop {
                         // The guest may have posted requests before the queue got here.
                         ready: true,
                         kicked_at: None,
+                        completed_at: None,
                         used_added: false,
                         notifications_off: false,
                         ops_in_flight: 0,

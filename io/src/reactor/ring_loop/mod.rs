@@ -85,6 +85,8 @@ struct ServedQueue {
     /// Kicked (or left non-empty): drain it in the next pass.
     ready: bool,
     kicked_at: Option<Instant>,
+    /// When the first op completion since the last interrupt decision was reaped.
+    completed_at: Option<Instant>,
     /// Used entries were added since the last interrupt decision.
     used_added: bool,
     /// Drained with guest notifications left off (polling): they must be turned back on
@@ -516,6 +518,7 @@ impl RingLoop {
                     if let Some(queue) = self.queues.get_mut(done.queue) {
                         queue.ops_in_flight = queue.ops_in_flight.saturating_sub(1);
                         if !delay {
+                            queue.completed_at.get_or_insert(now);
                             let took = now.saturating_duration_since(done.submitted).as_nanos();
                             let _ = queue
                                 .stats
@@ -575,9 +578,16 @@ impl RingLoop {
             if !std::mem::take(&mut queue.used_added) {
                 continue;
             }
+            let completed_at = queue.completed_at.take();
             match queue.binding.worker.needs_interrupt() {
                 Ok(true) => match queue.binding.interrupt.signal() {
-                    Ok(()) => queue.stats.irqs_sent += 1,
+                    Ok(()) => {
+                        queue.stats.irqs_sent += 1;
+                        if let Some(at) = completed_at {
+                            let took = at.elapsed().as_nanos() as u64;
+                            let _ = queue.stats.complete_to_irq_ns.record(took.max(1));
+                        }
+                    }
                     Err(err) => warn!("queue {}: {err}", queue.binding.name),
                 },
                 Ok(false) => queue.stats.irqs_suppressed += 1,
