@@ -193,7 +193,16 @@ fn chunks(bytes: &[u8]) -> impl Iterator<Item = Result<([u8; 4], &[u8]), PngErro
     })
 }
 
-fn parse_header(data: &[u8]) -> Result<(u32, u32), PngError> {
+/// Bytes per pixel of the colour types decoded: 8-bit RGB (2) and RGBA (6).
+fn pixel_bytes(colour: u8) -> Option<usize> {
+    match colour {
+        2 => Some(3),
+        6 => Some(4),
+        _ => None,
+    }
+}
+
+fn parse_header(data: &[u8]) -> Result<(u32, u32, usize), PngError> {
     if data.len() != 13 {
         return Err(PngError::Unsupported(format!(
             "IHDR of {} bytes",
@@ -201,27 +210,29 @@ fn parse_header(data: &[u8]) -> Result<(u32, u32), PngError> {
         )));
     }
     let (width, height) = (be_u32(&data[0..4]), be_u32(&data[4..8]));
-    match (data[8], data[9], data[10], data[11], data[12]) {
-        (8, 2, 0, 0, 0) => {}
+    let bpp = match (data[8], data[9], data[10], data[11], data[12]) {
+        (8, colour, 0, 0, 0) if pixel_bytes(colour).is_some() => {
+            pixel_bytes(colour).ok_or_else(|| PngError::Unsupported("colour type".into()))?
+        }
         (depth, colour, 0, 0, 0) => {
             return Err(PngError::Unsupported(format!(
-                "bit depth {depth} colour type {colour} (only 8-bit RGB)"
+                "bit depth {depth} colour type {colour} (only 8-bit RGB and RGBA)"
             )))
         }
         (_, _, _, _, 0) => {
             return Err(PngError::Unsupported("compression or filter method".into()))
         }
         _ => return Err(PngError::Unsupported("interlaced".into())),
-    }
+    };
     if width == 0 || height == 0 || u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
         return Err(PngError::BadSize { width, height });
     }
-    Ok((width, height))
+    Ok((width, height, bpp))
 }
 
 /// Reverses the row filters in place: `data` is height rows of a filter byte and
 /// `row_bytes` bytes; the result keeps the layout with the filter bytes left stale.
-fn unfilter(data: &mut [u8], row_bytes: usize) -> Result<(), PngError> {
+fn unfilter(data: &mut [u8], row_bytes: usize, bpp: usize) -> Result<(), PngError> {
     let stride = row_bytes + 1;
     // The row above the first one counts as zeros.
     let zeros = vec![0u8; row_bytes];
@@ -241,8 +252,8 @@ fn unfilter(data: &mut [u8], row_bytes: usize) -> Result<(), PngError> {
         }
         let row = &mut current[1..stride];
         for i in 0..row_bytes {
-            let (a, c) = if i >= BYTES_PER_PIXEL {
-                (row[i - BYTES_PER_PIXEL], prev[i - BYTES_PER_PIXEL])
+            let (a, c) = if i >= bpp {
+                (row[i - bpp], prev[i - bpp])
             } else {
                 (0, 0)
             };
@@ -252,8 +263,9 @@ fn unfilter(data: &mut [u8], row_bytes: usize) -> Result<(), PngError> {
     Ok(())
 }
 
-/// Decodes an 8-bit RGB, non-interlaced PNG (what [`encode_png`] writes, or any other
-/// encoder's of that kind) into a frame.
+/// Decodes an 8-bit RGB or RGBA (alpha dropped), non-interlaced PNG (what
+/// [`encode_png`] writes, or any other encoder's of that kind: browsers' screenshots)
+/// into a frame.
 pub fn decode_png_rgb(bytes: &[u8]) -> Result<Frame, PngError> {
     let body = bytes.strip_prefix(&SIGNATURE).ok_or(PngError::NotPng)?;
     let mut chunks = chunks(body);
@@ -263,7 +275,7 @@ pub fn decode_png_rgb(bytes: &[u8]) -> Result<Frame, PngError> {
             String::from_utf8_lossy(&kind).into_owned(),
         ));
     }
-    let (width, height) = parse_header(data)?;
+    let (width, height, bpp) = parse_header(data)?;
     let mut compressed = Vec::new();
     let mut ended = false;
     for chunk in chunks {
@@ -288,7 +300,7 @@ pub fn decode_png_rgb(bytes: &[u8]) -> Result<Frame, PngError> {
     if !ended {
         return Err(PngError::MissingEnd);
     }
-    let row_bytes = width as usize * BYTES_PER_PIXEL;
+    let row_bytes = width as usize * bpp;
     let expected = (row_bytes + 1) * height as usize;
     let mut raw = zlib_decompress(&compressed, expected)?;
     if raw.len() != expected {
@@ -297,10 +309,10 @@ pub fn decode_png_rgb(bytes: &[u8]) -> Result<Frame, PngError> {
             got: raw.len(),
         });
     }
-    unfilter(&mut raw, row_bytes)?;
+    unfilter(&mut raw, row_bytes, bpp)?;
     let pixels = raw
         .chunks_exact(row_bytes + 1)
-        .flat_map(|row| row[1..].chunks_exact(3))
+        .flat_map(|row| row[1..].chunks_exact(bpp))
         .map(|rgb| u32::from_be_bytes([0, rgb[0], rgb[1], rgb[2]]))
         .collect();
     Ok(Frame {
@@ -313,6 +325,34 @@ pub fn decode_png_rgb(bytes: &[u8]) -> Result<Frame, PngError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rgba_images_decode_with_alpha_dropped() {
+        // 2x2 RGBA with Sub filtering on the second row, as browsers write them.
+        let rows: [&[u8]; 2] = [
+            &[0, 10, 20, 30, 255, 40, 50, 60, 128],
+            &[1, 1, 2, 3, 255, 4, 4, 4, 0],
+        ];
+        let raw: Vec<u8> = rows.concat();
+        let mut png = SIGNATURE.to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&2u32.to_be_bytes());
+        ihdr.extend_from_slice(&2u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(
+            &mut png,
+            b"IDAT",
+            &crate::display::zlib::zlib_compress(&raw),
+        );
+        chunk(&mut png, b"IEND", &[]);
+        let frame = decode_png_rgb(&png).unwrap();
+        assert_eq!(
+            frame.pixels,
+            vec![0x0a141e, 0x28323c, 0x010203, 0x050607],
+            "alpha dropped, Sub filter undone per 4-byte pixel"
+        );
+    }
 
     fn pattern(width: u32, height: u32) -> Frame {
         let pixels = (0..width * height)
@@ -428,12 +468,13 @@ mod tests {
             decode_png_rgb(&bad_crc),
             Err(PngError::BadCrc { .. })
         ));
-        let mut rgba = good.clone();
-        rgba[25] = 6;
-        let crc = crc32_of(&rgba[12..29]);
-        rgba[29..33].copy_from_slice(&crc.to_be_bytes());
+        // Grey with alpha (colour type 4) is not read.
+        let mut grey = good.clone();
+        grey[25] = 4;
+        let crc = crc32_of(&grey[12..29]);
+        grey[29..33].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
-            decode_png_rgb(&rgba),
+            decode_png_rgb(&grey),
             Err(PngError::Unsupported(_))
         ));
         let mut huge = SIGNATURE.to_vec();
