@@ -2,3 +2,5 @@
 //! results under `target/bench/`; numbers are reported, never asserted.
 
 pub mod devpath;
+pub mod lab_run;
+pub mod suite;
