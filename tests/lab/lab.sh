@@ -6,6 +6,8 @@
 #   lab.sh deps                      install the Debian packages the lab needs (root)
 #   lab.sh images                    build (or reuse) the cached L2 and L1-base initramfs
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
+#              [--collect FILE]     FILE (a raw image) is L1's /dev/vda: what a scenario
+#                                   writes there comes back (fio-suite: a tar archive)
 #   lab.sh kernels                   print the discovered L1 and L2 kernels
 #   lab.sh boot [--shell]            build ringvisor and boot the default guest on this
 #                                    terminal: on /dev/kvm with hardware virtualization,
@@ -17,9 +19,10 @@ REPO=$(cd "$LAB_DIR/../.." && pwd)
 CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 
 # Everything the lab uses comes from these packages (qemu-system-x86 is L1's software CPU
-# and the reference VMM inside L1, never the VMM under test).
+# and the reference VMM inside L1, never the VMM under test; chromium renders the fio
+# suite's HTML report for its check).
 PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 linux-image-amd64 busybox-static fio
-  iperf3 cpio kmod gzip coreutils)
+  iperf3 cpio kmod gzip coreutils chromium)
 # Packages whose files end up in the images: their versions are part of the cache key.
 IMAGE_PACKAGES=(busybox-static fio iperf3 qemu-system-x86 qemu-system-data seabios
   ipxe-qemu coreutils)
@@ -28,7 +31,7 @@ IMAGE_PACKAGES=(busybox-static fio iperf3 qemu-system-x86 qemu-system-data seabi
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
   virtio_balloon qxl virtio_input ptp_kvm)
 # L1 needs KVM (nested SVM on the emulated EPYC) and TUN for L1<->L2 networking.
-L1_MODULES=(irqbypass kvm kvm-amd tun)
+L1_MODULES=(irqbypass kvm kvm-amd tun virtio_pci virtio_blk)
 
 # QEMU data files needed inside L1 for `-M pc`/`-M q35 -nographic -kernel` (found with
 # strace: qemu opens exactly these), plus the virtio-net option ROM so a side-by-side
@@ -302,7 +305,7 @@ cmd_images() {
 # ----------------------------------------------------------------------------------- run
 
 cmd_run() {
-  local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null
+  local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null collect=()
   while [ $# -gt 0 ]; do
     case $1 in
       # The terminal goes to L1's serial console, and from there to the VMM's.
@@ -311,6 +314,7 @@ cmd_run() {
       --vmm) vmm=${2:?--vmm needs a binary}; shift 2 ;;
       --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
       --extra) extras+=("${2:?--extra needs SRC:DEST}"); shift 2 ;;
+      --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio"); shift 2 ;;
       *) usage ;;
     esac
   done
@@ -366,7 +370,7 @@ cmd_run() {
   set +e
   timeout "${timeout_args[@]}" "$timeout_s" \
     qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt,-xsave -smp 2 -m 3072 \
-    -nographic -no-reboot -nic none \
+    -nographic -no-reboot -nic none ${collect[@]+"${collect[@]}"} \
     -kernel "/boot/vmlinuz-$l1" -initrd "$workdir/initrd.cpio.gz" \
     -append "console=ttyS0 panic=-1 quiet tsc=reliable" <"$stdin" 2>&1 |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |

@@ -1,0 +1,184 @@
+//! The fio suite end to end: the `quick` preset in the nested lab (the stock guest under
+//! this build of ringvisor, then the same jobs on L1's files), and the reports checked
+//! for content; the HTML page rendered by headless Chromium and its screenshot checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ringvisor::display::png::decode_png_rgb;
+use ringvisor::display::summary::summarize;
+use ringvisor_bench::suite::hlog::read_hlog;
+use ringvisor_bench::suite::matrix::Matrix;
+use serde_json::Value;
+
+/// The lab loses a machine now and then (tests/lab_boot.rs says how often): such a loss
+/// gets more attempts, any other failure none.
+const MAX_ATTEMPTS: u32 = 6;
+const VCPUS: u32 = 2;
+
+fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false)
+}
+
+/// The ringvisor binary `cargo test --workspace` built beside this test.
+fn vmm() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/fio_suite_lab-HASH -> target/debug/ringvisor
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join("ringvisor")
+}
+
+fn run_quick(out: &Path) -> Option<()> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let _ = std::fs::remove_dir_all(out);
+        let run = Command::new(env!("CARGO_BIN_EXE_fio-suite"))
+            .args(["run", "--preset", "quick", "--vcpus", &VCPUS.to_string()])
+            .arg("--vmm")
+            .arg(vmm())
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("cannot run fio-suite");
+        let log = std::fs::read_to_string(out.join("lab.log")).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let lost = stderr.contains("run: timed out")
+            || stderr.contains("never printed 'L1: end'")
+            || log.contains("triple fault")
+            || log.contains("L1: suite lost");
+        if !run.status.success() && lost && attempts < MAX_ATTEMPTS {
+            eprintln!(
+                "RETRY: the lab lost a machine; tail:\n{}",
+                log.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+            );
+            continue;
+        }
+        assert!(
+            run.status.success(),
+            "fio-suite failed ({}):\n{stderr}\n--- lab.log ---\n{log}",
+            run.status
+        );
+        return Some(());
+    }
+}
+
+#[test]
+fn the_quick_preset_runs_and_reports() {
+    if !has("qemu-system-x86_64") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the lab: `bash tests/lab/lab.sh deps` installs it"
+        );
+        eprintln!("SKIPPED: the nested lab needs qemu-system-x86_64 (bash tests/lab/lab.sh deps)");
+        return;
+    }
+    assert!(vmm().exists(), "build ringvisor first: {}", vmm().display());
+    let out = std::env::temp_dir().join(format!("ringvisor-fio-suite-{}", std::process::id()));
+    run_quick(&out);
+    let matrix = Matrix::preset("quick", VCPUS).expect("quick preset");
+
+    // summary.json: every job, with both targets' numbers and the device side.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let jobs = summary["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), matrix.jobs.len());
+    for (job, spec) in jobs.iter().zip(&matrix.jobs) {
+        let id = spec.id();
+        assert_eq!(job["id"], Value::String(id.clone()));
+        for target in ["ringvisor", "bare"] {
+            let result = &job["targets"][target];
+            let iops = result["iops"].as_f64().unwrap_or(0.0);
+            assert!(iops > 0.0, "{id} {target}: {result}");
+            assert!(
+                result["clat_ns"]["p50"].as_u64().unwrap_or(0) > 0,
+                "{id} {target}"
+            );
+        }
+        let device = &job["device"];
+        for stage in ["kick_to_submit", "submit_to_complete", "complete_to_irq"] {
+            let count = device[stage]["count"].as_u64().unwrap_or(0);
+            assert!(count > 0, "{id}: device {stage}: {device}");
+        }
+        assert!(
+            job["ratios"]["ringvisor/bare"]["iops"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        );
+    }
+
+    // latency.hlog: each job's in-guest and device-side histograms, readable back.
+    let intervals = read_hlog(&std::fs::read(out.join("latency.hlog")).unwrap()).unwrap();
+    for spec in &matrix.jobs {
+        for series in ["ringvisor/clat", "bare/clat", "device/submit_to_complete"] {
+            let tag = format!("{}/{series}", spec.id());
+            let interval = intervals
+                .iter()
+                .find(|i| i.tag.as_deref() == Some(tag.as_str()))
+                .unwrap_or_else(|| panic!("no {tag} in latency.hlog"));
+            assert!(!interval.histogram.is_empty(), "{tag} is empty");
+        }
+    }
+
+    // summary.md and report.html name every job; the page has its charts.
+    let markdown = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for spec in &matrix.jobs {
+        assert!(
+            markdown.contains(&spec.id()),
+            "{} not in summary.md",
+            spec.id()
+        );
+        assert!(
+            html.contains(&spec.id()),
+            "{} not in report.html",
+            spec.id()
+        );
+    }
+    let charts = html.matches("<svg").count();
+    assert!(charts > matrix.jobs.len(), "{charts} charts");
+    assert_eq!(charts, html.matches("</svg>").count());
+
+    // Headless Chromium renders the page: a screenshot of the asked size, not blank.
+    if !has("chromium") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must render the report"
+        );
+        eprintln!("SKIPPED: rendering the report needs chromium (bash tests/lab/lab.sh deps)");
+        return;
+    }
+    let shot = out.join("report.png");
+    let url = format!("file://{}", out.join("report.html").display());
+    let render = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,2000",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("cannot run chromium");
+    assert!(
+        shot.exists(),
+        "chromium wrote no screenshot: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    let frame = decode_png_rgb(&std::fs::read(&shot).unwrap()).unwrap();
+    assert_eq!((frame.width, frame.height), (1280, 2000));
+    let seen = summarize(&frame);
+    assert!(seen.distinct_colors > 8, "{seen}");
+    assert!(
+        seen.foreground_pixels > (1280 * 2000) / 50,
+        "mostly blank: {seen}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,0 +1,26 @@
+#!/bin/sh
+# L2 side of the fio suite (tests/lab/scenarios/fio-suite.sh): reads "ID DISK FIO-ARGS"
+# lines from the virtio-serial port rv.jobs, runs each fio job on DISK (the @DEV@ in its
+# arguments), and writes its json+ output between "#begin ID" and "#end ID" lines to the
+# port rv.results; "exit" ends it.
+mkdir -p /dev/virtio-ports
+for i in $(seq 1 80); do
+  for port in /sys/class/virtio-ports/*; do
+    name=$(cat "$port/name" 2>/dev/null)
+    [ -n "$name" ] && [ -e "/dev/${port##*/}" ] && ln -sf "/dev/${port##*/}" "/dev/virtio-ports/$name"
+  done
+  [ -e /dev/virtio-ports/rv.jobs ] && [ -e /dev/virtio-ports/rv.results ] && [ -b /dev/vda ] && [ -b /dev/sda ] && break
+  sleep 0.25
+done
+exec 3</dev/virtio-ports/rv.jobs
+exec 4>/dev/virtio-ports/rv.results
+jobs=0
+while read -r id disk args <&3; do
+  [ "$id" = exit ] && break
+  jobs=$((jobs + 1))
+  echo "#begin $id" >&4
+  # shellcheck disable=SC2086 # the arguments are words
+  fio $(echo "$args" | sed "s#@DEV@#$disk#") >&4 2>&1
+  printf '\n#end %s\n' "$id" >&4
+done
+echo "L2: fio-suite jobs=$jobs"
