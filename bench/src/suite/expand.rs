@@ -311,11 +311,8 @@ pub(super) fn expand(text: &str, vcpus: u32) -> Result<Vec<JobSpec>, MatrixError
 #[cfg(test)]
 mod tests {
     use super::super::matrix::Matrix;
+    use super::super::testutil::ids;
     use super::*;
-
-    fn ids(m: &Matrix) -> Vec<String> {
-        m.jobs.iter().map(JobSpec::id).collect()
-    }
 
     #[test]
     fn a_matrix_expands_in_a_stable_order() {

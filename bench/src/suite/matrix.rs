@@ -404,11 +404,8 @@ impl Matrix {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::ids;
     use super::*;
-
-    fn ids(m: &Matrix) -> Vec<String> {
-        m.jobs.iter().map(JobSpec::id).collect()
-    }
 
     #[test]
     fn presets_expand() {

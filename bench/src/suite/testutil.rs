@@ -160,3 +160,8 @@ pub fn known_raw_dir(base: &Path) -> PathBuf {
     write(&after, &snapshot(&[&scsi_after, &blk_after]));
     raw
 }
+
+/// The ids of a matrix's jobs, in order.
+pub fn ids(m: &super::matrix::Matrix) -> Vec<String> {
+    m.jobs.iter().map(super::matrix::JobSpec::id).collect()
+}
