@@ -46,6 +46,9 @@ pub struct LabRun {
     pub collect: Option<PathBuf>,
     /// L1's console goes here as it comes.
     pub log: PathBuf,
+    /// Where L1's QEMU writes its pid: `timeout` runs it in a process group of its own,
+    /// which stopping the lab's group does not reach.
+    pub pidfile: PathBuf,
 }
 
 /// Progress of a run of `units` jobs expected to take `estimate` in all.
@@ -143,6 +146,8 @@ pub fn run_lab(run: &LabRun, progress: &mut Progress) -> std::io::Result<LabOutc
     if let Some(collect) = &run.collect {
         command.arg("--collect").arg(collect);
     }
+    let _ = std::fs::remove_file(&run.pidfile);
+    command.arg("--pidfile").arg(&run.pidfile);
     // Its own group: Ctrl-C reaches this process only, which then ends the whole lab.
     command
         .process_group(0)
@@ -169,6 +174,14 @@ pub fn run_lab(run: &LabRun, progress: &mut Progress) -> std::io::Result<LabOutc
             let group = child.id() as libc::pid_t;
             // SAFETY: kill(2) on the lab's process group, which this process created.
             unsafe { libc::kill(-group, libc::SIGTERM) };
+            if let Some(qemu) = std::fs::read_to_string(&run.pidfile)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<libc::pid_t>().ok())
+                .filter(|pid| *pid > 1)
+            {
+                // SAFETY: kill(2) on the pid L1's QEMU wrote for this run.
+                unsafe { libc::kill(qemu, libc::SIGTERM) };
+            }
             let _ = child.wait();
             progress.finish();
             return Ok(LabOutcome::Interrupted);

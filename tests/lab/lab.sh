@@ -8,6 +8,8 @@
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
 #              [--collect FILE]     FILE (a raw image) is L1's /dev/vda: what a scenario
 #                                   writes there comes back (fio-suite: a tar archive)
+#              [--pidfile FILE]     L1's QEMU writes its pid there (a caller that stops
+#                                   the run early ends QEMU with it)
 #   lab.sh kernels                   print the discovered L1 and L2 kernels
 #   lab.sh boot [--shell]            build ringvisor and boot the default guest on this
 #                                    terminal: on /dev/kvm with hardware virtualization,
@@ -305,7 +307,7 @@ cmd_images() {
 # ----------------------------------------------------------------------------------- run
 
 cmd_run() {
-  local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null collect=()
+  local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null collect=() pidfile=()
   while [ $# -gt 0 ]; do
     case $1 in
       # The terminal goes to L1's serial console, and from there to the VMM's.
@@ -315,6 +317,7 @@ cmd_run() {
       --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
       --extra) extras+=("${2:?--extra needs SRC:DEST}"); shift 2 ;;
       --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio"); shift 2 ;;
+      --pidfile) pidfile=(-pidfile "${2:?--pidfile needs a file}"); shift 2 ;;
       *) usage ;;
     esac
   done
@@ -370,7 +373,7 @@ cmd_run() {
   set +e
   timeout "${timeout_args[@]}" "$timeout_s" \
     qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt,-xsave -smp 2 -m 3072 \
-    -nographic -no-reboot -nic none ${collect[@]+"${collect[@]}"} \
+    -nographic -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
     -kernel "/boot/vmlinuz-$l1" -initrd "$workdir/initrd.cpio.gz" \
     -append "console=ttyS0 panic=-1 quiet tsc=reliable" <"$stdin" 2>&1 |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |

@@ -223,6 +223,7 @@ fn run_suite(args: &RunArgs) -> Result<ExitCode, String> {
         ],
         collect: Some(collect.clone()),
         log: out.join("lab.log"),
+        pidfile: out.join("l1.pid"),
     };
     let mut progress = Progress::new(units, estimate);
     let outcome = lab_run::run_lab(&run, &mut progress).map_err(|e| format!("lab: {e}"))?;
