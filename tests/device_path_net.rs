@@ -431,3 +431,62 @@ fn a_tap_in_use_is_a_clear_error() {
     assert!(err.contains("bad/name: not an interface name"), "{err}");
     first.shutdown().unwrap();
 }
+
+#[test]
+fn a_tap_deleted_under_the_guest_stops_its_queues_without_a_loop() {
+    if !private_netns() {
+        return;
+    }
+    let mut rig = Rig::net(config("rvtap4", 1), &[None], QUEUE_SIZE).unwrap();
+    link_up("rvtap4");
+    let host = HostSide::bind("rvtap4");
+    let mac = rig.device().mac();
+    for _ in 0..8 {
+        rig.queue(0).unwrap().post_rx_buffer(2048).unwrap();
+    }
+    rig.kick(0).unwrap();
+    host.send(&frame(mac, 1, 60));
+    assert_eq!(rig.wait_used(0, 1).unwrap().len(), 1, "traffic before");
+    drop(host);
+
+    // An administrator deletes the interface: the descriptor ringvisor holds now fails
+    // with EBADFD on every read and write.
+    let deleted = std::process::Command::new("ip")
+        .args(["link", "del", "rvtap4"])
+        .status()
+        .expect("ip(8)");
+    assert!(deleted.success());
+    // Frames the guest sends are dropped and counted; the receive side stops reading
+    // and keeps the guest's buffers (no used entries: returning them empty would have the
+    // guest post them again, in a loop).
+    let tx = rig.queue(1).unwrap();
+    tx.post_frame(&[0; 12], &frame([0xff; 6], 2, 60)).unwrap();
+    rig.kick(1).unwrap();
+    rig.wait_used(1, 1).unwrap();
+    rig.kick(0).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let counter = |queue: &str, name: &str| {
+        rig.stats()
+            .iter()
+            .flat_map(|r| r.queues.iter())
+            .find(|q| q.name.ends_with(queue))
+            .and_then(|q| q.device.iter().find(|(n, _)| *n == name).map(|&(_, v)| v))
+            .unwrap_or_else(|| panic!("no {name} on {queue}"))
+    };
+    assert_eq!(counter("q1", "tap_gone"), 1);
+    assert_eq!(counter("q1", "drops"), 1);
+    assert_eq!(counter("q0", "tap_gone"), 1);
+    let requests = |queue: &str| {
+        rig.stats()
+            .iter()
+            .flat_map(|r| r.queues.iter())
+            .find(|q| q.name.ends_with(queue))
+            .map(|q| q.ops)
+            .unwrap_or(0)
+    };
+    let reads = requests("q0");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(requests("q0"), reads, "no read loop on a dead TAP");
+    assert!(rig.faults().is_empty(), "the device keeps its queues");
+    rig.shutdown().unwrap();
+}

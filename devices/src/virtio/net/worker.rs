@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use log::debug;
+use log::{debug, warn};
 use ringvisor_io::{IoBatch, IoOp, QueueFault, QueueWorker};
 use virtio_queue::Queue;
 use vm_memory::{Address, Bytes, GuestAddress};
@@ -29,6 +29,8 @@ pub struct NetQueueStats {
     /// Drains that found chains, and the chains they found (average batch size).
     pub batches: u64,
     pub chains: u64,
+    /// 1 once the TAP interface went away under the queue (deleted by an administrator).
+    pub tap_gone: u64,
 }
 
 impl NetQueueStats {
@@ -39,8 +41,18 @@ impl NetQueueStats {
             ("drops", self.drops),
             ("batches", self.batches),
             ("chains", self.chains),
+            ("tap_gone", self.tap_gone),
         ]
     }
+}
+
+/// Errors a TAP descriptor returns once its interface was deleted (tun's EBADFD) or can
+/// no longer pass traffic: reading again would fail again at once.
+fn tap_is_gone(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EBADFD | libc::ENODEV | libc::ENXIO | libc::EIO | libc::EPIPE
+    )
 }
 
 /// Pops every available chain into `heads`; counts the batch.
@@ -171,6 +183,16 @@ impl QueueWorker for NetTxWorker {
         if result == payload as i32 + VNET_HEADER_LEN as i32 {
             self.stats.frames += 1;
             self.stats.bytes += u64::from(payload);
+        } else if result < 0 && tap_is_gone(-result) {
+            if self.stats.tap_gone == 0 {
+                warn!(
+                    "virtio-net tx queue {}: TAP is gone ({}): the guest's frames are dropped",
+                    self.ring.index(),
+                    std::io::Error::from_raw_os_error(-result)
+                );
+            }
+            self.stats.tap_gone = 1;
+            self.stats.drops += 1;
         } else {
             debug!(
                 "virtio-net tx queue {}: the TAP took {result} of {payload}",
@@ -387,6 +409,9 @@ impl NetRxWorker {
 
     /// Takes the frames already queued on the TAP, without waiting, while buffers last.
     fn read_burst(&mut self) -> Result<(), QueueFault> {
+        if self.stats.tap_gone != 0 {
+            return Ok(());
+        }
         for _ in 0..MAX_BURST {
             let count = self.span();
             if count == 0 {
@@ -414,6 +439,10 @@ impl NetRxWorker {
                 (-1, Some(libc::EAGAIN)) => return Ok(()),
                 // A frame larger than the buffers is lost; the buffers are kept.
                 (-1, Some(libc::EFAULT | libc::EMSGSIZE)) => self.stats.drops += 1,
+                (-1, Some(errno)) if tap_is_gone(errno) => {
+                    self.lose_tap(errno);
+                    return Ok(());
+                }
                 _ => {
                     debug!(
                         "virtio-net rx queue {}: TAP read: {n} {errno:?}",
@@ -426,9 +455,23 @@ impl NetRxWorker {
         Ok(())
     }
 
+    /// The TAP went away: receiving stops for good, the guest's buffers stay posted
+    /// (returning them empty would only have the guest post them again, in a loop).
+    fn lose_tap(&mut self, errno: i32) {
+        if self.stats.tap_gone == 0 {
+            warn!(
+                "virtio-net rx queue {}: TAP {} is gone ({}): no more frames for the guest",
+                self.ring.index(),
+                self.tap.name(),
+                std::io::Error::from_raw_os_error(errno)
+            );
+        }
+        self.stats.tap_gone = 1;
+    }
+
     /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight.
     fn read_next(&mut self, batch: &mut IoBatch) {
-        if self.reading.is_some() {
+        if self.reading.is_some() || self.stats.tap_gone != 0 {
             return;
         }
         let count = self.span();
@@ -484,6 +527,10 @@ impl QueueWorker for NetRxWorker {
             // A frame larger than the buffers (EFAULT from tun) is lost; the buffers stay
             // for the next one.
             FAULT | MSGSIZE => self.stats.drops += 1,
+            other if tap_is_gone(-other) => {
+                self.lose_tap(-other);
+                return Ok(());
+            }
             other => {
                 debug!(
                     "virtio-net rx queue {}: TAP read: {other}",
