@@ -438,6 +438,18 @@ fn a_tap_deleted_under_the_guest_stops_its_queues_without_a_loop() {
         return;
     }
     let mut rig = Rig::net(config("rvtap4", 1), &[None], QUEUE_SIZE).unwrap();
+    // What the transport would do on a link change: count configuration interrupts.
+    let changes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = changes.clone();
+    rig.device().link().set_notifier(Box::new(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let status = |rig: &Rig| {
+        let mut bytes = [0u8; 2];
+        ringvisor_devices::virtio::VirtioDevice::read_config(rig.device(), 6, &mut bytes);
+        u16::from_le_bytes(bytes)
+    };
+    assert_eq!(status(&rig), 1, "VIRTIO_NET_S_LINK_UP");
     link_up("rvtap4");
     let host = HostSide::bind("rvtap4");
     let mac = rig.device().mac();
@@ -476,6 +488,9 @@ fn a_tap_deleted_under_the_guest_stops_its_queues_without_a_loop() {
     assert_eq!(counter("q1", "tap_gone"), 1);
     assert_eq!(counter("q1", "drops"), 1);
     assert_eq!(counter("q0", "tap_gone"), 1);
+    // The guest's driver is told once, and reads the link as down.
+    assert_eq!(changes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(status(&rig), 0, "link down");
     let requests = |queue: &str| {
         rig.stats()
             .iter()

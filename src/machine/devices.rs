@@ -185,7 +185,10 @@ pub(super) fn plug_all(
         let name = format!("net{index}");
         let device = NetDevice::new(net.clone())?;
         let mac = device.mac();
+        let link = device.link();
         let (plug, bar) = slots.plug(&name, Box::new(device), false)?;
+        // A TAP deleted under the guest takes the link down; the driver must hear it.
+        link.set_notifier(plug.config_change_notifier());
         info!(
             "{name}: tap {} ({} queue pair(s)), MAC {}, on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             net.tap,

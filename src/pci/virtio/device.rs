@@ -160,6 +160,10 @@ impl VirtioPciDevice {
         self.signals.status.load(Ordering::Acquire)
     }
 
+    pub(super) fn signals(&self) -> Arc<DeviceSignals> {
+        Arc::clone(&self.signals)
+    }
+
     /// See `PluggedVirtioPci::notify_config_change`.
     pub fn notify_config_change(&mut self) {
         self.common.bump_generation();

@@ -82,6 +82,15 @@ fn lock(device: &Mutex<VirtioPciDevice>) -> MutexGuard<'_, VirtioPciDevice> {
 }
 
 impl PluggedVirtioPci {
+    /// Raises the configuration-change interrupt without taking the device's lock, so a
+    /// reactor thread can call it (e.g. a NIC whose TAP went away) even while a vCPU
+    /// holds the lock waiting for that reactor. Only for fields a driver reads in one
+    /// access: the configuration generation is not bumped.
+    pub fn config_change_notifier(&self) -> Box<dyn Fn() + Send + Sync> {
+        let signals = lock(&self.device).signals();
+        Box::new(move || signals.signal_config_change())
+    }
+
     /// The device configuration changed (e.g. a resized disk): bump config_generation and
     /// raise the configuration-change interrupt.
     pub fn notify_config_change(&self) {

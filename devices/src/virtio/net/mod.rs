@@ -6,6 +6,7 @@
 
 mod ctrl;
 pub mod header;
+mod link;
 mod tap;
 mod worker;
 
@@ -24,6 +25,7 @@ use super::{
 };
 pub use ctrl::{NetControlStats, NetControlWorker};
 use header::TxRules;
+pub use link::LinkState;
 pub use tap::{valid_interface_name, Tap, TapError, VNET_HEADER_LEN};
 pub use worker::{NetQueueStats, NetRxWorker, NetTxWorker, RxMode};
 
@@ -83,6 +85,7 @@ pub enum NetError {
 /// A virtio-net device on a TAP interface.
 pub struct NetDevice {
     taps: Vec<Arc<Tap>>,
+    link: Arc<LinkState>,
     features: u64,
     mtu: u16,
     config_space: [u8; CONFIG_LEN],
@@ -159,11 +162,18 @@ impl NetDevice {
         c[10..12].copy_from_slice(&mtu.to_le_bytes());
         Ok(Self {
             taps,
+            link: Arc::new(LinkState::default()),
             features,
             mtu,
             config_space: c,
             activated: false,
         })
+    }
+
+    /// The link status the guest reads, shared with the workers (the VMM gives it the
+    /// transport's configuration-change interrupt).
+    pub fn link(&self) -> Arc<LinkState> {
+        Arc::clone(&self.link)
     }
 
     pub fn tap_name(&self) -> &str {
@@ -212,7 +222,10 @@ impl VirtioDevice for NetDevice {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        super::read_config_space(&self.config_space, offset, data);
+        let mut space = self.config_space;
+        let status = if self.link.is_up() { STATUS_LINK_UP } else { 0 };
+        space[6..8].copy_from_slice(&status.to_le_bytes());
+        super::read_config_space(&space, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
@@ -299,9 +312,23 @@ impl VirtioDevice for NetDevice {
             } else {
                 let tap = Arc::clone(&self.taps[usize::from(index / 2)]);
                 if index % 2 == 0 {
-                    Box::new(NetRxWorker::new(index, queue, mem.clone(), tap, rx_mode))
+                    Box::new(NetRxWorker::new(
+                        index,
+                        queue,
+                        mem.clone(),
+                        tap,
+                        rx_mode,
+                        self.link(),
+                    ))
                 } else {
-                    Box::new(NetTxWorker::new(index, queue, mem.clone(), tap, rules))
+                    Box::new(NetTxWorker::new(
+                        index,
+                        queue,
+                        mem.clone(),
+                        tap,
+                        rules,
+                        self.link(),
+                    ))
                 }
             };
             workers.push((index, worker));

@@ -14,6 +14,7 @@ use virtio_queue::Queue;
 use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::header::{check_tx, TxRules, ETH_HEADER_LEN};
+use super::link::LinkState;
 use super::tap::{Tap, VNET_HEADER_LEN};
 use crate::virtio::chain::{iovecs, read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
@@ -74,6 +75,7 @@ fn pop(
 pub struct NetTxWorker {
     ring: QueueRing,
     tap: Arc<Tap>,
+    link: Arc<LinkState>,
     rules: TxRules,
     layout: ChainLayout,
     heads: Vec<u16>,
@@ -90,10 +92,12 @@ impl NetTxWorker {
         mem: GuestMemory,
         tap: Arc<Tap>,
         rules: TxRules,
+        link: Arc<LinkState>,
     ) -> Self {
         Self {
             ring: QueueRing::new(index, queue, mem),
             tap,
+            link,
             rules,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
             heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
@@ -193,6 +197,7 @@ impl QueueWorker for NetTxWorker {
             }
             self.stats.tap_gone = 1;
             self.stats.drops += 1;
+            self.link.set_down();
         } else {
             debug!(
                 "virtio-net tx queue {}: the TAP took {result} of {payload}",
@@ -247,6 +252,7 @@ pub struct RxMode {
 pub struct NetRxWorker {
     ring: QueueRing,
     tap: Arc<Tap>,
+    link: Arc<LinkState>,
     mode: RxMode,
     layout: ChainLayout,
     heads: Vec<u16>,
@@ -277,10 +283,12 @@ impl NetRxWorker {
         mem: GuestMemory,
         tap: Arc<Tap>,
         mode: RxMode,
+        link: Arc<LinkState>,
     ) -> Self {
         Self {
             ring: QueueRing::new(index, queue, mem),
             tap,
+            link,
             mode,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
             heads: Vec::with_capacity(MAX_CHAIN_DESCRIPTORS),
@@ -467,6 +475,7 @@ impl NetRxWorker {
             );
         }
         self.stats.tap_gone = 1;
+        self.link.set_down();
     }
 
     /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight.
