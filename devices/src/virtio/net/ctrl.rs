@@ -8,7 +8,7 @@ use ringvisor_io::{IoBatch, QueueFault, QueueWorker};
 use virtio_queue::Queue;
 use vm_memory::Bytes;
 
-use super::tap::Tap;
+use super::tap::TapSlot;
 use crate::virtio::chain::{read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, serve_popped, QueueRing};
 use crate::virtio::GuestMemory;
@@ -33,7 +33,7 @@ pub struct NetControlStats {
 
 pub struct NetControlWorker {
     ring: QueueRing,
-    taps: Vec<Arc<Tap>>,
+    taps: Vec<Arc<TapSlot>>,
     mq: bool,
     layout: ChainLayout,
     heads: Vec<u16>,
@@ -45,7 +45,7 @@ impl NetControlWorker {
         index: u16,
         queue: Queue,
         mem: GuestMemory,
-        taps: Vec<Arc<Tap>>,
+        taps: Vec<Arc<TapSlot>>,
         mq: bool,
     ) -> Self {
         Self {
@@ -68,7 +68,7 @@ impl NetControlWorker {
     /// Steers frames to the first `pairs` queue pairs only.
     fn set_pairs(&mut self, pairs: u16) -> bool {
         for (i, tap) in self.taps.iter().enumerate() {
-            if let Err(e) = tap.set_queue_enabled(i < usize::from(pairs)) {
+            if let Err(e) = tap.get().set_queue_enabled(i < usize::from(pairs)) {
                 warn!("virtio-net: {e}");
                 return false;
             }

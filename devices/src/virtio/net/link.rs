@@ -1,6 +1,6 @@
 //! The link as the guest sees it (VIRTIO_NET_S_LINK_UP in the configuration space):
-//! up until the TAP goes away under the device, then down, and the transport is told so
-//! that the driver re-reads the status.
+//! down while the TAP is gone from under the device, up otherwise; the transport is told
+//! of each change so that the driver re-reads the status.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -23,6 +23,15 @@ impl LinkState {
     /// Sets how a change reaches the driver; only the first call counts.
     pub fn set_notifier(&self, notify: Notifier) {
         let _ = self.on_change.set(notify);
+    }
+
+    /// The TAP is back: the link comes up, and the driver is told.
+    pub(crate) fn set_up(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            if let Some(notify) = self.on_change.get() {
+                notify();
+            }
+        }
     }
 
     /// The TAP is gone: the link goes down once, and the driver is told.

@@ -26,7 +26,7 @@ use super::{
 pub use ctrl::{NetControlStats, NetControlWorker};
 use header::TxRules;
 pub use link::LinkState;
-pub use tap::{valid_interface_name, Tap, TapError, VNET_HEADER_LEN};
+pub use tap::{valid_interface_name, Tap, TapError, TapSlot, VNET_HEADER_LEN};
 pub use worker::{NetQueueStats, NetRxWorker, NetTxWorker, RxMode};
 
 /// The virtio device ID of a network device.
@@ -84,7 +84,7 @@ pub enum NetError {
 
 /// A virtio-net device on a TAP interface.
 pub struct NetDevice {
-    taps: Vec<Arc<Tap>>,
+    taps: Vec<Arc<TapSlot>>,
     link: Arc<LinkState>,
     features: u64,
     mtu: u16,
@@ -129,7 +129,9 @@ impl NetDevice {
             });
         }
         let taps = (0..pairs)
-            .map(|_| Tap::open(&config.tap, pairs > 1).map(Arc::new))
+            .map(|_| {
+                Tap::open(&config.tap, pairs > 1).map(|tap| Arc::new(TapSlot::new(tap, pairs > 1)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let bit = |b: u32| 1u64 << b;
         let mut features = VIRTIO_F_VERSION_1
@@ -279,7 +281,8 @@ impl VirtioDevice for NetDevice {
         };
         // One pair until the driver asks for more (5.1.6.5.5), if it can ask at all.
         let mq = has(feature::MQ) && has(feature::CTRL_VQ);
-        for (i, tap) in self.taps.iter().enumerate() {
+        for (i, slot) in self.taps.iter().enumerate() {
+            let tap = slot.get();
             let setup = tap
                 .set_offload(offload)
                 .and_then(|()| tap.set_queue_enabled(i == 0));
@@ -318,6 +321,7 @@ impl VirtioDevice for NetDevice {
                         mem.clone(),
                         tap,
                         rx_mode,
+                        offload,
                         self.link(),
                     ))
                 } else {

@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Bytes of `struct virtio_net_hdr_v1` (with num_buffers): what the guest and the TAP
 /// both put in front of every frame.
@@ -177,4 +179,62 @@ impl Tap {
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
+}
+
+/// A queue pair's TAP queue, replaced when an interface deleted under the guest is
+/// created again. Workers keep an `Arc<Tap>` and compare the generation once per drain,
+/// so the data path never takes the lock.
+#[derive(Debug)]
+pub struct TapSlot {
+    tap: RwLock<Arc<Tap>>,
+    generation: AtomicU64,
+    name: String,
+    multi_queue: bool,
+}
+
+impl TapSlot {
+    pub fn new(tap: Tap, multi_queue: bool) -> Self {
+        Self {
+            name: tap.name().to_owned(),
+            tap: RwLock::new(Arc::new(tap)),
+            generation: AtomicU64::new(0),
+            multi_queue,
+        }
+    }
+
+    pub fn get(&self) -> Arc<Tap> {
+        Arc::clone(&self.tap.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Attaches a new queue once the interface exists again (never creating it: an
+    /// administrator deleted it), with the offloads the guest negotiated. Ok(false):
+    /// not there yet.
+    pub fn reattach(&self, offload: libc::c_uint) -> Result<bool, TapError> {
+        if !interface_exists(&self.name) {
+            return Ok(false);
+        }
+        let tap = Tap::open(&self.name, self.multi_queue)?;
+        tap.set_offload(offload)?;
+        *self.tap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tap);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(true)
+    }
+}
+
+/// Whether interface `name` exists in this thread's network namespace (sysfs shows the
+/// namespace it was mounted in, which may be another).
+fn interface_exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: if_nametoindex reads the NUL-terminated string, which `name` owns.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
 }

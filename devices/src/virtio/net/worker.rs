@@ -15,7 +15,7 @@ use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::header::{check_tx, TxRules, ETH_HEADER_LEN};
 use super::link::LinkState;
-use super::tap::{Tap, VNET_HEADER_LEN};
+use super::tap::{Tap, TapSlot, VNET_HEADER_LEN};
 use crate::virtio::chain::{iovecs, read_stream, ChainLayout, MAX_CHAIN_DESCRIPTORS};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
@@ -30,8 +30,10 @@ pub struct NetQueueStats {
     /// Drains that found chains, and the chains they found (average batch size).
     pub batches: u64,
     pub chains: u64,
-    /// 1 once the TAP interface went away under the queue (deleted by an administrator).
+    /// 1 while the TAP interface is gone (deleted by an administrator).
     pub tap_gone: u64,
+    /// Times the TAP was attached again after it came back.
+    pub tap_reattached: u64,
 }
 
 impl NetQueueStats {
@@ -43,6 +45,7 @@ impl NetQueueStats {
             ("batches", self.batches),
             ("chains", self.chains),
             ("tap_gone", self.tap_gone),
+            ("tap_reattached", self.tap_reattached),
         ]
     }
 }
@@ -74,7 +77,10 @@ fn pop(
 /// Serves a transmit queue.
 pub struct NetTxWorker {
     ring: QueueRing,
+    slot: Arc<TapSlot>,
+    /// The slot's TAP as of `generation`.
     tap: Arc<Tap>,
+    generation: u64,
     link: Arc<LinkState>,
     rules: TxRules,
     layout: ChainLayout,
@@ -90,13 +96,15 @@ impl NetTxWorker {
         index: u16,
         queue: Queue,
         mem: GuestMemory,
-        tap: Arc<Tap>,
+        slot: Arc<TapSlot>,
         rules: TxRules,
         link: Arc<LinkState>,
     ) -> Self {
         Self {
             ring: QueueRing::new(index, queue, mem),
-            tap,
+            tap: slot.get(),
+            generation: slot.generation(),
+            slot,
             link,
             rules,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
@@ -165,6 +173,12 @@ impl QueueWorker for NetTxWorker {
     forward_to_ring!();
 
     fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+        if self.slot.generation() != self.generation {
+            // The TAP was deleted and created again: frames go to the new one.
+            self.tap = self.slot.get();
+            self.generation = self.slot.generation();
+            self.stats.tap_gone = 0;
+        }
         let mut heads = std::mem::take(&mut self.heads);
         let result = pop(&mut self.ring, &mut heads, &mut self.stats)
             .and_then(|()| heads.iter().try_for_each(|&head| self.start(head, batch)));
@@ -251,7 +265,12 @@ pub struct RxMode {
 /// queue whose guest posted no buffers reads nothing.
 pub struct NetRxWorker {
     ring: QueueRing,
+    slot: Arc<TapSlot>,
     tap: Arc<Tap>,
+    /// TUN_F_* offloads the guest negotiated, for a TAP attached again.
+    offload: libc::c_uint,
+    /// A timer to look for the deleted TAP again is running.
+    retry_armed: bool,
     link: Arc<LinkState>,
     mode: RxMode,
     layout: ChainLayout,
@@ -275,19 +294,27 @@ const MAX_RX_FRAME: u64 = (VNET_HEADER_LEN + super::header::MAX_GSO_FRAME) as u6
 const MAX_BURST: usize = 256;
 /// The tag of the receive queue's one read in flight.
 const READ_TAG: u64 = 0;
+/// The tag of the timer that looks for a deleted TAP again.
+const RETRY_TAG: u64 = 1;
+/// How often a deleted TAP is looked for.
+const RETRY_NANOS: u64 = 1_000_000_000;
 
 impl NetRxWorker {
     pub(crate) fn new(
         index: u16,
         queue: Queue,
         mem: GuestMemory,
-        tap: Arc<Tap>,
+        slot: Arc<TapSlot>,
         mode: RxMode,
+        offload: libc::c_uint,
         link: Arc<LinkState>,
     ) -> Self {
         Self {
             ring: QueueRing::new(index, queue, mem),
-            tap,
+            tap: slot.get(),
+            slot,
+            offload,
+            retry_armed: false,
             link,
             mode,
             layout: ChainLayout::with_capacity(MAX_CHAIN_DESCRIPTORS),
@@ -463,8 +490,9 @@ impl NetRxWorker {
         Ok(())
     }
 
-    /// The TAP went away: receiving stops for good, the guest's buffers stay posted
-    /// (returning them empty would only have the guest post them again, in a loop).
+    /// The TAP went away: receiving stops until it is back, the guest's buffers stay
+    /// posted (returning them empty would only have the guest post them again, in a
+    /// loop), and a timer looks for the interface every second.
     fn lose_tap(&mut self, errno: i32) {
         if self.stats.tap_gone == 0 {
             warn!(
@@ -478,9 +506,40 @@ impl NetRxWorker {
         self.link.set_down();
     }
 
-    /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight.
+    /// The retry timer fired: attaches the TAP again if it exists now.
+    fn retry_tap(&mut self) -> Result<(), QueueFault> {
+        match self.slot.reattach(self.offload) {
+            Ok(true) => {
+                self.tap = self.slot.get();
+                self.stats.tap_gone = 0;
+                self.stats.tap_reattached += 1;
+                log::info!(
+                    "virtio-net rx queue {}: TAP {} is back",
+                    self.ring.index(),
+                    self.slot.name()
+                );
+                self.link.set_up();
+                self.read_burst()
+            }
+            Ok(false) => Ok(()),
+            Err(err) => {
+                debug!("virtio-net rx queue {}: {err}", self.ring.index());
+                Ok(())
+            }
+        }
+    }
+
+    /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight
+    /// (or, while the TAP is gone, the timer that looks for it).
     fn read_next(&mut self, batch: &mut IoBatch) {
-        if self.reading.is_some() || self.stats.tap_gone != 0 {
+        if self.stats.tap_gone != 0 {
+            if !self.retry_armed {
+                self.retry_armed = true;
+                batch.push(RETRY_TAG, IoOp::Delay { nanos: RETRY_NANOS });
+            }
+            return;
+        }
+        if self.reading.is_some() {
             return;
         }
         let count = self.span();
@@ -521,6 +580,15 @@ impl QueueWorker for NetRxWorker {
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
+        if tag == RETRY_TAG {
+            self.retry_armed = false;
+            if result == -libc::ECANCELED {
+                return Ok(());
+            }
+            self.retry_tap()?;
+            self.read_next(batch);
+            return Ok(());
+        }
         if tag != READ_TAG {
             return Ok(());
         }
@@ -538,6 +606,7 @@ impl QueueWorker for NetRxWorker {
             FAULT | MSGSIZE => self.stats.drops += 1,
             other if tap_is_gone(-other) => {
                 self.lose_tap(-other);
+                self.read_next(batch);
                 return Ok(());
             }
             other => {
@@ -560,7 +629,7 @@ impl QueueWorker for NetRxWorker {
     }
 
     fn in_flight(&self) -> usize {
-        usize::from(self.reading.is_some())
+        usize::from(self.reading.is_some()) + usize::from(self.retry_armed)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
