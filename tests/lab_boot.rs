@@ -391,10 +391,22 @@ fn check_knobs(console: &str) {
     );
     assert!(huge.ends_with("pages_used=192"), "{huge}");
     assert_eq!(expect("L1: placement warnings="), "1");
-    // That guest was ended by SIGTERM: an orderly shutdown that flushed its disk, exit 0.
+    // That guest was ended by SIGTERM while it wrote 64 KiB blocks, each fsync'ed before
+    // it said so: an orderly shutdown that flushed its disk, exit 0, and every block the
+    // guest had reported durable is in the file.
     assert_eq!(
         expect("L1: sigterm "),
         "1 orderly shutdown: 1 disk(s) flushed"
+    );
+    let durable = expect("L1: durable flushed=");
+    let (flushed, bad) = durable.split_once(" bad=").expect("flushed=N bad=M");
+    assert!(
+        flushed.parse::<u32>().is_ok_and(|n| n >= 24),
+        "SIGTERM came mid-stream: {durable}"
+    );
+    assert_eq!(
+        bad, "0",
+        "a block the guest saw flushed is not in the file: {durable}"
     );
     let empty = expect("L1: negative hugepages-empty-pool exit=");
     assert!(

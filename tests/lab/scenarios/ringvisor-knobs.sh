@@ -42,7 +42,8 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
 ) >/tmp/display.facts 2>&1 &
 # Once the guest waits, SIGTERM: ringvisor must stop it in order (disk flushed) and exit 0.
 (
-  for i in $(seq 1 1200); do grep -q '^L2: waiting for the host' /tmp/huge.out && break; sleep 0.1; done
+  # Mid-stream: L2 is writing durable blocks (l2-tests/durable.sh) when SIGTERM comes.
+  for i in $(seq 1 1200); do grep -q '^L2: durable flushed=24' /tmp/huge.out && break; sleep 0.1; done
   kill -TERM "$(pidof ringvisor)"
 ) &
 dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
@@ -50,7 +51,7 @@ ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cp
   --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
   --memory "$MEMORY",hugepages=on,prefault=on --disk path=/tmp/knobs.img \
   --display qxl,vnc=127.0.0.1:5900 --api-socket /tmp/knobs.sock \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,wait" </dev/null >/tmp/huge.out 2>&1
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,durable" </dev/null >/tmp/huge.out 2>&1
 huge=$?
 touch /tmp/huge.done
 sleep 0.5
@@ -60,6 +61,15 @@ echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out
 echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
 echo "L1: sigterm $(grep -c 'SIGTERM: shutting down in order' /tmp/huge.out) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.out)"
+# Every block the guest reported durable must be in the file, byte for byte.
+last=$(sed -n 's/^L2: durable flushed=\([0-9]*\).*/\1/p' /tmp/huge.out | tail -n 1)
+bad=0
+for i in $(seq 0 "${last:--1}"); do
+  want=$(yes "rv-block $i" | head -c 65536 | md5sum)
+  got=$(dd if=/tmp/knobs.img bs=65536 skip="$i" count=1 2>/dev/null | md5sum)
+  [ "$want" = "$got" ] || bad=$((bad + 1))
+done
+echo "L1: durable flushed=${last:-none} bad=$bad"
 echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.out)"
 echo 0 >/proc/sys/vm/nr_hugepages
 ringvisor run --kernel /l2/vmlinuz --memory "$MEMORY",hugepages=on >/tmp/neg.out 2>&1
