@@ -92,10 +92,9 @@ impl DisplayControl for DisplayApi {
 
     fn status(&self) -> Value {
         let stats = self.handle.stats();
-        let screen = self.handle.screen();
         let cursor = self.handle.cursor();
         json!({
-            "mode": screen.as_ref().map(|s| json!({ "width": s.width, "height": s.height })),
+            "mode": self.handle.mode().map(|(width, height)| json!({ "width": width, "height": height })),
             "version": self.handle.version(),
             "vnc": self.vnc,
             "cursor": { "x": cursor.x, "y": cursor.y, "visible": cursor.visible,

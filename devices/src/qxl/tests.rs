@@ -192,6 +192,7 @@ fn a_fill_reaches_the_primary_and_its_resource_comes_back() {
     let before = handle.version();
     let screen = handle.screen().expect("a primary surface");
     assert_eq!((screen.width, screen.height), (64, 32));
+    assert_eq!(handle.mode(), Some((64, 32)));
 
     // Release ids are the info's own main-slot offset, so the test can follow chains.
     let first = g.next;

@@ -248,6 +248,13 @@ impl QxlHandle {
         })
     }
 
+    /// The primary surface's size, without copying its pixels.
+    pub fn mode(&self) -> Option<(u32, u32)> {
+        let state = lock(&self.shared.state);
+        let surface = state.surfaces.get(0)?;
+        Some((surface.width, surface.height))
+    }
+
     pub fn version(&self) -> u64 {
         *lock(&self.shared.screen.version)
     }
