@@ -346,3 +346,34 @@ fn releases_wait_in_a_chain_while_the_release_ring_is_full() {
     }
     assert_eq!(seen, ids);
 }
+
+#[test]
+fn draws_queued_before_a_mode_change_run_against_the_old_primary() {
+    let mut g = Guest::new();
+    g.probe();
+    g.create_primary(16, 16);
+    let handle = g.device.handle();
+    // A draw in the ring, not yet taken, then the mode change Linux makes: destroy the
+    // primary and create the next one, async, before the reactor looked at the ring.
+    let fill = g.fill(0x51, [0, 0, 4, 4], 0x00ff00);
+    g.push_command(fill, CMD_DRAW);
+    g.out(IoPort::DestroyPrimaryAsync, 0);
+    let c = g.header + RAM_CREATE_SURFACE;
+    g.ram().write_u32(c + CREATE_WIDTH, 32);
+    g.ram().write_u32(c + CREATE_HEIGHT, 8);
+    g.ram().write_u32(c + CREATE_STRIDE, 32 * 4);
+    g.out(IoPort::CreatePrimaryAsync, 0);
+    g.drain();
+    let stats = handle.stats();
+    assert_eq!((stats.draws, stats.guest_errors), (1, 0), "{stats:?}");
+    assert_eq!(handle.mode(), Some((32, 8)));
+    assert_eq!(g.released_ids(), vec![0x51]);
+
+    // The synchronous destroy, on the vCPU, flushes the ring the same way.
+    let fill = g.fill(0x52, [0, 0, 2, 2], 0x0000ff);
+    g.push_command(fill, CMD_DRAW);
+    g.out(IoPort::DestroyPrimary, 0);
+    let stats = handle.stats();
+    assert_eq!((stats.draws, stats.guest_errors), (2, 0), "{stats:?}");
+    assert_eq!(handle.mode(), None);
+}

@@ -13,6 +13,11 @@ impl Shared {
     /// were taken and whether the primary surface changed.
     pub(in crate::qxl) fn process_rings(&self, budget: usize) -> (usize, bool) {
         let mut state = lock(&self.state);
+        self.process_rings_locked(&mut state, budget)
+    }
+
+    /// [`Self::process_rings`] for a caller that holds the state already.
+    pub(super) fn process_rings_locked(&self, state: &mut State, budget: usize) -> (usize, bool) {
         let mut taken = 0;
         let mut screen_changed = false;
         for (ring, cursor) in [(self.command_ring(), false), (self.cursor_ring(), true)] {
@@ -36,10 +41,10 @@ impl Shared {
                     break;
                 };
                 taken += 1;
-                screen_changed |= self.execute(&mut state, command);
+                screen_changed |= self.execute(state, command);
             }
         }
-        self.publish_releases(&mut state);
+        self.publish_releases(state);
         (taken, screen_changed)
     }
 

@@ -6,9 +6,33 @@ use log::debug;
 use super::{lock, CursorState, Shared, State};
 use crate::qxl::layout::*;
 
+/// At most this many commands run ahead of a destroy or update: a few rings' worth (the
+/// guest may refill the ring while they run).
+const FLUSH_BUDGET: usize = 4 * COMMAND_RING_SIZE as usize;
+
 impl Shared {
     pub(super) fn run_port_command(&self, state: &mut State, port: IoPort, value: u32) {
         use IoPort::*;
+        if matches!(
+            port,
+            DestroyPrimary
+                | DestroyPrimaryAsync
+                | DestroySurfaceWait
+                | DestroySurfaceAsync
+                | DestroyAllSurfaces
+                | DestroyAllSurfacesAsync
+                | UpdateArea
+                | UpdateAreaAsync
+                | FlushSurfacesAsync
+        ) {
+            // The guest may have queued draws for a surface just before it destroys it
+            // (a mode change: destroy the primary, create the new one): as SPICE does,
+            // the commands already in the ring run first, against the surface they name.
+            let (_, changed) = self.process_rings_locked(state, FLUSH_BUDGET);
+            if changed {
+                self.bump_screen();
+            }
+        }
         match port {
             Reset => self.reset(state),
             MemslotAdd | MemslotAddAsync => self.add_memslot(state, value),
