@@ -47,20 +47,22 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
   kill -TERM "$(pidof ringvisor)"
 ) &
 dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
+# The guest's console (stdout) and ringvisor's own log (stderr) go to separate files: on one
+# file, a log line written while L2 is halfway through a console line splits that line.
 ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
   --memory "$MEMORY",hugepages=on,prefault=on --disk path=/tmp/knobs.img \
   --display qxl,vnc=127.0.0.1:5900 --api-socket /tmp/knobs.sock \
-  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,durable" </dev/null >/tmp/huge.out 2>&1
+  --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,durable" </dev/null >/tmp/huge.out 2>/tmp/huge.err
 huge=$?
 touch /tmp/huge.done
 sleep 0.5
 grep -E '^L2: (display|test display)' /tmp/huge.out | tr -d '\r'
 cat /tmp/display.facts
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
-[ $huge -eq 0 ] || tail -n 20 /tmp/huge.out
+[ $huge -eq 0 ] || tail -n 20 /tmp/huge.out /tmp/huge.err
 echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
-echo "L1: sigterm $(grep -c 'SIGTERM: shutting down in order' /tmp/huge.out) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.out)"
+echo "L1: sigterm $(grep -c 'SIGTERM: shutting down in order' /tmp/huge.err) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.err)"
 # Every block the guest reported durable must be in the file, byte for byte.
 last=$(sed -n 's/^L2: durable flushed=\([0-9]*\).*/\1/p' /tmp/huge.out | tail -n 1)
 bad=0
@@ -70,7 +72,7 @@ for i in $(seq 0 "${last:--1}"); do
   [ "$want" = "$got" ] || bad=$((bad + 1))
 done
 echo "L1: durable flushed=${last:-none} bad=$bad"
-echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.out)"
+echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.err)"
 echo 0 >/proc/sys/vm/nr_hugepages
 ringvisor run --kernel /l2/vmlinuz --memory "$MEMORY",hugepages=on >/tmp/neg.out 2>&1
 echo "L1: negative hugepages-empty-pool exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
