@@ -11,6 +11,7 @@ use crate::options::{
     parse_memory, parse_net, parse_scsi, parse_scsi_disk, parse_serial_port, CpuList, CpuSpec,
     DiskSpec, DisplaySpec, MemorySpec, ScsiSpec,
 };
+use crate::seccomp::SeccompMode;
 use ringvisor_devices::virtio::balloon::BalloonConfig;
 use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::NetConfig;
@@ -190,6 +191,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub poll_us: u64,
+
+    /// Confine each VMM thread to the system calls its kind needs (seccomp-bpf): on (a
+    /// call off the list stops the VMM with a report naming the thread and the call), log
+    /// (allowed, logged by the kernel: dmesg, audit type 1326) or off.
+    #[arg(long, value_name = "MODE", default_value = "on")]
+    pub seccomp: SeccompMode,
 }
 
 impl RunArgs {
@@ -219,6 +226,7 @@ impl RunArgs {
             api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
+            seccomp: self.seccomp,
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn spawn_stdin_pump(bus: Arc<PortIoBus>) -> std::io::Result<()> {
     thread::Builder::new()
         .name("console-in".into())
         .spawn(move || {
+            crate::seccomp::confine(crate::seccomp::ThreadKind::Stdin);
             let mut stdin = std::io::stdin().lock();
             let mut buf = [0u8; 64];
             loop {

@@ -20,4 +20,5 @@ pub mod options;
 pub mod pci;
 pub mod pio_bus;
 pub mod placement;
+pub mod seccomp;
 pub mod virtq_driver;

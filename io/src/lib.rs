@@ -9,7 +9,9 @@ pub mod reactor;
 pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
-pub use reactor::{pin_current_thread, QueueStats, ReactorError, ReactorSet, ReactorStats};
+pub use reactor::{
+    pin_current_thread, QueueStats, ReactorError, ReactorSet, ReactorStats, ThreadSetup,
+};
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,
 };

@@ -216,7 +216,10 @@ impl ApiServer {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
         let thread = std::thread::Builder::new()
             .name("api".into())
-            .spawn(move || serve(listener, state))
+            .spawn(move || {
+                crate::seccomp::confine(crate::seccomp::ThreadKind::Api);
+                serve(listener, state)
+            })
             .map_err(io_err)?;
         Ok(Self {
             path: path.to_owned(),

@@ -294,7 +294,13 @@ impl<D: VirtioDevice> Rig<D> {
         }
         let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
         let mem = memory::allocate_with(mem_bytes, memory)?;
-        let reactors = ReactorSet::start_with_polling(reactor_cores, poll)?;
+        // Confined as the machine's reactors are, when this process has a seccomp policy
+        // (tests/seccomp.rs serves a disk through them that way).
+        let reactors = ReactorSet::start_with_setup(
+            reactor_cores,
+            poll,
+            Arc::new(|| crate::seccomp::confine(crate::seccomp::ThreadKind::HotReactor)),
+        )?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();
         let mut queues = Vec::new();

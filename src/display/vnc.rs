@@ -69,7 +69,11 @@ impl VncServer {
             .spawn({
                 let listener = Arc::clone(&listener);
                 let shared = Arc::clone(&shared);
-                move || accept_loop(&listener, &shared)
+                move || {
+                    // Its client threads inherit the filter.
+                    crate::seccomp::confine(crate::seccomp::ThreadKind::Display);
+                    accept_loop(&listener, &shared)
+                }
             })?;
         info!("vnc: listening on {local_addr}");
         Ok(VncServer {

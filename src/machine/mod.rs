@@ -29,6 +29,7 @@ use crate::pci::virtio::{VirtioPciError, VirtioPciServices};
 use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, IoPortRegions, PortIoBus};
 use crate::placement::{allowed_cpus, cpu_list_string, plan, Placement, PlacementError};
+use crate::seccomp::{self, SeccompError, SeccompMode, SeccompPolicy, ThreadKind};
 
 /// ISA IRQ of COM1.
 const COM1_GSI: u32 = 4;
@@ -60,6 +61,8 @@ pub struct MachineConfig {
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
     pub poll_us: u64,
+    /// How the VMM's threads are confined (seccomp).
+    pub seccomp: SeccompMode,
 }
 
 /// How a guest that ran to its end stopped.
@@ -95,6 +98,8 @@ pub enum MachineError {
     Thread(#[source] std::io::Error),
     #[error(transparent)]
     Guest(#[from] VcpuError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     #[error("every vCPU thread ended without a guest exit")]
     VcpusVanished,
     #[error(transparent)]
@@ -215,7 +220,11 @@ fn start_reactors(
 ) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
     let poll = (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us));
-    Ok(Arc::new(ReactorSet::start_with_polling(&cores, poll)?))
+    Ok(Arc::new(ReactorSet::start_with_setup(
+        &cores,
+        poll,
+        Arc::new(|| seccomp::confine(ThreadKind::HotReactor)),
+    )?))
 }
 
 /// Builds the machine and runs it; returns when the first vCPU reports a stop.
@@ -226,6 +235,8 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         warn!("placement: {warning}");
     }
     shutdown::block_sigterm();
+    // Built before the first thread starts: each installs its own filter from it.
+    seccomp::set_process_policy(SeccompPolicy::new(config.seccomp)?);
     let vm = KvmVm::create()?;
     let max = vm.max_vcpus().min(usize::from(MAX_MPTABLE_CPUS));
     if config.cpus == 0 || usize::from(config.cpus) > max {
@@ -257,7 +268,10 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         interrupts: router.clone(),
         ioevents: router,
     };
-    let low_priority = Arc::new(ReactorSet::start_low_priority(&placement.background)?);
+    let low_priority = Arc::new(ReactorSet::start_low_priority_with_setup(
+        &placement.background,
+        Arc::new(|| seccomp::confine(ThreadKind::LowPriorityReactor)),
+    )?);
     // The threads started from here on (API, signals, stdin) inherit the background
     // cores; the vCPU threads set their own.
     ringvisor_io::pin_current_thread(&placement.background).map_err(MachineError::Pin)?;
@@ -358,6 +372,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 if let Err(err) = ringvisor_io::pin_current_thread(&cores) {
                     warn!("vcpu{}: cannot pin to cores {cores:?}: {err}", vcpu.index());
                 }
+                seccomp::confine(ThreadKind::Vcpu);
                 let stop = vcpu.run(&bus, &mmio, &pause);
                 let _ = stops.send(MachineStop::Vcpu(stop));
             })
@@ -368,6 +383,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         crate::console::spawn_stdin_pump(Arc::clone(&bus)).map_err(MachineError::Thread)?;
     }
 
+    seccomp::confine(ThreadKind::Main);
     // The first stop decides the outcome; the caller then exits the process, which ends the
     // other vCPU threads with it.
     match stopped.recv() {

@@ -113,6 +113,7 @@ pub(super) fn spawn_sigterm_handler(hook: Arc<OrderlyShutdown>) -> std::io::Resu
     std::thread::Builder::new()
         .name("sigterm".into())
         .spawn(move || {
+            crate::seccomp::confine(crate::seccomp::ThreadKind::Signals);
             // SAFETY: as in block_sigterm; sigwait stores the signal number it took.
             let taken = unsafe {
                 let mut set: libc::sigset_t = std::mem::zeroed();

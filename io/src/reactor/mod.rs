@@ -58,6 +58,10 @@ impl ReactorHandle {
     }
 }
 
+/// Work a reactor thread does on itself before it serves anything (see
+/// [`ReactorSet::start_with_setup`]).
+pub type ThreadSetup = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 /// One reactor thread per entry of the placement, each pinned to its core when one is
 /// given; queues go to reactors round-robin as devices activate.
 pub struct ReactorSet {
@@ -80,7 +84,18 @@ impl ReactorSet {
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
     ) -> Result<Self, ReactorError> {
-        Self::start_class(cores, poll, ReactorClass::Hot)
+        Self::start_class(cores, poll, ReactorClass::Hot, None)
+    }
+
+    /// As [`start_with_polling`](Self::start_with_polling), each thread running `setup`
+    /// once it is pinned, before its loop: how the VMM confines its reactors (seccomp)
+    /// without this crate knowing how.
+    pub fn start_with_setup(
+        cores: &[Option<usize>],
+        poll: Option<std::time::Duration>,
+        setup: ThreadSetup,
+    ) -> Result<Self, ReactorError> {
+        Self::start_class(cores, poll, ReactorClass::Hot, Some(setup))
     }
 
     /// The low-priority reactor: one thread, "lowprio0", at nice
@@ -88,13 +103,33 @@ impl ReactorSet {
     /// vCPUs and hot reactors are placed; empty: wherever the scheduler likes). It serves
     /// the devices that must never take time from the I/O reactors (console, balloon).
     pub fn start_low_priority(cores: &[usize]) -> Result<Self, ReactorError> {
-        Self::start_class(&[None], None, ReactorClass::LowPriority(cores.to_vec()))
+        Self::start_class(
+            &[None],
+            None,
+            ReactorClass::LowPriority(cores.to_vec()),
+            None,
+        )
+    }
+
+    /// As [`start_low_priority`](Self::start_low_priority), the thread running `setup`
+    /// before its loop.
+    pub fn start_low_priority_with_setup(
+        cores: &[usize],
+        setup: ThreadSetup,
+    ) -> Result<Self, ReactorError> {
+        Self::start_class(
+            &[None],
+            None,
+            ReactorClass::LowPriority(cores.to_vec()),
+            Some(setup),
+        )
     }
 
     fn start_class(
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
         class: ReactorClass,
+        setup: Option<ThreadSetup>,
     ) -> Result<Self, ReactorError> {
         if cores.is_empty() {
             return Err(ReactorError::NoReactors);
@@ -123,6 +158,7 @@ impl ReactorSet {
                     (format!("lowprio{index}"), Some(cores.clone()))
                 }
             };
+            let setup = setup.clone();
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
@@ -131,6 +167,9 @@ impl ReactorSet {
                     }
                     if let Some(cores) = low_cores {
                         lower_priority(index, &cores);
+                    }
+                    if let Some(setup) = setup {
+                        setup();
                     }
                     ring.run();
                 })
