@@ -61,6 +61,7 @@ grep -E '^L2: (display|test display)' /tmp/huge.out | tr -d '\r'
 cat /tmp/display.facts
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out /tmp/huge.err
+grep -h 'made a forbidden system call' /tmp/huge.err
 echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
 echo "L1: sigterm $(grep -c 'SIGTERM: shutting down in order' /tmp/huge.err) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.err)"
 # Every block the guest reported durable must be in the file, byte for byte.
