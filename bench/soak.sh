@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The soak: one stock Debian L2 guest under ringvisor (seccomp filters enforced) in the
+# nested lab, for SECS (default 1200: 20 minutes), writing with CRC32C verification on a
+# virtio-blk and a virtio-scsi disk while TCP runs both ways over virtio-net and a ping
+# goes every second (tests/lab/scenarios/soak.sh, tests/lab/l2-tests/soak.sh).
+#
+#   bash bench/soak.sh [--secs SECS]      (root: the lab installs Debian packages)
+#
+# Passes when both fio jobs end with no error, iperf3 and ping complete, the VMM exits 0,
+# and ringvisor's RSS after the first minute stays within 5% (or 8 MiB) of its first
+# sample there. Writes target/bench/soak/{run.log,summary.md}.
+set -euo pipefail
+secs=1200
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --secs) secs=${2:?--secs needs seconds}; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case $secs in '' | *[!0-9]* | 0) echo "soak: --secs wants a positive count" >&2; exit 2 ;; esac
+. "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
+lab_bench_setup soak 8,8 ${args[@]+"${args[@]}"}
+env_file=$OUT/soak.env
+echo "SOAK_SECS=$secs" >"$env_file"
+log=$OUT/run.log
+status=0
+bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/soak.sh" \
+  --vmm "$VMM" --timeout $((secs + 400)) --extra "$env_file:/etc/lab/soak.env" \
+  >"$log" 2>&1 || status=1
+tr -d '\r' <"$log" | awk -v secs="$secs" -v status="$status" '
+  /^L1: soak rss t=/ {
+    split($4, t, "="); split($5, k, "=")
+    if (t[2] >= 60) { if (base == "") base = k[2]; if (k[2] > peak) peak = k[2]; last = k[2] }
+    samples = samples " " k[2]
+  }
+  /^L2: soak fio / { fio[$4] = $0; if ($5 != "exit=0" || $6 != "error=0") bad = 1 }
+  /^L2: soak net / { net = $0; if ($4 != "exit=0") bad = 1 }
+  /^L2: soak ping / { ping = $0; split($4, s, "="); split($5, r, "="); if (r[2] + 0 < 1) bad = 1 }
+  /^L1: soak vmm exit=/ { vmm = $0; if ($4 != "exit=0") bad = 1 }
+  END {
+    growth = (base == "") ? 0 : peak - base
+    flat = (base != "") && (growth <= base * 0.05 || growth <= 8192)
+    printf "# Soak, %d s\n\n", secs
+    printf "- %s\n- %s\n- %s\n- %s\n- %s\n", fio["blk"], fio["scsi"], net, ping, vmm
+    printf "- RSS samples (KiB, every 30 s):%s\n", samples
+    printf "- RSS from the first minute on: first %s, peak %s, growth %d KiB (%s)\n",
+      base, peak, growth, flat ? "flat" : "NOT flat"
+    ok = !bad && flat && status == 0 && fio["blk"] != "" && fio["scsi"] != "" && net != "" && ping != ""
+    printf "- verdict: %s\n", ok ? "PASS" : "FAIL"
+    exit ok ? 0 : 1
+  }' | tee "$OUT/summary.md"

@@ -1,0 +1,34 @@
+#!/bin/sh
+# L1 scenario: the soak (bench/soak.sh). ringvisor, with the seccomp filters enforced, runs
+# L2 with a virtio-blk and a virtio-scsi disk and a virtio-net NIC for SOAK_SECS while L2
+# writes and verifies both disks and moves TCP both ways (l2-tests/soak.sh). L1 samples
+# ringvisor's RSS every 30 s ("L1: soak rss t=S kb=N").
+SECS=$(sed -n 's/^SOAK_SECS=//p' /etc/lab/soak.env 2>/dev/null)
+SECS=${SECS:-120}
+MEMORY=384M
+dd if=/dev/zero of=/tmp/soak-blk.img bs=1M count=0 seek=64 2>/dev/null
+dd if=/dev/zero of=/tmp/soak-scsi.img bs=1M count=0 seek=64 2>/dev/null
+(
+  for i in $(seq 1 600); do [ -d /sys/class/net/rvtap0 ] && break; sleep 0.1; done
+  ip addr add 10.0.2.1/24 dev rvtap0 && ip link set rvtap0 up
+  iperf3 -s -D -B 10.0.2.1
+) &
+(
+  for i in $(seq 1 600); do pid=$(pidof ringvisor) && [ -n "$pid" ] && break; sleep 0.1; done
+  start=$(date +%s)
+  while kill -0 "$pid" 2>/dev/null; do
+    echo "L1: soak rss t=$(($(date +%s) - start)) kb=$(awk '/^VmRSS:/ { print $2 }' /proc/"$pid"/status 2>/dev/null)"
+    sleep 30
+  done
+) &
+rss_pid=$!
+echo "L1: soak begin secs=$SECS"
+ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+  --cpus 2 --memory "$MEMORY" --disk path=/tmp/soak-blk.img \
+  --scsi-disk path=/tmp/soak-scsi.img --net tap=rvtap0 \
+  --cmdline "console=ttyS0 reboot=k panic=-1 quiet rv.test=soak rv.soak_secs=$SECS" </dev/null
+status=$?
+kill "$rss_pid" 2>/dev/null
+pkill iperf3 2>/dev/null
+echo "L1: soak vmm exit=$status"
+exit "$status"
