@@ -13,4 +13,5 @@ else
 fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Includes fuzz/tests/smoke.rs (fuzz/ is a workspace member): every fuzz target's short smoke run.
 cargo test --workspace

@@ -6,6 +6,8 @@ pub mod balloon;
 pub mod block;
 mod chain;
 pub mod console;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod net;
 mod queue_ring;

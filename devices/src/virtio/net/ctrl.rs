@@ -41,7 +41,9 @@ pub struct NetControlWorker {
 }
 
 impl NetControlWorker {
-    pub(crate) fn new(
+    /// Public only for the fuzz targets (`fuzz/`); the VMM gets workers from `activate`.
+    #[doc(hidden)]
+    pub fn new(
         index: u16,
         queue: Queue,
         mem: GuestMemory,

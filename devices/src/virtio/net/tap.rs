@@ -132,6 +132,17 @@ impl Tap {
         Ok(tap)
     }
 
+    /// A queue over any open file, with no TAP interface behind it: only for the fuzz
+    /// targets (`fuzz/`), which run the workers without CAP_NET_ADMIN. The ioctls of a real
+    /// TAP fail on it.
+    #[doc(hidden)]
+    pub fn from_file(name: &str, file: File) -> Self {
+        Self {
+            name: name.to_owned(),
+            file,
+        }
+    }
+
     fn check(&self, rc: libc::c_int, what: &'static str) -> Result<(), TapError> {
         if rc < 0 {
             return Err(TapError::Ioctl {

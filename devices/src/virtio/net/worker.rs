@@ -92,7 +92,9 @@ pub struct NetTxWorker {
 }
 
 impl NetTxWorker {
-    pub(crate) fn new(
+    /// Public only for the fuzz targets (`fuzz/`); the VMM gets workers from `activate`.
+    #[doc(hidden)]
+    pub fn new(
         index: u16,
         queue: Queue,
         mem: GuestMemory,
@@ -300,7 +302,9 @@ const RETRY_TAG: u64 = 1;
 const RETRY_NANOS: u64 = 1_000_000_000;
 
 impl NetRxWorker {
-    pub(crate) fn new(
+    /// Public only for the fuzz targets (`fuzz/`); the VMM gets workers from `activate`.
+    #[doc(hidden)]
+    pub fn new(
         index: u16,
         queue: Queue,
         mem: GuestMemory,
