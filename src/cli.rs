@@ -194,7 +194,7 @@ pub struct RunArgs {
 
     /// Confine each VMM thread to the system calls its kind needs (seccomp-bpf): on (a
     /// call off the list stops the VMM with a report naming the thread and the call), log
-    /// (allowed, logged by the kernel: dmesg, audit type 1326) or off.
+    /// (allowed, left to the kernel's audit log where audit is enabled) or off.
     #[arg(long, value_name = "MODE", default_value = "on")]
     pub seccomp: SeccompMode,
 }

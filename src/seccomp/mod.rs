@@ -48,8 +48,8 @@ pub enum SeccompMode {
     /// The call traps; the VMM reports it and exits (`VIOLATION_EXIT_CODE`).
     #[default]
     Enforce,
-    /// The call goes through and the kernel logs it (dmesg, audit type 1326): how a new
-    /// code path's needs are found without stopping the guest.
+    /// The call goes through and the kernel's audit logs it (type 1326, where audit is
+    /// enabled): how a new code path's needs are found without stopping the guest.
     Log,
     /// No filter at all.
     Off,
