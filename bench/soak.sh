@@ -26,16 +26,18 @@ echo "SOAK_SECS=$secs" >"$env_file"
 log=$OUT/run.log
 # The nested lab now and then loses its L1 machine, or L2 to a triple fault of TCG's nested
 # SVM (tests/lab/README.md): such a run says nothing about ringvisor and is made again,
-# up to three times; the logs of lost runs stay as run.log.lost-N.
-for attempt in 1 2 3; do
+# up to SOAK_ATTEMPTS (3) times; the logs of lost runs stay as run.log.lost-N.
+attempts=${SOAK_ATTEMPTS:-3}
+for attempt in $(seq 1 "$attempts"); do
   status=0
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/soak.sh" \
     --vmm "$VMM" --timeout $((secs + 400)) --extra "$env_file:/etc/lab/soak.env" \
     >"$log" 2>&1 || status=1
   [ "$status" -eq 0 ] && break
   grep -q -e "never printed 'L1: end'" -e "run: timed out" -e "triple fault" "$log" || break
+  echo "soak: the lab lost a machine in attempt $attempt" >&2
+  [ "$attempt" -lt "$attempts" ] || break
   mv "$log" "$log.lost-$attempt"
-  echo "soak: the lab lost a machine in attempt $attempt; running again" >&2
 done
 tr -d '\r' <"$log" | awk -v secs="$secs" -v status="$status" '
   /^L1: soak rss t=/ {
