@@ -21,14 +21,21 @@ soak_fio() { # soak_fio NAME DEV
     --verify=crc32c --verify_backlog=256 --verify_fatal=1 --do_verify=1 \
     --output-format=terse --terse-version=3 >"/tmp/$1.out" 2>"/tmp/$1.err"
   echo $? >"/tmp/$1.rc"
+  # Each job says when it ends, so that a run that never finishes shows which one hangs.
+  echo "L2: soak $1 done rc=$(cat "/tmp/$1.rc")"
 }
 soak_fio blk /dev/vda &
 soak_fio scsi /dev/sda &
 (
-  iperf3 -c 10.0.2.1 --bidir -t "$SECS" -f m >/tmp/net.out 2>&1
+  # iperf3's end-of-test exchange can wait forever on a lost control message.
+  timeout $((SECS + 120)) iperf3 -c 10.0.2.1 --bidir -t "$SECS" -f m >/tmp/net.out 2>&1
   echo $? >/tmp/net.rc
+  echo "L2: soak net done rc=$(cat /tmp/net.rc)"
 ) &
-ping -c "$SECS" -W 2 10.0.2.1 >/tmp/ping.out 2>&1 &
+(
+  ping -c "$SECS" -W 2 10.0.2.1 >/tmp/ping.out 2>&1
+  echo "L2: soak ping done"
+) &
 wait
 
 for name in blk scsi; do
