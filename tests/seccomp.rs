@@ -44,6 +44,20 @@ fn in_child() -> bool {
     std::env::var_os(CHILD).is_some()
 }
 
+/// Runs `body` on a thread named vcpu0 confined as a vCPU under a `mode` policy.
+fn as_confined_vcpu(mode: SeccompMode, body: impl FnOnce() + Send + 'static) {
+    seccomp::set_process_policy(SeccompPolicy::new(mode).unwrap());
+    thread::Builder::new()
+        .name("vcpu0".into())
+        .spawn(|| {
+            seccomp::confine(ThreadKind::Vcpu);
+            body();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 /// A vCPU thread (by name and filter) that opens a file (denied softly) and then a socket,
 /// which no vCPU ever should.
 #[test]
@@ -52,22 +66,15 @@ fn child_vcpu_opens_a_socket() {
     if !in_child() {
         return;
     }
-    seccomp::set_process_policy(SeccompPolicy::new(SeccompMode::Enforce).unwrap());
-    thread::Builder::new()
-        .name("vcpu0".into())
-        .spawn(|| {
-            seccomp::confine(ThreadKind::Vcpu);
-            println!("confined");
-            // What glibc's malloc may do on any thread: a soft denial, not a stop.
-            let open = std::fs::File::open("/proc/sys/vm/overcommit_memory");
-            println!("open: {:?}", open.map_err(|e| e.kind()));
-            // SAFETY: socket(2) with constant arguments; the result is only printed.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-            println!("survived with fd {fd}");
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    as_confined_vcpu(SeccompMode::Enforce, || {
+        println!("confined");
+        // What glibc's malloc may do on any thread: a soft denial, not a stop.
+        let open = std::fs::File::open("/proc/sys/vm/overcommit_memory");
+        println!("open: {:?}", open.map_err(|e| e.kind()));
+        // SAFETY: socket(2) with constant arguments; the result is only printed.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        println!("survived with fd {fd}");
+    });
     println!("the process went on");
 }
 
@@ -113,28 +120,21 @@ fn child_serves_a_disk_through_confined_reactors() {
     println!("disk served");
 }
 
-/// Log mode lets the same call through (the kernel logs it instead).
+/// Log mode lets the same call through (left to the kernel's audit).
 #[test]
 #[ignore = "a child process of log_mode_lets_the_call_through"]
 fn child_vcpu_opens_a_socket_in_log_mode() {
     if !in_child() {
         return;
     }
-    seccomp::set_process_policy(SeccompPolicy::new(SeccompMode::Log).unwrap());
-    thread::Builder::new()
-        .name("vcpu0".into())
-        .spawn(|| {
-            seccomp::confine(ThreadKind::Vcpu);
-            // SAFETY: as above; the descriptor is closed at once.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-            assert!(fd >= 0);
-            // SAFETY: fd is ours.
-            unsafe { libc::close(fd) };
-            println!("socket allowed");
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    as_confined_vcpu(SeccompMode::Log, || {
+        // SAFETY: as above; the descriptor is closed at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(fd >= 0);
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        println!("socket allowed");
+    });
 }
 
 #[test]
