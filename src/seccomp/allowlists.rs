@@ -97,7 +97,6 @@ fn specific(kind: ThreadKind) -> Vec<i64> {
                 pwrite64,
                 preadv,
                 pwritev,
-                preadv2,
                 pwritev2,
                 fallocate,
                 shutdown,

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -83,10 +84,15 @@ impl Tap {
                 name: name.to_owned(),
             });
         }
-        // Blocking: io_uring waits for frames (poll) rather than failing with EAGAIN.
+        // Non-blocking. io_uring still waits for frames (it polls a file that says
+        // EAGAIN), but it can only try a read or write inline on a file that is
+        // O_NONBLOCK or FMODE_NOWAIT, and tun is not FMODE_NOWAIT before Linux 6.x: a
+        // blocking TAP sends every frame through an io-wq worker thread (measured in the
+        // lab's 6.1 L1). The receive burst's plain reads rely on it too.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(|source| TapError::OpenTun {
                 name: name.to_owned(),

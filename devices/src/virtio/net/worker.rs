@@ -2,7 +2,7 @@
 //! become writev SQEs on the pair's TAP file; frames from the TAP go into the guest's
 //! receive buffers in order. Receiving waits with one io_uring read (armed on the TAP
 //! until a frame arrives); when it completes, the frames queued behind it are taken at
-//! once with non-blocking reads (RWF_NOWAIT), so a burst costs one reactor pass rather
+//! once with plain reads on the non-blocking TAP, so a burst costs one reactor pass rather
 //! than one pass per frame.
 
 use std::collections::VecDeque;
@@ -461,12 +461,10 @@ impl NetRxWorker {
             // and checked to lie inside it when the chains were accepted; the TAP file is
             // open (the worker holds it).
             let n = unsafe {
-                libc::preadv2(
+                libc::readv(
                     self.tap.fd(),
                     self.gathered.0.as_ptr(),
                     self.gathered.0.len() as libc::c_int,
-                    -1,
-                    libc::RWF_NOWAIT,
                 )
             };
             if n >= MIN_RX_BUFFER as isize {
