@@ -218,7 +218,18 @@ impl SplitQueueDriver {
         Ok(())
     }
 
-    /// The avail index the driver has published so far.
+    /// With EVENT_IDX: the avail index at which the device asked to be notified.
+    pub fn avail_event(&self) -> Result<u16, DriverError> {
+        let at = self.used_ring.unchecked_add(4 + 8 * u64::from(self.size));
+        Ok(self.mem.read_obj(at)?)
+    }
+
+    /// The avail index the device sees: as of the last [`publish`](Self::publish).
+    pub fn published_avail_idx(&self) -> Result<u16, DriverError> {
+        Ok(self.mem.read_obj(self.avail_ring.unchecked_add(2))?)
+    }
+
+    /// The avail index of the chains added so far, published or not.
     pub fn avail_idx(&self) -> u16 {
         self.avail_idx.0
     }

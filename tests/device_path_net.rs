@@ -285,7 +285,11 @@ fn frames_cross_a_real_tap_both_ways() {
     // Frames already queued on the TAP are taken by plain reads during the drain, with
     // no io_uring read each (a TAP opened blocking, on a kernel whose tun is not
     // FMODE_NOWAIT, took none this way).
-    assert_eq!(rx_reads(&rig), reads_before, "io_uring reads for queued frames");
+    assert_eq!(
+        rx_reads(&rig),
+        reads_before,
+        "io_uring reads for queued frames"
+    );
     for ((head, _), i) in used.iter().zip(1..) {
         let (_, at) = more.iter().find(|(h, _)| h == head).unwrap();
         let tag: u16 = {
@@ -316,6 +320,53 @@ fn frames_cross_a_real_tap_both_ways() {
     rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
     rig.kick(rx).unwrap();
     std::thread::sleep(Duration::from_millis(20));
+    rig.shutdown().unwrap();
+}
+
+#[test]
+fn receive_buffers_need_no_kick_while_the_device_holds_some() {
+    if !private_netns() {
+        return;
+    }
+    let mut rig = Rig::net(config("rvtap0", 1), &[None], QUEUE_SIZE).unwrap();
+    link_up("rvtap0");
+    let host = HostSide::bind("rvtap0");
+    let mac = rig.device().mac();
+    let rx = 0;
+    for _ in 0..2 {
+        rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
+    }
+    rig.kick(rx).unwrap();
+    host.send(&frame(mac, 1, 80));
+    rig.wait_used(rx, 1).unwrap();
+    // The device still holds a buffer: four more, published with no kick (as Linux does
+    // when the device asked for none), are taken when frames need them.
+    for _ in 0..4 {
+        rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
+    }
+    assert!(
+        !rig.queue(rx).unwrap().publish().unwrap(),
+        "a kick asked for while the device holds buffers"
+    );
+    for i in 2..7 {
+        host.send(&frame(mac, i, 80));
+    }
+    assert_eq!(rig.wait_used(rx, 5).unwrap().len(), 5);
+    // Out of buffers: the device asks for the kick that says more came.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rig.queue(rx).unwrap().next_kick_wanted().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "no kick asked for with no buffers"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
+    assert!(rig.queue(rx).unwrap().publish().unwrap());
+    rig.kick(rx).unwrap();
+    host.send(&frame(mac, 7, 80));
+    assert_eq!(rig.wait_used(rx, 1).unwrap().len(), 1);
+    assert!(rig.faults().is_empty());
     rig.shutdown().unwrap();
 }
 

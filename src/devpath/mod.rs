@@ -150,6 +150,24 @@ impl GuestQueue {
         self.kick.write(1).map_err(DevPathError::Kick)
     }
 
+    /// Publishes every posted request without notifying the device and returns whether
+    /// the device asked to be notified of them, as Linux's `virtqueue_kick_prepare` does
+    /// with EVENT_IDX (the avail_event the device set lies among the new entries).
+    pub fn publish(&mut self) -> Result<bool> {
+        let old = self.driver.published_avail_idx()?;
+        self.driver.set_used_event(self.driver.last_used())?;
+        self.driver.publish()?;
+        let new = self.driver.avail_idx();
+        let event = self.driver.avail_event()?;
+        Ok(new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old))
+    }
+
+    /// Whether the device asked to hear of the next chain published (EVENT_IDX: its
+    /// avail_event is the avail index published so far).
+    pub fn next_kick_wanted(&self) -> Result<bool> {
+        Ok(self.driver.avail_event()? == self.driver.published_avail_idx()?)
+    }
+
     /// Publishes every posted request and notifies the device, asking for no interrupt:
     /// the driver polls the used ring instead, like a Linux virtio-blk poll queue
     /// (`io_poll`). With EVENT_IDX, a used_event half the ring-index space ahead is never

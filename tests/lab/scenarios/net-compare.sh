@@ -4,8 +4,11 @@
 # QEMU-KVM's userspace virtio-net (virtio-net-pci on a TAP, vhost off), in the same L1.
 . /lib/lab/measure.sh
 CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=netbench quiet"
-# L1's side of TAP $1 gets 10.0.2.1 as soon as the VMM has created it.
+# L1's side of TAP $1 gets 10.0.2.1 as soon as the VMM has created it. The previous
+# VMM's TAP of that name must be gone first, or the address and the server's socket go
+# with it.
 tap_address() {
+  for i in $(seq 1 100); do [ -d "/sys/class/net/$1" ] || break; sleep 0.1; done
   (
     for i in $(seq 1 600); do [ -d "/sys/class/net/$1" ] && break; sleep 0.1; done
     ip addr add 10.0.2.1/24 dev "$1" && ip link set "$1" up

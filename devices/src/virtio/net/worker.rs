@@ -452,7 +452,7 @@ impl NetRxWorker {
             return Ok(());
         }
         for _ in 0..MAX_BURST {
-            let count = self.span();
+            let count = self.next_span()?;
             if count == 0 {
                 return Ok(());
             }
@@ -509,7 +509,7 @@ impl NetRxWorker {
     }
 
     /// The retry timer fired: attaches the TAP again if it exists now.
-    fn retry_tap(&mut self) -> Result<(), QueueFault> {
+    fn retry_tap(&mut self, batch: &mut IoBatch) -> Result<(), QueueFault> {
         match self.slot.reattach(self.offload) {
             Ok(true) => {
                 self.tap = self.slot.get();
@@ -521,32 +521,33 @@ impl NetRxWorker {
                     self.slot.name()
                 );
                 self.link.set_up();
-                self.read_burst()
+                self.read_burst()?;
+                self.read_next(batch)
             }
-            Ok(false) => Ok(()),
+            Ok(false) => self.read_next(batch),
             Err(err) => {
                 debug!("virtio-net rx queue {}: {err}", self.ring.index());
-                Ok(())
+                self.read_next(batch)
             }
         }
     }
 
     /// Arms a read on the TAP for the oldest waiting buffers unless one is in flight
     /// (or, while the TAP is gone, the timer that looks for it).
-    fn read_next(&mut self, batch: &mut IoBatch) {
+    fn read_next(&mut self, batch: &mut IoBatch) -> Result<(), QueueFault> {
         if self.stats.tap_gone != 0 {
             if !self.retry_armed {
                 self.retry_armed = true;
                 batch.push(RETRY_TAG, IoOp::Delay { nanos: RETRY_NANOS });
             }
-            return;
+            return Ok(());
         }
         if self.reading.is_some() {
-            return;
+            return Ok(());
         }
-        let count = self.span();
+        let count = self.next_span()?;
         if count == 0 {
-            return;
+            return Ok(());
         }
         self.gather(count);
         let op = IoOp::Read {
@@ -556,29 +557,67 @@ impl NetRxWorker {
         };
         self.reading = Some(count);
         batch.push(READ_TAG, op);
+        Ok(())
     }
-}
 
-impl QueueWorker for NetRxWorker {
-    forward_to_ring!();
-
-    fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+    /// Takes the buffers the guest posted since the last look.
+    fn replenish(&mut self) -> Result<usize, QueueFault> {
         let mut heads = std::mem::take(&mut self.heads);
         let result = pop(&mut self.ring, &mut heads, &mut self.stats)
             .and_then(|()| heads.iter().try_for_each(|&head| self.accept(head)));
         let count = heads.len();
         self.heads = heads;
-        let result = result.and_then(|()| {
+        result.map(|()| count)
+    }
+
+    /// The span of the next read, over every buffer posted so far. The guest is asked to
+    /// kick only once the device holds no buffer (as QEMU does): its refills, one per
+    /// receive poll, then cost it no VM exit, since the device looks at the ring itself
+    /// before each read. When none is left, kicks go back on, and a buffer posted before
+    /// they did is taken now.
+    fn next_span(&mut self) -> Result<usize, QueueFault> {
+        self.replenish()?;
+        if self.waiting.is_empty() && self.ring.enable_notification()? {
+            self.replenish()?;
+        }
+        Ok(self.span())
+    }
+}
+
+impl QueueWorker for NetRxWorker {
+    fn needs_interrupt(&mut self) -> Result<bool, QueueFault> {
+        self.ring.needs_interrupt()
+    }
+
+    fn disable_notification(&mut self) -> Result<(), QueueFault> {
+        self.ring.disable_notification()
+    }
+
+    /// Kicks stay off while the device holds buffers (see `next_span`).
+    fn enable_notification(&mut self) -> Result<bool, QueueFault> {
+        if self.waiting.is_empty() {
+            self.ring.enable_notification()
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn has_available(&mut self) -> Result<bool, QueueFault> {
+        self.ring.has_available()
+    }
+
+    fn drain(&mut self, batch: &mut IoBatch) -> Result<usize, QueueFault> {
+        let result = self.replenish().and_then(|count| {
             if self.reading.is_none() {
                 self.read_burst()?;
             }
-            self.read_next(batch);
-            Ok(())
+            self.read_next(batch)?;
+            Ok(count)
         });
         if std::mem::take(&mut self.used_now) {
             batch.note_completed();
         }
-        result.map(|()| count)
+        result
     }
 
     fn complete(&mut self, tag: u64, result: i32, batch: &mut IoBatch) -> Result<(), QueueFault> {
@@ -587,9 +626,7 @@ impl QueueWorker for NetRxWorker {
             if result == -libc::ECANCELED {
                 return Ok(());
             }
-            self.retry_tap()?;
-            self.read_next(batch);
-            return Ok(());
+            return self.retry_tap(batch);
         }
         if tag != READ_TAG {
             return Ok(());
@@ -608,8 +645,7 @@ impl QueueWorker for NetRxWorker {
             FAULT | MSGSIZE => self.stats.drops += 1,
             other if tap_is_gone(-other) => {
                 self.lose_tap(-other);
-                self.read_next(batch);
-                return Ok(());
+                return self.read_next(batch);
             }
             other => {
                 debug!(
@@ -625,9 +661,8 @@ impl QueueWorker for NetRxWorker {
             }
         }
         self.read_burst()?;
-        self.read_next(batch);
         self.used_now = false;
-        Ok(())
+        self.read_next(batch)
     }
 
     fn in_flight(&self) -> usize {
