@@ -16,6 +16,12 @@ tap_address() {
     iperf3 -s -D -B 10.0.2.1
   ) &
 }
+# The server of a run whose guest died mid-test may hang on to 10.0.2.1 (and answer the
+# next guest "busy"): it goes for good before the next VMM starts.
+stop_server() {
+  pkill -9 iperf3 2>/dev/null
+  for i in $(seq 1 50); do pidof iperf3 >/dev/null || break; sleep 0.1; done
+}
 
 rv_status=0
 # ringvisor as it starts by default (a reactor on each of L1's two cores), then with one
@@ -27,8 +33,7 @@ for cores in all 0; do
   tap_address rvtap0
   measure_vmm "$name" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
     --cpus 2 --memory 384M --net tap=rvtap0 $placement --cmdline "$CMDLINE" || rv_status=1
-  pkill iperf3 2>/dev/null
-  sleep 0.5
+  stop_server
 done
 
 echo "L1: begin vmm=qemu"

@@ -85,10 +85,10 @@ impl Tap {
             });
         }
         // Non-blocking. io_uring still waits for frames (it polls a file that says
-        // EAGAIN), but it can only try a read or write inline on a file that is
-        // O_NONBLOCK or FMODE_NOWAIT, and tun is not FMODE_NOWAIT before Linux 6.x: a
-        // blocking TAP sends every frame through an io-wq worker thread (measured in the
-        // lab's 6.1 L1). The receive burst's plain reads rely on it too.
+        // EAGAIN), but it only tries a read or write inline on a file that is O_NONBLOCK
+        // or FMODE_NOWAIT, and tun is not FMODE_NOWAIT on every kernel (the lab's 6.1): a
+        // blocking TAP sent every frame through an io-wq worker thread there. The receive
+        // burst's plain reads rely on it too.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
