@@ -191,15 +191,25 @@ fn config(tap: &str, pairs: u16) -> NetConfig {
     }
 }
 
+/// A NIC on TAP `tap` with `pairs` queue pairs, each on a reactor of its own, the link up
+/// and the host side bound; None where the test cannot have a private network namespace.
+fn nic_on_tap(tap: &str, pairs: u16) -> Option<(Rig, HostSide, [u8; 6])> {
+    if !private_netns() {
+        return None;
+    }
+    let reactors = vec![None; usize::from(pairs)];
+    let rig = Rig::net(config(tap, pairs), &reactors, QUEUE_SIZE).unwrap();
+    link_up(tap);
+    let host = HostSide::bind(tap);
+    let mac = rig.device().mac();
+    Some((rig, host, mac))
+}
+
 #[test]
 fn frames_cross_a_real_tap_both_ways() {
-    if !private_netns() {
+    let Some((mut rig, host, mac)) = nic_on_tap("rvtap0", 1) else {
         return;
-    }
-    let mut rig = Rig::net(config("rvtap0", 1), &[None], QUEUE_SIZE).unwrap();
-    link_up("rvtap0");
-    let host = HostSide::bind("rvtap0");
-    let mac = rig.device().mac();
+    };
 
     // Guest → host: frames come out of the TAP byte for byte.
     let (rx, tx) = (0, 1);
@@ -325,13 +335,9 @@ fn frames_cross_a_real_tap_both_ways() {
 
 #[test]
 fn receive_buffers_need_no_kick_while_the_device_holds_some() {
-    if !private_netns() {
+    let Some((mut rig, host, mac)) = nic_on_tap("rvtap0", 1) else {
         return;
-    }
-    let mut rig = Rig::net(config("rvtap0", 1), &[None], QUEUE_SIZE).unwrap();
-    link_up("rvtap0");
-    let host = HostSide::bind("rvtap0");
-    let mac = rig.device().mac();
+    };
     let rx = 0;
     for _ in 0..2 {
         rig.queue(rx).unwrap().post_rx_buffer(2048).unwrap();
@@ -372,13 +378,9 @@ fn receive_buffers_need_no_kick_while_the_device_holds_some() {
 
 #[test]
 fn two_queue_pairs_share_the_flows_and_follow_vq_pairs_set() {
-    if !private_netns() {
+    let Some((mut rig, host, mac)) = nic_on_tap("rvtap1", 2) else {
         return;
-    }
-    let mut rig = Rig::net(config("rvtap1", 2), &[None, None], QUEUE_SIZE).unwrap();
-    link_up("rvtap1");
-    let host = HostSide::bind("rvtap1");
-    let mac = rig.device().mac();
+    };
     let control = 4;
     let pairs_set = |rig: &mut Rig, pairs: u16| {
         let q = rig.queue(control).unwrap();
@@ -444,14 +446,10 @@ fn two_queue_pairs_share_the_flows_and_follow_vq_pairs_set() {
 
 #[test]
 fn a_frame_larger_than_one_buffer_spans_several() {
-    if !private_netns() {
-        return;
-    }
     // The rig acks every offered feature: MRG_RXBUF and GUEST_TSO, so buffers merge.
-    let mut rig = Rig::net(config("rvtap2", 1), &[None], QUEUE_SIZE).unwrap();
-    link_up("rvtap2");
-    let host = HostSide::bind("rvtap2");
-    let mac = rig.device().mac();
+    let Some((mut rig, host, mac)) = nic_on_tap("rvtap2", 1) else {
+        return;
+    };
     let mut buffers = Vec::new();
     for _ in 0..8 {
         buffers.push(rig.queue(0).unwrap().post_rx_buffer(256).unwrap());
