@@ -142,17 +142,17 @@ impl GuestQueue {
         Ok(self.driver.add_chain(buffers)?)
     }
 
-    /// Publishes every posted request and notifies the device. Like Linux with EVENT_IDX,
-    /// asks for an interrupt at the next used entry.
+    /// Publishes every posted request (see [`publish`](Self::publish)) and notifies the
+    /// device whether or not it asked to be.
     pub fn kick(&mut self) -> Result<()> {
-        self.driver.set_used_event(self.driver.last_used())?;
-        self.driver.publish()?;
+        self.publish()?;
         self.kick.write(1).map_err(DevPathError::Kick)
     }
 
     /// Publishes every posted request without notifying the device and returns whether
     /// the device asked to be notified of them, as Linux's `virtqueue_kick_prepare` does
-    /// with EVENT_IDX (the avail_event the device set lies among the new entries).
+    /// with EVENT_IDX (the avail_event the device set lies among the new entries). Like
+    /// Linux, asks for an interrupt at the next used entry.
     pub fn publish(&mut self) -> Result<bool> {
         let old = self.driver.published_avail_idx()?;
         self.driver.set_used_event(self.driver.last_used())?;
