@@ -7,7 +7,13 @@ export PATH
 lab_early_init() {
   mount -t devtmpfs devtmpfs /dev
   # If the initramfs had no /dev/console, the kernel gave /init no stdio: take it now.
-  exec </dev/console >/dev/console 2>&1
+  # L1's kernel logs to its second serial port (lab.sh keeps that log apart as evidence
+  # of lab faults); L1's /init and everything it runs talk on the first.
+  if [ "$1" = L1 ]; then
+    exec </dev/ttyS0 >/dev/ttyS0 2>&1
+  else
+    exec </dev/console >/dev/console 2>&1
+  fi
   mount -t proc proc /proc
   read -r up _ </proc/uptime
   # Leading newline: firmware output (SeaBIOS "Booting from ROM...") may end mid-line.
@@ -23,9 +29,13 @@ lab_early_init() {
 
 # lab_load_modules LEVEL: busybox insmod resolves no dependencies, so /etc/lab/modules
 # lists the closure of the wanted drivers with dependencies first. A failure is reported,
-# not fatal, so one broken driver does not hide the facts about the others.
+# not fatal, so one broken driver does not hide the facts about the others. Parameters
+# for a module come from /etc/lab/module-params ("NAME param=value ..." lines; busybox
+# insmod does not read them from the kernel command line as modprobe would).
 lab_load_modules() {
   while read -r path name; do
-    insmod "$path" || echo "$1: insmod-failed $name"
+    params=$(awk -v m="$name" '$1 == m { $1 = ""; print }' /etc/lab/module-params 2>/dev/null)
+    # shellcheck disable=SC2086 # the parameters are words
+    insmod "$path" $params || echo "$1: insmod-failed $name"
   done </etc/lab/modules
 }

@@ -3,42 +3,59 @@
 # TCG-emulated AMD-V machine (L1), because the build/CI machines have no usable hardware
 # virtualization. See tests/lab/README.md.
 #
-#   lab.sh deps                      install the Debian packages the lab needs (root)
+#   lab.sh deps                      install the host tools the lab needs (root) and unpack
+#                                    its kernels and QEMUs into the cache (never /boot)
+#   lab.sh ready                     succeeds when `deps` has run
 #   lab.sh images                    build (or reuse) the cached L2 and L1-base initramfs
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
 #              [--collect FILE]     FILE (a raw image) is L1's /dev/vda: what a scenario
 #                                   writes there comes back (fio-suite: a tar archive)
 #              [--pidfile FILE]     L1's QEMU writes its pid there (a caller that stops
 #                                   the run early ends QEMU with it)
-#   lab.sh kernels                   print the discovered L1 and L2 kernels
+#   lab.sh kernels                   print the L1 and L2 kernels and QEMUs in use
+#   lab.sh ledger FILE               summarise the runs logged to $RINGVISOR_LAB_LEDGER;
+#                                    fails when more than 25 % were lost to the lab
 #   lab.sh boot [--shell]            build ringvisor and boot the default guest on this
 #                                    terminal: on /dev/kvm with hardware virtualization,
 #                                    through the nested lab otherwise
+# A run the lab lost with evidence (L1 kernel fault, L1 QEMU abort) exits 75. RINGVISOR_LAB_L1
+# picks L1: new (QEMU 10 + kernel 6.12, the default) or old (QEMU 7.2 + kernel 6.1).
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
 CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 
-# Everything the lab uses comes from these packages (qemu-system-x86 is L1's software CPU
-# and the reference VMM inside L1, never the VMM under test; chromium renders the fio
-# suite's HTML report for its check).
-PACKAGES=(qemu-system-x86 linux-image-cloud-amd64 linux-image-amd64 busybox-static fio
-  iperf3 cpio kmod gzip coreutils chromium)
+# The host gets only tools and libraries from Debian: busybox, fio and iperf3 go into the
+# images, kmod/cpio/gzip/zstd/xz build them; chromium renders the fio suite's HTML report
+# for its check. Kernels and QEMU are never installed on the host: see "sources" below.
+HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils chromium)
 # Packages whose files end up in the images: their versions are part of the cache key.
-IMAGE_PACKAGES=(busybox-static fio iperf3 qemu-system-x86 qemu-system-data seabios
-  ipxe-qemu coreutils)
+IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils)
+
+# Which L1 the lab runs (tests/lab/README.md has the loss rates measured for each):
+#   new  QEMU 10.0 as L1's software CPU, L1 kernel 6.12 (bookworm-backports)
+#   old  QEMU 7.2, L1 kernel 6.1 (bookworm)
+# The L2 kernel (bookworm's generic 6.1) and the reference VMM inside L1 (QEMU 10) are the
+# same for both, so that a comparison run under either L1 measures the same guest.
+LAB_L1=${RINGVISOR_LAB_L1:-new}
+case $LAB_L1 in old | new) ;; *) echo "lab: RINGVISOR_LAB_L1 is old or new, not '$LAB_L1'" >&2; exit 2 ;; esac
+# How TCG runs L1's two vCPUs: multi (a host thread each, the default) or single (one host
+# thread taking turns), for measuring whether the lab's faults depend on it.
+LAB_TCG_THREAD=${RINGVISOR_LAB_TCG_THREAD:-multi}
+case $LAB_TCG_THREAD in single | multi) ;; *) echo "lab: RINGVISOR_LAB_TCG_THREAD is single or multi, not '$LAB_TCG_THREAD'" >&2; exit 2 ;; esac
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
   virtio_balloon qxl virtio_input ptp_kvm)
-# L1 needs KVM (nested SVM on the emulated EPYC) and TUN for L1<->L2 networking.
-L1_MODULES=(irqbypass kvm kvm-amd tun virtio_pci virtio_blk)
+# L1 needs KVM (nested SVM on the emulated EPYC), TUN for L1<->L2 networking and vhost-net
+# for the reference VMM's kernel fast path.
+L1_MODULES=(irqbypass kvm kvm-amd tun vhost_net virtio_pci virtio_blk)
 
 # QEMU data files needed inside L1 for `-M pc`/`-M q35 -nographic -kernel` (found with
 # strace: qemu opens exactly these), plus the virtio-net option ROM so a side-by-side
-# `-device virtio-net-pci` works without romfile=. QEMU looks them up relative to its
-# binary (/usr/bin/../share/...), so they keep their installed paths.
+# `-device virtio-net-pci` works without romfile=. Paths are those of the installed
+# packages (QEMU's compiled-in firmware path), taken from the reference QEMU's tree.
 QEMU_DATA=(
   /usr/share/qemu/kvmvapic.bin
   /usr/share/qemu/linuxboot.bin
@@ -53,6 +70,9 @@ QEMU_DATA=(
 
 # Markers printed by l1-init.sh; `run` fails if the end marker never shows up.
 L1_END_MARKER='L1: end'
+# `run` exits with this status when the lab, not the VMM under test, lost the run and it
+# has the evidence to show for it (see classify_loss): the only failure a caller may retry.
+LAB_LOST_STATUS=75
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() {
@@ -61,7 +81,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -72,15 +92,13 @@ pkg_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
 }
 
-cmd_deps() {
+# apt_install PACKAGE...: installs those not installed yet (root).
+apt_install() {
   local missing=() p
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     pkg_installed "$p" || missing+=("$p")
   done
-  if [ ${#missing[@]} -eq 0 ]; then
-    log "deps: all installed"
-    return 0
-  fi
+  [ ${#missing[@]} -gt 0 ] || return 0
   [ "$(id -u)" -eq 0 ] || die "deps: need root to install: ${missing[*]}"
   log "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -90,74 +108,230 @@ cmd_deps() {
     </dev/null >/dev/null
 }
 
+# --------------------------------------------------------------------------------- sources
+
+# Kernels and QEMU come from Debian packages that are downloaded (`apt-get download`) and
+# unpacked (`dpkg -x`) into $CACHE/roots/NAME, never installed: nothing lands in the host's
+# /boot, its bootloader or its /usr. Each suite has its own apt lists under $CACHE/apt, so
+# the host's apt state is only read. A root is fetched once; delete it to fetch anew.
+#   l2-kernel   bookworm linux-image-amd64 (the stock generic kernel the guest runs)
+#   l1-old      bookworm qemu-system-x86 7.2 + linux-image-cloud-amd64 6.1
+#   l1-new      bookworm-backports qemu-system-x86 10.0 + linux-image-cloud-amd64 6.12
+# (ipxe-qemu is bookworm's in both: backports has none.)
+
+# The machine's own Debian mirror, as its apt sources name it.
+debian_mirror() {
+  local uri
+  uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{ print $2 }' |
+    grep -v security | head -n 1 || true)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' \
+    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
+  [ -n "$uri" ] || die "sources: no bookworm mirror in /etc/apt/sources.list*"
+  printf '%s\n' "$uri"
+}
+
+# APT_OPTS for SUITE, its lists updated once a day at most.
+APT_OPTS=()
+apt_suite() {
+  local suite=$1 dir=$CACHE/apt/$1
+  # bookworm itself is what the host's sources already carry, with its updates and
+  # security suites (where the current kernels are): read the host's lists.
+  if [ "$suite" = bookworm ]; then
+    APT_OPTS=()
+    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null)" ]; then
+      apt-get update -qq >/dev/null || die "sources: apt-get update failed"
+    fi
+    return 0
+  fi
+  mkdir -p "$dir/lists/partial"
+  printf 'deb %s %s main\n' "$(debian_mirror)" "$suite" >"$dir/sources.list"
+  APT_OPTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=-
+    -o "Dir::State::Lists=$dir/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+    -o APT::Get::List-Cleanup=0)
+  if [ -z "$(find "$dir/lists" -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null)" ]; then
+    apt-get "${APT_OPTS[@]}" update -qq >/dev/null ||
+      die "sources: apt-get update of $suite failed"
+  fi
+}
+
+# The versioned package a metapackage such as linux-image-amd64 stands for.
+resolve_meta() {
+  local name
+  name=$(apt-cache "${APT_OPTS[@]}" depends "$1" 2>/dev/null |
+    awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+  [ -n "$name" ] || die "sources: cannot resolve $1"
+  printf '%s\n' "$name"
+}
+
+# fetch_debs SUITE DIR PACKAGE...: downloads the packages of SUITE into DIR.
+fetch_debs() {
+  local suite=$1 dir=$2 p pkgs=()
+  shift 2
+  apt_suite "$suite"
+  for p in "$@"; do
+    case $p in linux-image-*amd64) [[ $p =~ ^linux-image-[0-9] ]] || p=$(resolve_meta "$p") ;; esac
+    pkgs+=("$p")
+  done
+  mkdir -p "$dir"
+  # apt drops privileges to _apt for downloads where it can; a root-owned cache folder
+  # makes it warn and download as root, which is what we want here.
+  (cd "$dir" && apt-get "${APT_OPTS[@]}" download -q "${pkgs[@]}" 2>&1 | grep -v -e '^Get:' -e '^Fetched' -e unsandboxed >&2) || true
+  for p in "${pkgs[@]}"; do
+    compgen -G "$dir/${p}_*.deb" >/dev/null || die "sources: $p ($suite) was not downloaded"
+  done
+}
+
+# fetch_root NAME: builds $CACHE/roots/NAME (see above) unless it is there.
+fetch_root() {
+  local name=$1 root=$CACHE/roots/$1 debs deb
+  [ -e "$root/.complete" ] && return 0
+  debs=$CACHE/debs/$name
+  rm -rf "$root" "$debs"
+  case $name in
+    l2-kernel) fetch_debs bookworm "$debs" linux-image-amd64 ;;
+    l1-old)
+      fetch_debs bookworm "$debs" linux-image-cloud-amd64 qemu-system-x86 qemu-system-common \
+        qemu-system-data seabios ipxe-qemu
+      ;;
+    l1-new)
+      fetch_debs bookworm-backports "$debs" linux-image-cloud-amd64 qemu-system-x86 \
+        qemu-system-common qemu-system-data seabios
+      fetch_debs bookworm "$debs" ipxe-qemu
+      ;;
+    *) die "sources: no root called $name" ;;
+  esac
+  log "sources: unpacking $(find "$debs" -name '*.deb' | wc -l) packages into $root"
+  mkdir -p "$root"
+  for deb in "$debs"/*.deb; do
+    dpkg -x "$deb" "$root"
+  done
+  # dpkg -x runs no maintainer scripts: the module index the kernel package's postinst
+  # would make is made here, inside the root.
+  for deb in "$root"/lib/modules/*; do
+    [ -d "$deb" ] && depmod -b "$root" "$(basename "$deb")"
+  done
+  (cd "$debs" && ls ./*.deb) >"$root/.complete"
+}
+
+# The tree of the QEMU that runs L1 (the software CPU), and of the reference VMM in L1.
+l1_root() { printf '%s\n' "$CACHE/roots/l1-$LAB_L1"; }
+reference_root() { printf '%s\n' "$CACHE/roots/l1-new"; }
+
+# lab_qemu ROOT ARGS...: runs the QEMU unpacked in ROOT, with its own firmware and modules
+# (QEMU 7.2 has TCG as a loadable module).
+lab_qemu() {
+  local root=$1
+  shift
+  QEMU_MODULE_DIR=$root/usr/lib/x86_64-linux-gnu/qemu "$root/usr/bin/qemu-system-x86_64" \
+    -L "$root/usr/share/qemu" -L "$root/usr/share/seabios" -L "$root/usr/lib/ipxe/qemu" "$@"
+}
+
+cmd_deps() {
+  mkdir -p "$CACHE"
+  CACHE=$(cd "$CACHE" && pwd)
+  apt_install "${HOST_PACKAGES[@]}"
+  local name libs
+  for name in l2-kernel l1-old l1-new; do
+    fetch_root "$name"
+  done
+  # The unpacked QEMUs link against bookworm's shared libraries: those are installed.
+  libs=$(for deb in "$CACHE"/debs/l1-*/qemu-system-x86_*.deb; do
+    dpkg-deb -f "$deb" Depends
+  done | tr ',' '\n' | sed -e 's/[(|].*//' -e 's/ //g' | grep '^lib' | sort -u)
+  # shellcheck disable=SC2086 # one package a word
+  apt_install $libs
+  local bin
+  for name in l1-old l1-new; do
+    bin=$CACHE/roots/$name/usr/bin/qemu-system-x86_64
+    if ldd "$bin" | grep -q 'not found'; then
+      die "deps: $bin: missing libraries: $(ldd "$bin" | grep 'not found' | tr -s ' \t\n' ' ')"
+    fi
+  done
+  log "deps: ready (L1 $LAB_L1: $(lab_qemu "$(l1_root)" --version | head -n 1))"
+}
+
+# True when the lab can run: the host tools are installed and every root is unpacked.
+cmd_ready() {
+  local p name
+  for p in "${HOST_PACKAGES[@]}"; do
+    pkg_installed "$p" || return 1
+  done
+  for name in l2-kernel l1-old l1-new; do
+    [ -e "$CACHE/roots/$name/.complete" ] || return 1
+  done
+}
+
 # ------------------------------------------------------------------------------- kernels
 
-# Prints the newest installed kernel version for "l1" (Debian cloud flavour: small, has
-# kvm-amd/tun as modules) or "l2" (generic flavour: has the stock virtio/qxl drivers).
-# Versions change with every Debian kernel upload, so they are discovered, never written.
-find_kernel() {
-  local which=$1 f v found=()
-  for f in /boot/vmlinuz-*; do
-    [ -e "$f" ] || continue
-    v=${f#/boot/vmlinuz-}
-    case "$which:$v" in
-      l1:*-cloud-amd64) ;;
-      l2:*-cloud-amd64 | l2:*-rt-amd64) continue ;;
-      l2:*-amd64) ;;
-      *) continue ;;
-    esac
-    # A kernel without its modules tree is half-removed; the images need the modules.
-    [ -d "/lib/modules/$v" ] && found+=("$v")
+# root_kernel ROOT VAR: sets VAR to the version of the kernel unpacked in ROOT (each root
+# holds exactly one; a kernel without its modules tree is half-unpacked).
+root_kernel() {
+  local root=$1 f found=()
+  for f in "$root"/boot/vmlinuz-*; do
+    [ -e "$f" ] && [ -d "$root/lib/modules/${f##*/vmlinuz-}" ] && found+=("${f##*/vmlinuz-}")
   done
-  [ ${#found[@]} -gt 0 ] || die "no $which kernel in /boot (run: lab.sh deps)"
-  printf '%s\n' "${found[@]}" | sort -V | tail -n 1
+  [ ${#found[@]} -eq 1 ] || die "expected one kernel in $root/boot, found ${#found[@]} (run: lab.sh deps)"
+  printf -v "$2" '%s' "${found[0]}"
+}
+
+# Sets L1_KVER and L2_KVER, and L1_KERNEL and L2_KERNEL (their images): L1's is the Debian
+# cloud flavour (small, kvm-amd and tun as modules), L2's the generic flavour (the stock
+# virtio and qxl drivers).
+L1_KVER="" L2_KVER="" L1_KERNEL="" L2_KERNEL=""
+find_kernels() {
+  root_kernel "$(l1_root)" L1_KVER
+  root_kernel "$CACHE/roots/l2-kernel" L2_KVER
+  L1_KERNEL=$(l1_root)/boot/vmlinuz-$L1_KVER
+  L2_KERNEL=$CACHE/roots/l2-kernel/boot/vmlinuz-$L2_KVER
 }
 
 cmd_kernels() {
-  printf 'L1_KERNEL=/boot/vmlinuz-%s\n' "$(find_kernel l1)"
-  printf 'L2_KERNEL=/boot/vmlinuz-%s\n' "$(find_kernel l2)"
+  find_kernels
+  printf 'L1_KERNEL=%s\nL2_KERNEL=%s\n' "$L1_KERNEL" "$L2_KERNEL"
+  printf 'L1_QEMU=%s\n' "$(lab_qemu "$(l1_root)" --version | head -n 1)"
+  printf 'REFERENCE_QEMU=%s\n' "$(lab_qemu "$(reference_root)" --version | head -n 1)"
 }
 
 # -------------------------------------------------------------------------------- images
 
-# Appends to MOD_ORDER the files of module $2 and its `depends` closure for kernel $1,
-# dependencies first, so that busybox insmod (which does no dependency resolution) can
-# load them in list order.
+# Appends to MOD_ORDER the files of module $3 and its `depends` closure for kernel $2
+# unpacked under $1, dependencies first, so that busybox insmod (which does no dependency
+# resolution) can load them in list order.
 declare -A MOD_SEEN=()
 MOD_ORDER=()
 mod_visit() {
-  local kver=$1 name=${2//-/_} file deps dep
+  local base=$1 kver=$2 name=${3//-/_} file deps dep
   [ -z "${MOD_SEEN[$name]:-}" ] || return 0
   MOD_SEEN[$name]=1
-  file=$(modinfo -k "$kver" -F filename "$name" | head -n 1) ||
+  file=$(modinfo -b "$base" -k "$kver" -F filename "$name" | head -n 1) ||
     die "module $name not found for kernel $kver"
   [ -n "$file" ] || die "module $name not found for kernel $kver"
-  deps=$(modinfo -k "$kver" -F depends "$name" | head -n 1)
+  deps=$(modinfo -b "$base" -k "$kver" -F depends "$name" | head -n 1)
   for dep in ${deps//,/ }; do
-    mod_visit "$kver" "$dep"
+    mod_visit "$base" "$kver" "$dep"
   done
   # Built into the kernel: nothing to load.
   case $file in "(builtin)" | builtin*) return 0 ;; esac
   MOD_ORDER+=("$file")
 }
 
-# install_modules ROOT KVER NAME...: copies the closure into ROOT/lib/modules/KVER
+# install_modules ROOT BASE KVER NAME...: copies the closure of kernel KVER unpacked under
+# BASE into ROOT/lib/modules/KVER
 # (decompressed: busybox insmod cannot read .ko.xz/.ko.zst) and writes the load order to
 # ROOT/etc/lab/modules as "PATH NAME" lines.
 install_modules() {
-  local root=$1 kver=$2 file rel dest
-  shift 2
+  local root=$1 base=$2 kver=$3 file rel dest
+  shift 3
   MOD_SEEN=()
   MOD_ORDER=()
   local m
   for m in "$@"; do
-    mod_visit "$kver" "$m"
+    mod_visit "$base" "$kver" "$m"
   done
   mkdir -p "$root/etc/lab"
   : >"$root/etc/lab/modules"
   for file in "${MOD_ORDER[@]}"; do
-    rel=${file#/lib/modules/"$kver"/}
-    rel=${rel#/usr/lib/modules/"$kver"/}
+    rel=${file#"$base"/lib/modules/"$kver"/}
     dest=/lib/modules/$kver/${rel%.*}
     case $file in
       *.ko) dest=/lib/modules/$kver/$rel ;;
@@ -223,7 +397,7 @@ build_l2() {
   local root=$1 out=$2 kver=$3 t
   make_skeleton "$root"
   install -m 0755 "$LAB_DIR/l2-init.sh" "$root/init"
-  install_modules "$root" "$kver" "${L2_MODULES[@]}"
+  install_modules "$root" "$CACHE/roots/l2-kernel" "$kver" "${L2_MODULES[@]}"
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
   mkdir -p "$root/l2-tests"
@@ -234,30 +408,32 @@ build_l2() {
 }
 
 build_l1() {
-  local root=$1 out=$2 kver=$3 l2kernel=$4 l2initrd=$5 f
+  local root=$1 out=$2 kver=$3 l2kernel=$4 l2initrd=$5 f reference
+  reference=$(reference_root)
   make_skeleton "$root"
   install -m 0755 "$LAB_DIR/l1-init.sh" "$root/init"
   install -D -m 0644 "$LAB_DIR/l1-measure.sh" "$root/lib/lab/measure.sh"
-  install_modules "$root" "$kver" "${L1_MODULES[@]}"
+  install_modules "$root" "$(l1_root)" "$kver" "${L1_MODULES[@]}"
   install -D -m 0644 "$l2kernel" "$root/l2/vmlinuz"
   install -D -m 0644 "$l2initrd" "$root/l2/initramfs.cpio.gz"
-  copy_with_libs "$root" /usr/bin/qemu-system-x86_64 /usr/bin/qemu-system-x86_64
+  # The reference VMM: QEMU 10 with KVM, which needs none of its loadable modules.
+  copy_with_libs "$root" "$reference/usr/bin/qemu-system-x86_64" /usr/bin/qemu-system-x86_64
   # Checks on the host side of guest disks (fio --verify_only on the backing file).
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
   for f in "${QEMU_DATA[@]}"; do
-    install -D -m 0644 "$(readlink -f "$f")" "$root$f"
+    install -D -m 0644 "$(readlink -f "$reference$f")" "$root$f"
   done
   make_cpio "$root" "$out"
 }
 
 # Everything the images depend on; its hash is the cache key.
 stamp_inputs() {
-  local l1 l2 p f
-  l1=$(find_kernel l1)
-  l2=$(find_kernel l2)
-  printf 'l1-kernel %s %s\n' "$l1" "$(dpkg-query -W -f='${Version}' "linux-image-$l1" 2>/dev/null || true)"
-  printf 'l2-kernel %s %s\n' "$l2" "$(dpkg-query -W -f='${Version}' "linux-image-$l2" 2>/dev/null || true)"
+  local p f name
+  printf 'l1 %s\n' "$LAB_L1"
+  for name in l2-kernel "l1-$LAB_L1" l1-new; do
+    printf 'root %s %s\n' "$name" "$(tr '\n' ' ' <"$CACHE/roots/$name/.complete")"
+  done
   for p in "${IMAGE_PACKAGES[@]}"; do
     printf 'pkg %s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"
   done
@@ -275,32 +451,34 @@ cmd_images() {
   # Parallel `run`s (e.g. cargo test threads) share the cache: build under a lock.
   exec 9>"$CACHE/.lock"
   flock 9
-  local want have start tmp l1 l2
+  cmd_ready || die "images: the lab is not set up (run as root: bash tests/lab/lab.sh deps)"
+  # One set of images for each L1 (its kernel's modules differ).
+  find_kernels
+  local want have start tmp images=$CACHE/images-$LAB_L1
   want=$(stamp_inputs | sha256sum | cut -d' ' -f1)
-  have=$(cat "$CACHE/stamp" 2>/dev/null || true)
-  if [ "$want" = "$have" ] && [ -s "$CACHE/l1-base.cpio.gz" ] && [ -s "$CACHE/l2-initramfs.cpio.gz" ]; then
-    log "images: up to date ($CACHE)"
+  have=$(cat "$images/stamp" 2>/dev/null || true)
+  if [ "$want" = "$have" ] && [ -s "$images/l1-base.cpio.gz" ] && [ -s "$images/l2-initramfs.cpio.gz" ]; then
+    log "images: up to date ($images)"
     exec 9>&-
     return 0
   fi
   start=$(date +%s)
-  l1=$(find_kernel l1)
-  l2=$(find_kernel l2)
-  log "images: building (L1 kernel $l1, L2 kernel $l2) in $CACHE"
+  log "images: building (L1 kernel $L1_KVER, L2 kernel $L2_KVER) in $images"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
   # shellcheck disable=SC2064 # expand $tmp now: it is local to this function
   trap "rm -rf '$tmp'" EXIT
-  build_l2 "$tmp/l2" "$tmp/l2-initramfs.cpio.gz" "$l2"
-  build_l1 "$tmp/l1" "$tmp/l1-base.cpio.gz" "$l1" "/boot/vmlinuz-$l2" "$tmp/l2-initramfs.cpio.gz"
-  mv "$tmp/l2-initramfs.cpio.gz" "$tmp/l1-base.cpio.gz" "$CACHE/"
-  stamp_inputs >"$CACHE/stamp.inputs"
+  build_l2 "$tmp/l2" "$tmp/l2-initramfs.cpio.gz" "$L2_KVER"
+  build_l1 "$tmp/l1" "$tmp/l1-base.cpio.gz" "$L1_KVER" "$L2_KERNEL" "$tmp/l2-initramfs.cpio.gz"
+  mkdir -p "$images"
+  mv "$tmp/l2-initramfs.cpio.gz" "$tmp/l1-base.cpio.gz" "$images/"
+  stamp_inputs >"$images/stamp.inputs"
   # The stamp goes last: an interrupted build is never taken for a complete one.
-  printf '%s\n' "$want" >"$CACHE/stamp"
+  printf '%s\n' "$want" >"$images/stamp"
   rm -rf "$tmp"
   trap - EXIT
   log "images: built in $(($(date +%s) - start)) s:" \
-    "l2-initramfs $(du -h "$CACHE/l2-initramfs.cpio.gz" | cut -f1)," \
-    "l1-base $(du -h "$CACHE/l1-base.cpio.gz" | cut -f1)"
+    "l2-initramfs $(du -h "$images/l2-initramfs.cpio.gz" | cut -f1)," \
+    "l1-base $(du -h "$images/l1-base.cpio.gz" | cut -f1)"
   exec 9>&-
 }
 
@@ -327,8 +505,7 @@ cmd_run() {
   case $timeout_s in '' | *[!0-9]*) die "--timeout wants whole seconds" ;; esac
 
   cmd_images
-  local workdir root l1 start rc
-  l1=$(find_kernel l1)
+  local workdir root start rc
   workdir=$(mktemp -d "$CACHE/run.XXXXXX")
   # shellcheck disable=SC2064 # expand $workdir now: it is local to this function
   trap "rm -rf '$workdir'" EXIT
@@ -338,6 +515,12 @@ cmd_run() {
   mkdir -p "$root"
   [ -z "$vmm" ] || copy_with_libs "$root" "$vmm" /usr/bin/ringvisor
   install -m 0755 "$scenario" "$root/scenario.sh"
+  # RINGVISOR_LAB_KVM_AMD: parameters for L1's kvm_amd (e.g. "npt=0"), for measuring
+  # whether the lab's faults depend on them.
+  if [ -n "${RINGVISOR_LAB_KVM_AMD:-}" ]; then
+    mkdir -p "$root/etc/lab"
+    printf 'kvm_amd %s\n' "$RINGVISOR_LAB_KVM_AMD" >"$root/etc/lab/module-params"
+  fi
   for e in ${extras[@]+"${extras[@]}"}; do
     src=${e%%:*}
     dest=${e#*:}
@@ -351,7 +534,7 @@ cmd_run() {
   make_cpio "$root" "$workdir/run.cpio.gz"
   # Linux unpacks concatenated (compressed) cpio archives as one initramfs, later files
   # replacing earlier ones, so the cached base never has to be rewritten.
-  cat "$CACHE/l1-base.cpio.gz" "$workdir/run.cpio.gz" >"$workdir/initrd.cpio.gz"
+  cat "$CACHE/images-$LAB_L1/l1-base.cpio.gz" "$workdir/run.cpio.gz" >"$workdir/initrd.cpio.gz"
 
   log "run: $(basename "$scenario")${vmm:+ with $vmm}, timeout ${timeout_s}s"
   start=$(date +%s%N)
@@ -370,27 +553,116 @@ cmd_run() {
   # in KVM's vCPU thread) when their first AVX user started, under QEMU-KVM as well as
   # ringvisor: TCG's nested SVM does not trap the L2 guest's XSETBV, so L1's KVM and the
   # L2 guest disagree about XCR0. Without XSAVE both levels use FXSAVE and that is gone.
+  # L1's kernel logs to its second serial port, a file of its own, so that its messages
+  # cannot be confused with L2's (which reach L1's first port through the VMM); L1's /init
+  # talks on the first. QEMU's own complaints go to a file too, and so do L1's CPU resets
+  # (a triple fault of L1 itself is logged there, and nowhere else). They are the evidence
+  # classify_loss reads.
   set +e
   timeout "${timeout_args[@]}" "$timeout_s" \
-    qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt,-xsave -smp 2 -m 3072 \
-    -nographic -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
-    -kernel "/boot/vmlinuz-$l1" -initrd "$workdir/initrd.cpio.gz" \
-    -append "console=ttyS0 panic=-1 quiet tsc=reliable" <"$stdin" 2>&1 |
+    env QEMU_MODULE_DIR="$(l1_root)/usr/lib/x86_64-linux-gnu/qemu" \
+    "$(l1_root)/usr/bin/qemu-system-x86_64" -L "$(l1_root)/usr/share/qemu" \
+    -L "$(l1_root)/usr/share/seabios" -L "$(l1_root)/usr/lib/ipxe/qemu" \
+    -accel "tcg,thread=$LAB_TCG_THREAD" -cpu EPYC,+svm,+npt,-xsave -smp 2 -m 3072 \
+    -d cpu_reset -D "$workdir/l1-resets.log" \
+    -display none -serial mon:stdio -serial "file:$workdir/l1-kernel.log" \
+    -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
+    -kernel "$L1_KERNEL" -initrd "$workdir/initrd.cpio.gz" \
+    -append "console=ttyS1 panic=-1 tsc=reliable" <"$stdin" 2>"$workdir/qemu.err" |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
     tee "$workdir/l1.log"
   rc=${PIPESTATUS[0]}
   set -e
-  log "run: L1 took $((($(date +%s%N) - start) / 1000000)) ms, qemu exit $rc"
+  local took_ms=$((($(date +%s%N) - start) / 1000000)) failure=""
+  log "run: L1 took $took_ms ms, qemu exit $rc"
 
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    die "run: timed out after ${timeout_s}s"
-  fi
-  grep -q "^$L1_END_MARKER" "$workdir/l1.log" || die "run: L1 never printed '$L1_END_MARKER'"
-  if grep -q '^L1: scenario exit=' "$workdir/l1.log" &&
+    failure="timed out after ${timeout_s}s"
+  elif ! grep -q "^$L1_END_MARKER" "$workdir/l1.log"; then
+    failure="L1 never printed '$L1_END_MARKER'"
+  elif grep -q '^L1: scenario exit=' "$workdir/l1.log" &&
     ! grep -q '^L1: scenario exit=0$' "$workdir/l1.log"; then
-    die "run: scenario failed: $(grep '^L1: scenario exit=' "$workdir/l1.log")"
+    failure="scenario failed: $(grep '^L1: scenario exit=' "$workdir/l1.log")"
+  elif [ "$rc" -ne 0 ]; then
+    failure="L1 qemu exited with $rc"
   fi
-  [ "$rc" -eq 0 ] || die "run: L1 qemu exited with $rc"
+  # The VMM's one-line report of a guest that shut its CPU down says what was lost.
+  if [ -n "$failure" ] && grep -q 'triple fault' "$workdir/l1.log"; then
+    failure="$failure; L2 triple fault"
+  fi
+  if [ -z "$failure" ]; then
+    ledger ok "$scenario" "$took_ms" "-"
+    return 0
+  fi
+  # The logs of every run that did not pass stay for a look (the console, L1's kernel log
+  # and QEMU's stderr), the newest ten of them.
+  local kept=$CACHE/kept/$(date -u +%Y%m%dT%H%M%S)-$(basename "$scenario" .sh)-$$ evidence
+  mkdir -p "$kept"
+  cp "$workdir/l1.log" "$workdir/l1-kernel.log" "$workdir/qemu.err" "$workdir/l1-resets.log" "$kept/" 2>/dev/null || true
+  find "$CACHE/kept" -mindepth 1 -maxdepth 1 -type d | sort | head -n -10 | xargs -r rm -rf
+  log "run: logs kept in $kept"
+  evidence=$(classify_loss "$workdir")
+  if [ -n "$evidence" ]; then
+    ledger lost "$scenario" "$took_ms" "$evidence"
+    log "run: $failure"
+    log "run: lost to the lab: $evidence"
+    log "run: L1 kernel log (tail):"
+    tail -n 30 "$workdir/l1-kernel.log" | sed 's/^/  | /' >&2
+    exit "$LAB_LOST_STATUS"
+  fi
+  ledger failed "$scenario" "$took_ms" "$failure"
+  # No evidence that the lab lost it: the VMM under test (or the scenario) did.
+  log "run: the last 50 lines of the console (L1, the VMM and L2):"
+  tail -n 50 "$workdir/l1.log" | sed 's/^/  | /' >&2
+  [ ! -s "$workdir/qemu.err" ] || { log "run: L1's QEMU said:"; sed 's/^/  | /' "$workdir/qemu.err" >&2; }
+  die "run: $failure (no sign of a lab fault in L1's kernel log or QEMU's stderr)"
+}
+
+# classify_loss WORKDIR: prints the first sign that the lab itself broke, or nothing.
+# Signs: L1's kernel oopsed, panicked, overflowed a stack, locked up or stalled in RCU
+# (the known fault of TCG's nested SVM shows as a stack overflow in KVM's vCPU thread),
+# L1's CPU triple-faulted (QEMU's reset log), or L1's QEMU (the software CPU) failed an
+# assertion or aborted. An L2 fault, a hang or
+# a VMM error without one of these is not the lab's: it fails the run.
+classify_loss() {
+  local dir=$1 line
+  line=$(grep -a -m 1 -E 'Assertion|assertion failed|qemu: fatal|tcg fatal|(^| )Aborted|core dumped|Segmentation fault' \
+    "$dir/qemu.err" 2>/dev/null || true)
+  [ -z "$line" ] || { printf 'L1 QEMU: %s\n' "$line" | tr -s '\t' ' ' | cut -c1-300; return 0; }
+  line=$(grep -a -m 1 'Triple fault' "$dir/l1-resets.log" 2>/dev/null || true)
+  [ -z "$line" ] || { printf 'L1 CPU: %s (L1 itself triple-faulted)\n' "$line"; return 0; }
+  line=$(tr -d '\r' <"$dir/l1-kernel.log" 2>/dev/null | grep -a -m 1 -E \
+    'BUG:|Oops|kernel BUG at|general protection fault|Kernel panic|stack overflow|stack guard page|double fault|soft lockup|hard LOCKUP|rcu: INFO|rcu_(sched|preempt) (self-)?detected stall|Unable to handle kernel|unable to handle (page fault|kernel)' || true)
+  [ -z "$line" ] || { printf 'L1 kernel: %s\n' "$line" | cut -c1-300; return 0; }
+}
+
+# ledger OUTCOME SCENARIO MS DETAIL: one line per run in $RINGVISOR_LAB_LEDGER, if set
+# (tests/run.sh sets it and reports the loss rate from it with `lab.sh ledger`).
+ledger() {
+  [ -n "${RINGVISOR_LAB_LEDGER:-}" ] || return 0
+  printf '%s %s L1=%s tcg=%s kvm_amd=%s %s %s ms %s\n' "$(date -u +%FT%TZ)" "$1" "$LAB_L1" "$LAB_TCG_THREAD" \
+    "$(printf '%s' "${RINGVISOR_LAB_KVM_AMD:--}" | tr ' ' ,)" "$(basename "$2" .sh)" "$3" "$4" \
+    >>"$RINGVISOR_LAB_LEDGER"
+}
+
+# The highest share of lab runs that may be lost before the instrument counts as broken.
+MAX_LOSS_PERCENT=25
+
+# lab.sh ledger FILE: the runs, the losses with their evidence, the loss rate; fails when
+# more than MAX_LOSS_PERCENT of the runs were lost.
+cmd_ledger() {
+  local file=${1:?ledger FILE} runs lost failed
+  [ -s "$file" ] || { echo "lab runs: none"; return 0; }
+  runs=$(wc -l <"$file")
+  lost=$(grep -c '^[^ ]* lost ' "$file" || true)
+  failed=$(grep -c '^[^ ]* failed ' "$file" || true)
+  echo "lab runs: $runs, ok $((runs - lost - failed)), lost to the lab $lost ($((lost * 100 / runs)) %), failed $failed"
+  grep '^[^ ]* lost ' "$file" | sed 's/^/  lost: /' || true
+  grep '^[^ ]* failed ' "$file" | sed 's/^/  failed: /' || true
+  if [ $((lost * 100)) -gt $((runs * MAX_LOSS_PERCENT)) ]; then
+    echo "lab: more than $MAX_LOSS_PERCENT % of the lab runs were lost: the instrument is broken" >&2
+    return 1
+  fi
 }
 
 # ---------------------------------------------------------------------------------- boot
@@ -402,7 +674,7 @@ has_hardware_kvm() {
 }
 
 cmd_boot() {
-  local shell="" cmdline l2 vmm
+  local shell="" cmdline vmm
   while [ $# -gt 0 ]; do
     case $1 in
       --shell) shell=1; shift ;;
@@ -416,11 +688,10 @@ cmd_boot() {
   cmd_images
   cmdline="console=ttyS0 reboot=k panic=-1 rv.test=smoke${shell:+ rv.shell=1}"
   if has_hardware_kvm; then
-    l2=$(find_kernel l2)
     log "boot: hardware virtualization found: ringvisor runs the guest on /dev/kvm"
     # A scratch disk for the guest (/dev/vda), kept between boots.
     [ -e "$CACHE/demo-disk.img" ] || truncate -s 256M "$CACHE/demo-disk.img"
-    exec "$vmm" run --kernel "/boot/vmlinuz-$l2" --initramfs "$CACHE/l2-initramfs.cpio.gz" \
+    exec "$vmm" run --kernel "$L2_KERNEL" --initramfs "$CACHE/images-$LAB_L1/l2-initramfs.cpio.gz" \
       --cpus 2 --memory 1G --disk "path=$CACHE/demo-disk.img,queues=2" --cmdline "$cmdline"
   fi
   log "boot: no hardware virtualization on this host: booting through the nested lab" \
@@ -448,6 +719,8 @@ case $cmd in
   images) cmd_images "$@" ;;
   run) cmd_run "$@" ;;
   kernels) cmd_kernels "$@" ;;
+  ready) cmd_ready "$@" ;;
+  ledger) cmd_ledger "$@" ;;
   boot) cmd_boot "$@" ;;
   *) usage ;;
 esac

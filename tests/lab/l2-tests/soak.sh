@@ -11,8 +11,8 @@ for word in $cmdline; do
   case $word in rv.soak_secs=*) SECS=${word#rv.soak_secs=} ;; esac
 done
 for i in $(seq 1 40); do [ -d /sys/class/net/eth0 ] && [ -b /dev/sda ] && break; sleep 0.25; done
-ip addr add 10.0.2.2/24 dev eth0 && ip link set eth0 up || { echo "L2: soak no eth0"; exit 1; }
-for i in $(seq 1 40); do ping -c 1 -W 1 10.0.2.1 >/dev/null 2>&1 && break; done
+ip addr add 169.254.100.2/24 dev eth0 && ip link set eth0 up || { echo "L2: soak no eth0"; exit 1; }
+for i in $(seq 1 40); do ping -c 1 -W 1 169.254.100.1 >/dev/null 2>&1 && break; done
 echo "L2: soak begin secs=$SECS"
 
 soak_fio() { # soak_fio NAME DEV
@@ -28,12 +28,12 @@ soak_fio blk /dev/vda &
 soak_fio scsi /dev/sda &
 (
   # iperf3's end-of-test exchange can wait forever on a lost control message.
-  timeout $((SECS + 120)) iperf3 -c 10.0.2.1 --bidir -t "$SECS" -f m >/tmp/net.out 2>&1
+  timeout $((SECS + 120)) iperf3 -c 169.254.100.1 --bidir -t "$SECS" -f m >/tmp/net.out 2>&1
   echo $? >/tmp/net.rc
   echo "L2: soak net done rc=$(cat /tmp/net.rc)"
 ) &
 (
-  ping -c "$SECS" -W 2 10.0.2.1 >/tmp/ping.out 2>&1
+  ping -c "$SECS" -W 2 169.254.100.1 >/tmp/ping.out 2>&1
   echo "L2: soak ping done"
 ) &
 wait

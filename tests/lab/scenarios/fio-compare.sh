@@ -42,11 +42,13 @@ rm -f /tmp/rv.img
 # under TCG does not trap XSETBV) and, in this lab, sometimes takes L1 down with it.
 echo "L1: begin vmm=qemu"
 make_disk /tmp/qemu.img
+# QEMU 10 at its best: an iothread per L1 core, the disk's queues spread over them.
+qemu_iothreads
+# shellcheck disable=SC2086 # the iothread objects are words
 measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 384M \
-  -nographic -nic none -no-reboot \
-  -object iothread,id=io0 \
+  -nographic -nic none -no-reboot $QEMU_IOTHREAD_OBJECTS \
   -drive file=/tmp/qemu.img,if=none,id=d0,format=raw,aio=io_uring,cache=writeback \
-  -device virtio-blk-pci,drive=d0,iothread=io0,num-queues=2 \
+  -device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":2,\"iothread-vq-mapping\":$QEMU_VQ_MAPPING}" \
   -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
 qemu_status=$?
 rm -f /tmp/qemu.img

@@ -29,7 +29,7 @@ done
 # /tmp/l1-facts.log, printed once ringvisor has exited.
 : >/tmp/l1-facts.log
 
-# The NIC's L1 side: ringvisor creates TAP rvtap0; once it exists, L1 takes 10.0.2.1.
+# The NIC's L1 side: ringvisor creates TAP rvtap0; once it exists, L1 takes 169.254.100.1.
 # Port 5000 (nc) keeps what L2 sends, its input held open so that it never half-closes
 # first; port 8080 (busybox httpd) serves L2 a file.
 mkdir -p /tmp/www/cgi-bin
@@ -41,7 +41,7 @@ dd if=/dev/urandom of=/tmp/www/to-l2 bs=1M count=4 2>/dev/null
 echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
 (
   for i in $(seq 1 600); do [ -d /sys/class/net/rvtap0 ] && break; sleep 0.1; done
-  ip addr add 10.0.2.1/24 dev rvtap0 && ip link set rvtap0 up
+  ip addr add 169.254.100.1/24 dev rvtap0 && ip link set rvtap0 up
 ) &
 (sleep 600 | nc -l -p 5000 >/tmp/from-l2) &
 # The control API, asked while the guest runs: once L2 has sent its file (the blk and

@@ -11,8 +11,8 @@ dd if=/dev/zero of=/tmp/soak-blk.img bs=1M count=0 seek=64 2>/dev/null
 dd if=/dev/zero of=/tmp/soak-scsi.img bs=1M count=0 seek=64 2>/dev/null
 (
   for i in $(seq 1 600); do [ -d /sys/class/net/rvtap0 ] && break; sleep 0.1; done
-  ip addr add 10.0.2.1/24 dev rvtap0 && ip link set rvtap0 up
-  iperf3 -s -D -B 10.0.2.1
+  ip addr add 169.254.100.1/24 dev rvtap0 && ip link set rvtap0 up
+  iperf3 -s -D -B 169.254.100.1
 ) &
 (
   for i in $(seq 1 600); do pid=$(pidof ringvisor) && [ -n "$pid" ] && break; sleep 0.1; done
