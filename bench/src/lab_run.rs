@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The exit status of `tests/lab/lab.sh run` when the lab itself lost the run and showed
+/// evidence of it (a fault in L1's kernel log, an abort of L1's QEMU): the one failure a
+/// caller may retry.
+pub const LAB_LOST_STATUS: i32 = 75;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {

@@ -3,4 +3,5 @@
 
 pub mod devpath;
 pub mod lab_run;
+pub mod stats;
 pub mod suite;

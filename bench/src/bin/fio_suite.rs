@@ -245,6 +245,13 @@ fn run_suite(args: &RunArgs) -> Result<ExitCode, String> {
     }
     match outcome {
         LabOutcome::Finished(status) if status.success() => Ok(ExitCode::SUCCESS),
+        LabOutcome::Finished(status) if status.code() == Some(lab_run::LAB_LOST_STATUS) => {
+            eprintln!(
+                "fio-suite: the lab lost the run (its evidence is above); see {}",
+                out.join("lab.log").display()
+            );
+            Ok(ExitCode::from(lab_run::LAB_LOST_STATUS as u8))
+        }
         LabOutcome::Finished(status) => {
             eprintln!(
                 "fio-suite: the lab run failed ({status}); see {}",
