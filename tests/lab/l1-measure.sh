@@ -39,3 +39,43 @@ qemu_iothreads() {
   done
   QEMU_VQ_MAPPING="[$QEMU_VQ_MAPPING]"
 }
+
+# Cost counts of a VMM over a window (a fio job), the figures that carry over from the lab
+# to real hardware where its timings do not:
+#   exits, io_exits, mmio_exits, halt_exits, irq_injections: L1's KVM statistics of the
+#     VMM's VM (debugfs kvm/PID-FD, summed over its vCPUs);
+#   syscalls: system calls made by the VMM's threads, counted in the kernel by a histogram
+#     trigger on the raw_syscalls:sys_enter tracepoint (no tracer process; the tracepoint
+#     puts every system call of L1 on the slow entry path, for both VMMs alike);
+#   ctxsw: voluntary and involuntary context switches of its threads;
+#   cpu_ms: its user and system CPU time.
+# costs_setup once, then costs_snapshot PID > FILE before and after the window, and
+# costs_diff BEFORE AFTER prints "key=value ..." of the differences.
+costs_setup() {
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
+  mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+  trigger=/sys/kernel/tracing/events/raw_syscalls/sys_enter/trigger
+  grep -q '^hist:keys=common_pid' "$trigger" 2>/dev/null ||
+    echo 'hist:keys=common_pid:vals=hitcount:size=8192' >"$trigger"
+}
+
+costs_snapshot() {
+  pid=$1
+  vm=$(ls -d /sys/kernel/debug/kvm/"$pid"-* 2>/dev/null | head -n 1)
+  for stat in exits io_exits mmio_exits halt_exits irq_injections; do
+    echo "$stat $(cat "$vm/$stat" 2>/dev/null || echo 0)"
+  done
+  tids=$(ls /proc/"$pid"/task 2>/dev/null | tr '\n' ' ')
+  awk -v tids=" $tids" '
+    /common_pid:/ { gsub(/[{}]/, ""); if (index(tids, " " $2 " ")) n += $4 }
+    END { print "syscalls", n + 0 }' /sys/kernel/tracing/events/raw_syscalls/sys_enter/hist
+  cat /proc/"$pid"/task/*/status 2>/dev/null |
+    awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print "ctxsw", n + 0 }'
+  # utime and stime (fields 14 and 15 after the command name) in clock ticks of 10 ms.
+  sed 's/.*) //' /proc/"$pid"/stat 2>/dev/null | awk '{ print "cpu_ms", ($12 + $13) * 10 }'
+}
+
+costs_diff() {
+  awk 'NR == FNR { before[$1] = $2; next } { printf "%s%s=%d", sep, $1, $2 - before[$1]; sep = " " }
+    END { print "" }' "$1" "$2"
+}

@@ -199,6 +199,7 @@ mod tests {
             read: None,
             write: None,
             fio: None,
+            costs: None,
         })
     }
 

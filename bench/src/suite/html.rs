@@ -6,7 +6,8 @@ use std::fmt::Write;
 use super::fio::PERCENTILES;
 use super::model::{JobResult, SuiteResults, Target};
 use super::report::{
-    describe, device_table, gaps, job_table, meta_rows, overview_table, Table, STAGE_LABELS,
+    cost_table, describe, device_table, gaps, job_table, meta_rows, overview_table, Table,
+    COST_NOTE, STAGE_LABELS,
 };
 use super::svg::{grouped_bars, percentile_lines, stacked_bars, Series};
 
@@ -160,6 +161,10 @@ pub fn render(results: &SuiteResults) -> String {
         if let Some(device) = device_table(job) {
             out.push_str("<p>ringvisor's device side (sum of the device's queues):</p>\n");
             out.push_str(&table_html(&device));
+        }
+        if let Some(costs) = cost_table(results, job) {
+            let _ = writeln!(out, "<p>{}</p>", escape(COST_NOTE));
+            out.push_str(&table_html(&costs));
         }
         let gaps = gaps(results, job);
         if !gaps.is_empty() {

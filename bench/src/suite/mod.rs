@@ -4,11 +4,12 @@
 //! orchestrator's.
 //!
 //! A run directory's `raw/` holds `meta.json`, `matrix.json`, `<target>/<job>.fio.json`
-//! and `ringvisor/<job>.hist-{before,after}.json`; [`SuiteResults::load`] reads it,
+//! `ringvisor/<job>.hist-{before,after}.json` and `<target>/<job>.costs`; [`SuiteResults::load`] reads it,
 //! [`write_reports`] writes `summary.json`, `latency.hlog`, `summary.md` and `report.html`,
 //! and [`compare`] sets two `summary.json`s side by side.
 
 pub mod compare;
+pub mod costs;
 pub mod device;
 mod expand;
 pub mod fio;

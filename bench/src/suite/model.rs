@@ -1,6 +1,7 @@
 //! The suite's results: a run directory's raw files (or a `summary.json`) read into one
 //! model that the reports and the comparison share.
 
+use super::costs::Costs;
 use std::path::PathBuf;
 
 use hdrhistogram::Histogram;
@@ -195,6 +196,8 @@ pub struct TargetResult {
     pub write: Option<DirectionSummary>,
     /// fio's full result with its histograms: only when loaded from raw files.
     pub fio: Option<FioResult>,
+    /// What the job cost the machine (exits, system calls, ...), where it was counted.
+    pub costs: Option<Costs>,
 }
 
 impl TargetResult {
@@ -224,6 +227,7 @@ impl TargetResult {
             read: fio.read.as_ref().map(summary),
             write: fio.write.as_ref().map(summary),
             fio: Some(fio),
+            costs: None,
         }
     }
 
@@ -243,6 +247,7 @@ impl TargetResult {
             "clat_ns": percentiles_json(&self.clat_ns),
             "read": direction(&self.read),
             "write": direction(&self.write),
+            "costs": self.costs.as_ref().map(|c| c.to_json(self.ios)),
         })
     }
 
@@ -264,6 +269,7 @@ impl TargetResult {
             read: direction("read"),
             write: direction("write"),
             fio: None,
+            costs: value.get("costs").and_then(Costs::from_json),
         })
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::costs::Costs;
 use super::device::{device_delta, parse_histograms};
 use super::fio::parse_fio_json;
 use super::matrix::{JobSpec, Matrix};
@@ -22,6 +23,13 @@ pub fn fio_file(raw_dir: &Path, target: Target, job_id: &str) -> PathBuf {
     raw_dir
         .join(target.as_str())
         .join(format!("{job_id}.fio.json"))
+}
+
+/// `raw/<target>/<job-id>.costs`
+pub fn costs_file(raw_dir: &Path, target: Target, job_id: &str) -> PathBuf {
+    raw_dir
+        .join(target.as_str())
+        .join(format!("{job_id}.costs"))
 }
 
 /// `raw/ringvisor/<job-id>.hist-before.json` and `.hist-after.json`.
@@ -72,7 +80,13 @@ fn load_target(raw_dir: &Path, target: Target, id: &str) -> Measured<TargetResul
     }
     let text = read_text(&path).map_err(|e| format!("{}: {e}", shown(raw_dir, &path)))?;
     let fio = parse_fio_json(&text).map_err(|e| format!("{}: {e}", shown(raw_dir, &path)))?;
-    Ok(TargetResult::from_fio(fio))
+    let mut result = TargetResult::from_fio(fio);
+    // Counted where the lab could (not on the bare target, nor in older runs).
+    result.costs = read_text(&costs_file(raw_dir, target, id))
+        .ok()
+        .map(|text| Costs::parse(&text))
+        .filter(|costs| !costs.is_empty());
+    Ok(result)
 }
 
 fn load_device(raw_dir: &Path, spec: &JobSpec) -> Measured<DeviceResult> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::costs::COST_LABELS;
 use super::fio::PERCENTILES;
 use super::model::{JobResult, SuiteResults, Target};
 use super::{hlog, html};
@@ -171,6 +172,33 @@ pub fn job_table(results: &SuiteResults, job: &JobResult) -> Table {
     Table { header, rows }
 }
 
+/// The job's cost counts per 1000 I/Os, one row per target that has them; none where no
+/// target does.
+pub fn cost_table(results: &SuiteResults, job: &JobResult) -> Option<Table> {
+    let mut header = vec!["per 1000 I/Os".to_string()];
+    header.extend(COST_LABELS.iter().map(|(_, label)| label.to_string()));
+    let rows: Vec<Vec<String>> = shown_targets(results)
+        .into_iter()
+        .filter_map(|t| {
+            let r = job.get(t)?;
+            let costs = r.costs.as_ref()?;
+            let mut row = vec![t.label().to_string()];
+            row.extend(COST_LABELS.iter().map(|(key, _)| {
+                costs
+                    .per_kio(key, r.ios)
+                    .map_or_else(|| NA.to_string(), |v| format!("{v:.0}"))
+            }));
+            Some(row)
+        })
+        .collect();
+    (!rows.is_empty()).then_some(Table { header, rows })
+}
+
+/// What the cost table counts, for the reports.
+pub const COST_NOTE: &str = "Counted over each job (exits: L1's KVM statistics of the VMM's VM; \
+guest disk IRQs: the guest's /proc/interrupts; syscalls: a tracepoint histogram of the VMM's threads; \
+context switches and CPU time: /proc). Counts carry over to real hardware; the lab's timings do not.";
+
 /// The device-side stages' names in reports.
 pub const STAGE_LABELS: [(&str, &str); 3] = [
     ("kick_to_submit", "kick→submit"),
@@ -323,6 +351,10 @@ pub fn markdown(results: &SuiteResults) -> String {
             out.push_str("\nringvisor's device side (sum of the device's queues):\n\n");
             out.push_str(&device.markdown());
         }
+        if let Some(costs) = cost_table(results, job) {
+            out.push_str(&format!("\n{COST_NOTE}\n\n"));
+            out.push_str(&costs.markdown());
+        }
         let gaps = gaps(results, job);
         if !gaps.is_empty() {
             out.push('\n');
@@ -424,6 +456,24 @@ mod tests {
             md.contains("| randrw-4k-qd1-j1-io_uring-scsi | 21281 | 15000 | 1.42 |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn costs_are_shown_per_thousand_ios_where_counted() {
+        let (_tmp, r) = known();
+        let rv = r.jobs[0].get(Target::Ringvisor).unwrap();
+        assert_eq!(rv.ios, 11236, "the fixture's I/O count");
+        let md = markdown(&r);
+        assert!(md.contains(COST_NOTE), "{md}");
+        assert!(
+            md.contains("| ringvisor | 2000 | 0 | 1000 | 0 | 0 | n/a | 3000 | 0 | 0 |\n"),
+            "{md}"
+        );
+        // Bare metal has no VMM to count; job 1 was not counted at all.
+        assert_eq!(cost_table(&r, &r.jobs[0]).unwrap().rows.len(), 1);
+        assert!(cost_table(&r, &r.jobs[1]).is_none());
+        let json = r.to_json().to_string();
+        assert!(json.contains("\"per_1000_ios\":{"), "{json}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::fio::tests::{RANDREAD_NOTE, RANDRW};
 use super::matrix::{Device, IoEngine, JobSpec, Matrix, Rw};
 use super::model::Target;
-use super::rawdir::{fio_file, hist_files, MATRIX_FILE, META_FILE};
+use super::rawdir::{costs_file, fio_file, hist_files, MATRIX_FILE, META_FILE};
 
 /// A directory under the system's temporary directory, removed on drop.
 pub struct TempDir(PathBuf);
@@ -98,8 +98,9 @@ fn queue(name: &str, kick: &str, submit: &str, irq: &str) -> String {
 /// A run directory with two jobs. Job 0 (randread, blk): ringvisor is the real randread
 /// fixture, bare metal a synthetic 20000 IOPS, QEMU's file is cut short; device side 100
 /// requests (kick→submit: 30 at 1000 ns and 70 at 2001 ns; submit→complete: 30015 ns;
-/// complete→irq: 800 ns). Job 1 (randrw, scsi): ringvisor the real randrw fixture, bare
-/// metal a synthetic 15000 IOPS, no QEMU; 7 kicks on scsi0.
+/// complete→irq: 800 ns); ringvisor's costs counted (per I/O: 2 exits, 1 MMIO exit, 3
+/// syscalls), its guest IRQ count empty. Job 1 (randrw, scsi): ringvisor the real randrw
+/// fixture, bare metal a synthetic 15000 IOPS, no QEMU; 7 kicks on scsi0.
 pub fn known_raw_dir(base: &Path) -> PathBuf {
     let raw = base.join("raw");
     let meta = json!({
@@ -136,6 +137,15 @@ pub fn known_raw_dir(base: &Path) -> PathBuf {
     write(
         &fio_file(&raw, Target::Qemu, &id0),
         &RANDRW[..RANDRW.len() / 3],
+    );
+    let ios = 11236;
+    write(
+        &costs_file(&raw, Target::Ringvisor, &id0),
+        &format!(
+            "exits={} io_exits=0 mmio_exits={ios} halt_exits=0 irq_injections=0 syscalls={} ctxsw=0 cpu_ms=0 guest_irqs=\n",
+            2 * ios,
+            3 * ios
+        ),
     );
     write(&fio_file(&raw, Target::Ringvisor, &id1), RANDRW);
     write(

@@ -1,8 +1,9 @@
 #!/bin/sh
 # L2 side of the fio suite (tests/lab/scenarios/fio-suite.sh): reads "ID DISK FIO-ARGS"
 # lines from the virtio-serial port rv.jobs, runs each fio job on DISK (the @DEV@ in its
-# arguments), and writes its json+ output between "#begin ID" and "#end ID" lines to the
-# port rv.results; "exit" ends it.
+# arguments), and writes its json+ output and a "#irqs ID N" line (the disks' interrupts
+# during the job) between "#begin ID" and "#end ID" lines to the port rv.results; "exit"
+# ends it.
 mkdir -p /dev/virtio-ports
 for i in $(seq 1 80); do
   for port in /sys/class/virtio-ports/*; do
@@ -12,6 +13,11 @@ for i in $(seq 1 80); do
   [ -e /dev/virtio-ports/rv.jobs ] && [ -e /dev/virtio-ports/rv.results ] && [ -b /dev/vda ] && [ -b /dev/sda ] && break
   sleep 0.25
 done
+# The interrupts of the disks' request queues (virtio-blk "virtioN-req.Q", virtio-scsi
+# "virtioN-request"), summed over CPUs: a job's count goes with its output ("#irqs ID N").
+disk_interrupts() {
+  awk '/-req/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts
+}
 exec 3</dev/virtio-ports/rv.jobs
 exec 4>/dev/virtio-ports/rv.results
 jobs=0
@@ -19,8 +25,9 @@ while read -r id disk args <&3; do
   [ "$id" = exit ] && break
   jobs=$((jobs + 1))
   echo "#begin $id" >&4
+  before=$(disk_interrupts)
   # shellcheck disable=SC2086 # the arguments are words
   fio $(echo "$args" | sed "s#@DEV@#$disk#") >&4 2>&1
-  printf '\n#end %s\n' "$id" >&4
+  printf '\n#irqs %s %s\n#end %s\n' "$id" $(($(disk_interrupts) - before)) "$id" >&4
 done
 echo "L2: fio-suite jobs=$jobs"

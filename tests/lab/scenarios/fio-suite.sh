@@ -10,6 +10,7 @@
 # console report progress.
 . /etc/suite/env
 . /lib/lab/measure.sh
+costs_setup
 VCPUS=${VCPUS:-2}
 MEMORY=${MEMORY:-384M}
 DISK_MB=${DISK_MB:-256}
@@ -34,7 +35,10 @@ wait_end() { # wait_end FILE ID SECONDS
   return 1
 }
 extract() { # extract FILE ID: the job's output, between its markers
-  awk -v id="$2" '$0 == "#end " id { on = 0 } on { print } $0 == "#begin " id { on = 1 }' "$1"
+  awk -v id="$2" '$0 == "#end " id { on = 0 } on && !/^#irqs / { print } $0 == "#begin " id { on = 1 }' "$1"
+}
+guest_irqs() { # guest_irqs FILE ID: the guest's disk interrupts during the job
+  awk -v id="$2" '$1 == "#irqs" && $2 == id { print $3 }' "$1" | tail -n 1
 }
 guest_disk() { [ "$1" = blk ] && echo /dev/vda || echo /dev/sda; }
 # What is finished so far goes to the collect disk after every job: a run stopped
@@ -54,11 +58,15 @@ drive() {
     runtime=$(echo "$args" | sed -n 's/.*--runtime=\([0-9]*\).*/\1/p')
     [ "$target" = ringvisor ] &&
       ringvisor ctl --socket /tmp/rv.sock histograms >"$OUT/ringvisor/$id.hist-before.json" 2>&1
+    costs_snapshot "$vmm_pid" >/tmp/costs.before
     echo "$id $(guest_disk "$device") $args" >&5
     if wait_end "$results" "$id" $((${runtime:-10} + 120)); then
+      costs_snapshot "$vmm_pid" >/tmp/costs.after
       [ "$target" = ringvisor ] &&
         ringvisor ctl --socket /tmp/rv.sock histograms >"$OUT/ringvisor/$id.hist-after.json" 2>&1
       extract "$results" "$id" >"$OUT/$target/$id.fio.json"
+      echo "$(costs_diff /tmp/costs.before /tmp/costs.after) guest_irqs=$(guest_irqs "$results" "$id")" \
+        >"$OUT/$target/$id.costs"
       collect
       echo "L1: suite done target=$target job=$n/$total id=$id"
     else
@@ -84,6 +92,7 @@ ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --serial-port name=rv.results,file=/tmp/results.bin \
   --api-socket /tmp/rv.sock --cmdline "$CMDLINE" </dev/null >/tmp/rv.out 2>&1 &
 rv_pid=$!
+vmm_pid=$rv_pid
 drive ringvisor /tmp/results.bin
 wait "$rv_pid"
 echo "L1: suite end target=ringvisor exit=$?"
@@ -125,6 +134,7 @@ if [ "${QEMU:-0}" = 1 ]; then
     -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE" \
     </dev/null >/tmp/qemu.out 2>&1 &
   qemu_pid=$!
+  vmm_pid=$qemu_pid
   drive qemu /tmp/qresults.bin
   wait "$qemu_pid"
   echo "L1: suite end target=qemu exit=$?"
