@@ -1,39 +1,19 @@
 #!/usr/bin/env bash
-# Boot-time and memory comparison: ringvisor vs QEMU-KVM booting the same stock Debian L2
-# guest (same kernel, initramfs, vCPUs, memory) one after the other inside one nested-lab
-# L1 (tests/lab). A ratio from one run is meaningful; absolute lab times are not.
+# Boot time and memory, ringvisor vs QEMU 10, interleaved in ONE nested-lab L1 (tests/lab):
+# the same stock Debian L2 guest (kernel, initramfs, vCPUs, memory) booted to its /init by
+# each VMM in rounds A B A B ...; the guest's boot-to-init time, the VMM's wall time and
+# peak RSS: medians, the ratio of medians with its 95 % bootstrap interval.
 #
-#   bash bench/boot-compare.sh [--runs N]      (root: the lab installs Debian packages)
+#   bash bench/boot-compare.sh [--pairs N]      (root)
 #
-# Prints one Markdown table row per VMM and run and writes the console logs and the
-# table to target/bench/boot-compare/.
+# Writes target/bench/boot-compare/DATE/.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
-lab_bench_setup boot-compare 2,9 "$@"
-table=$OUT/summary.md
-{
-  echo "| run | vmm | L2 boot-to-init (s) | VMM wall (ms) | VMM peak RSS (MiB) | exit |"
-  echo "|---|---|---|---|---|---|"
-} >"$table"
-for run in $(seq 1 "$runs"); do
-  log=$OUT/run-$run.log
-  bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/boot-compare.sh" \
-    --vmm "$VMM" --timeout 600 >"$log"
-  # "L1: begin vmm=X" opens each VMM's section; its guest's uptime line follows it.
-  awk -v run="$run" '
-    /^L1: begin vmm=/ { split($3, a, "="); vmm = a[2] }
-    /^L2: init uptime=/ { split($3, a, "="); uptime[vmm] = a[2] }
-    /^L1: vmm=/ {
-      split($2, a, "="); v = a[2]; split($3, kv, "=")
-      val[v, kv[1]] = kv[2]
-      if (kv[1] == "exit") order[++n] = v
-    }
-    END {
-      for (i = 1; i <= n; i++) {
-        v = order[i]
-        printf "| %s | %s | %s | %s | %.1f | %s |\n", run, v, uptime[v], val[v, "wall_ms"],
-          val[v, "rss_peak_kb"] / 1024, val[v, "exit"]
-      }
-    }' "$log" >>"$table"
-done
-cat "$table"
+lab_bench_setup boot-compare 2,8 "$@"
+lab_bench_run boot-compare.sh 1800
+awk '
+  /^L1: begin vmm=/ { split($3, a, "="); vmm = a[2]; split($4, p, "="); pair = p[2] }
+  /^L2: init uptime=/ && vmm != "" { split($3, a, "="); printf "%s %s boot_to_init_s %s\n", pair, vmm, a[2] }
+  /^L1: vmm=[^ ]+ (wall_ms|rss_peak_kb)=/ && vmm != "" { split($3, kv, "="); printf "%s %s %s %s\n", pair, vmm, kv[1], kv[2] }
+' "$OUT/run.log" >"$OUT/samples.txt"
+lab_bench_compare boot_to_init_s,wall_ms,rss_peak_kb

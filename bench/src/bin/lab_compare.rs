@@ -20,7 +20,8 @@ struct Args {
     /// The VMM under test; every other VMM in the samples is a reference.
     #[arg(long, default_value = "ringvisor")]
     a: String,
-    /// Metrics where lower is better (latency, exits, system calls, CPU time per I/O).
+    /// Metrics where lower is better (latency, exits, system calls, CPU time per I/O),
+    /// by name or by the last '/' part of their name (`p99_us` covers `randread/p99_us`).
     #[arg(long, value_delimiter = ',')]
     lower: Vec<String>,
     /// Also write the table as JSON here.
@@ -60,6 +61,15 @@ fn parse(input: &str) -> Result<Samples, String> {
     Ok(samples)
 }
 
+/// Three significant digits or more, without a trail of zeros for large values.
+fn fmt_value(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        _ => format!("{v:.4}"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut input = String::new();
@@ -92,19 +102,24 @@ fn main() -> ExitCode {
             .iter()
             .filter_map(|(pair, a)| reference.get(pair).map(|b| (*a, *b)))
             .collect();
-        let better = if args.lower.contains(metric) {
-            Better::Lower
-        } else {
-            Better::Higher
-        };
+        let lower = args
+            .lower
+            .iter()
+            .any(|l| metric == l || metric.rsplit('/').next() == Some(l.as_str()));
+        let better = if lower { Better::Lower } else { Better::Higher };
         let Some(r) = PairedRatio::from_pairs(&pairs) else {
             println!("| {metric} | | {vmm} | | | | {} | no ratio |", pairs.len());
             continue;
         };
         let verdict = r.verdict(better);
         println!(
-            "| {metric} | {:.4} | {vmm} | {:.4} | {:.3} | {:.3}–{:.3} | {} | {verdict} |",
-            r.median_a, r.median_b, r.ratio, r.low, r.high, r.pairs
+            "| {metric} | {} | {vmm} | {} | {:.3} | {:.3}–{:.3} | {} | {verdict} |",
+            fmt_value(r.median_a),
+            fmt_value(r.median_b),
+            r.ratio,
+            r.low,
+            r.high,
+            r.pairs
         );
         rows.push(json!({
             "metric": metric, "reference": vmm, "pairs": r.pairs,

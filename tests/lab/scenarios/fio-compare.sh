@@ -1,55 +1,68 @@
 #!/bin/sh
 # L1 scenario for bench/fio-compare.sh: the same L2 guest and fio jobs (l2-tests/fio.sh)
-# on one virtio-blk disk with 2 queues, under ringvisor (default, --poll-us 50, pinned
-# vCPUs with huge-page RAM, and the
-# same file as a virtio-scsi unit with 2 request queues) and then QEMU-KVM
-# (virtio-blk-pci, an iothread, aio=io_uring), in the same L1. The backing files live on L1's tmpfs, which
-# has no O_DIRECT in kernel 6.1: both VMMs use the page cache there.
+# on one 2-queue disk under each VMM of $VMMS, interleaved in PAIRS rounds (A B A B ...) in
+# this one L1, so that every round sees the same machine. VMMs: ringvisor (as it starts by
+# default), ringvisor-poll50 (--poll-us 50), ringvisor-pinned-huge (pinned vCPUs, RAM from
+# prefaulted 2 MiB huge pages), ringvisor-scsi (the disk as a virtio-scsi unit), qemu
+# (QEMU 10 at its best: virtio-blk with an iothread per L1 core over iothread-vq-mapping,
+# aio=io_uring). The backing file lives on L1's tmpfs, through the page cache for every
+# VMM. /etc/lab/compare.env may set PAIRS (5), VMMS ("ringvisor qemu") and RUNTIME (s per
+# job, 4). Each VMM run begins with "L1: begin vmm=NAME pair=N".
 . /lib/lab/measure.sh
-CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=fio quiet"
+PAIRS=5
+VMMS="ringvisor qemu"
+RUNTIME=4
+[ -f /etc/lab/compare.env ] && . /etc/lab/compare.env
+CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=fio FIO_RUNTIME=$RUNTIME quiet"
 make_disk() { dd if=/dev/zero of="$1" bs=1M count=256 2>/dev/null; }
-
-# ringvisor as it starts by default, then with adaptive polling.
-rv_status=0
-for poll in 0 50; do
-  [ "$poll" = 0 ] && name=ringvisor || name=ringvisor-poll$poll
-  echo "L1: begin vmm=$name"
-  make_disk /tmp/rv.img
-  measure_vmm "$name" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
-    --cpus 2 --memory 384M --disk path=/tmp/rv.img,direct=off,queues=2 --poll-us "$poll" \
-    --cmdline "$CMDLINE" || rv_status=1
-  rm -f /tmp/rv.img
-done
-# The high-performance knobs: guest RAM from prefaulted 2 MiB huge pages, each vCPU
-# pinned to its own core (a reactor per core, as by default).
-echo 200 >/proc/sys/vm/nr_hugepages
-echo "L1: begin vmm=ringvisor-pinned-huge"
-make_disk /tmp/rv.img
-measure_vmm ringvisor-pinned-huge ringvisor run --kernel /l2/vmlinuz \
-  --initramfs /l2/initramfs.cpio.gz --cpus 2,affinity=0@0,1@1 \
-  --memory 384M,hugepages=on,prefault=on --disk path=/tmp/rv.img,direct=off,queues=2 \
-  --cmdline "$CMDLINE" || rv_status=1
-rm -f /tmp/rv.img
-echo 0 >/proc/sys/vm/nr_hugepages
-echo "L1: begin vmm=ringvisor-scsi"
-make_disk /tmp/rv.img
-measure_vmm ringvisor-scsi ringvisor run --kernel /l2/vmlinuz \
-  --initramfs /l2/initramfs.cpio.gz --cpus 2 --memory 384M \
-  --scsi queues=2 --scsi-disk path=/tmp/rv.img,direct=off --cmdline "$CMDLINE" || rv_status=1
-rm -f /tmp/rv.img
-
-# QEMU last: its L2 guest runs with an XCR0 that L1's KVM never saw it set (nested SVM
-# under TCG does not trap XSETBV) and, in this lab, sometimes takes L1 down with it.
-echo "L1: begin vmm=qemu"
-make_disk /tmp/qemu.img
-# QEMU 10 at its best: an iothread per L1 core, the disk's queues spread over them.
 qemu_iothreads
-# shellcheck disable=SC2086 # the iothread objects are words
-measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 384M \
-  -nographic -nic none -no-reboot $QEMU_IOTHREAD_OBJECTS \
-  -drive file=/tmp/qemu.img,if=none,id=d0,format=raw,aio=io_uring,cache=writeback \
-  -device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":2,\"iothread-vq-mapping\":$QEMU_VQ_MAPPING}" \
-  -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
-qemu_status=$?
-rm -f /tmp/qemu.img
-[ "$qemu_status" -eq 0 ] && [ "$rv_status" -eq 0 ]
+
+# run_vmm NAME: one boot of the guest under that VMM, its jobs run; its exit status.
+run_vmm() {
+  make_disk /tmp/disk.img
+  case $1 in
+    ringvisor | ringvisor-poll50)
+      poll=0
+      [ "$1" = ringvisor-poll50 ] && poll=50
+      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+        --cpus 2 --memory 384M --disk path=/tmp/disk.img,direct=off,queues=2 --poll-us "$poll" \
+        --cmdline "$CMDLINE"
+      ;;
+    ringvisor-pinned-huge)
+      echo 200 >/proc/sys/vm/nr_hugepages
+      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+        --cpus 2,affinity=0@0,1@1 --memory 384M,hugepages=on,prefault=on \
+        --disk path=/tmp/disk.img,direct=off,queues=2 --cmdline "$CMDLINE"
+      status=$?
+      echo 0 >/proc/sys/vm/nr_hugepages
+      return "$status"
+      ;;
+    ringvisor-scsi)
+      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+        --cpus 2 --memory 384M --scsi queues=2 --scsi-disk path=/tmp/disk.img,direct=off \
+        --cmdline "$CMDLINE"
+      ;;
+    qemu)
+      # shellcheck disable=SC2086 # the iothread objects are words
+      measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 2 -m 384M \
+        -nographic -nic none -no-reboot $QEMU_IOTHREAD_OBJECTS \
+        -drive file=/tmp/disk.img,if=none,id=d0,format=raw,aio=io_uring,cache=writeback \
+        -device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":2,\"iothread-vq-mapping\":$QEMU_VQ_MAPPING}" \
+        -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
+      ;;
+    *)
+      echo "L1: unknown vmm $1"
+      return 2
+      ;;
+  esac
+}
+
+status=0
+for pair in $(seq 1 "$PAIRS"); do
+  for vmm in $VMMS; do
+    echo "L1: begin vmm=$vmm pair=$pair"
+    run_vmm "$vmm" || status=1
+    rm -f /tmp/disk.img
+  done
+done
+exit "$status"
