@@ -109,6 +109,15 @@ fn the_quick_preset_runs_and_reports() {
                 "{id} {target}"
             );
         }
+        // The VMM's cost counts over the job, counted in L1: its VM exited to L1, the guest
+        // took disk interrupts, and the VMM made system calls to serve the I/O.
+        let costs = &job["targets"]["ringvisor"]["costs"]["per_1000_ios"];
+        for count in ["exits", "guest_irqs", "syscalls", "ctxsw"] {
+            assert!(
+                costs[count].as_f64().unwrap_or(0.0) > 0.0,
+                "{id}: ringvisor {count} per 1000 I/Os: {costs}"
+            );
+        }
         let device = &job["device"];
         for stage in ["kick_to_submit", "submit_to_complete", "complete_to_irq"] {
             let count = device[stage]["count"].as_u64().unwrap_or(0);

@@ -79,3 +79,19 @@ costs_diff() {
   awk 'NR == FNR { before[$1] = $2; next } { printf "%s%s=%d", sep, $1, $2 - before[$1]; sep = " " }
     END { print "" }' "$1" "$2"
 }
+
+# run_rounds: the comparison scenarios' loop. Each VMM of $VMMS in turn, $PAIRS times
+# (A B A B ...: every round sees the machine as it is then), each run announced with
+# "L1: begin vmm=NAME pair=N". The scenario defines run_vmm NAME (one boot of the guest
+# under that VMM) and after_vmm (tidying between runs). Fails if any run failed.
+run_rounds() {
+  rounds_status=0
+  for pair in $(seq 1 "$PAIRS"); do
+    for vmm in $VMMS; do
+      echo "L1: begin vmm=$vmm pair=$pair"
+      run_vmm "$vmm" || rounds_status=1
+      after_vmm
+    done
+  done
+  return "$rounds_status"
+}

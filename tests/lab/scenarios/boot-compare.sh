@@ -10,15 +10,20 @@ PAIRS=5
 [ -f /etc/lab/compare.env ] && . /etc/lab/compare.env
 CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=smoke"
 
-status=0
-for pair in $(seq 1 "$PAIRS"); do
-  echo "L1: begin vmm=ringvisor pair=$pair"
-  measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
-    --cpus "$CPUS" --memory "$MEMORY" --cmdline "$CMDLINE" || status=1
-  echo "L1: begin vmm=qemu pair=$pair"
-  # -no-reboot: the guest's reset ends QEMU, as it ends ringvisor.
-  measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp "$CPUS" -m "$MEMORY" \
-    -nographic -nic none -no-reboot \
-    -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE" || status=1
-done
-exit "$status"
+run_vmm() {
+  case $1 in
+    ringvisor)
+      measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+        --cpus "$CPUS" --memory "$MEMORY" --cmdline "$CMDLINE"
+      ;;
+    qemu)
+      # -no-reboot: the guest's reset ends QEMU, as it ends ringvisor.
+      measure_vmm qemu qemu-system-x86_64 -enable-kvm -cpu host -smp "$CPUS" -m "$MEMORY" \
+        -nographic -nic none -no-reboot \
+        -kernel /l2/vmlinuz -initrd /l2/initramfs.cpio.gz -append "$CMDLINE"
+      ;;
+  esac
+}
+after_vmm() { :; }
+VMMS="ringvisor qemu"
+run_rounds

@@ -57,12 +57,5 @@ run_vmm() {
   esac
 }
 
-status=0
-for pair in $(seq 1 "$PAIRS"); do
-  for vmm in $VMMS; do
-    echo "L1: begin vmm=$vmm pair=$pair"
-    run_vmm "$vmm" || status=1
-    rm -f /tmp/disk.img
-  done
-done
-exit "$status"
+after_vmm() { rm -f /tmp/disk.img; }
+run_rounds

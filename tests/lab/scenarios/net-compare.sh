@@ -58,12 +58,5 @@ run_vmm() {
   esac
 }
 
-status=0
-for pair in $(seq 1 "$PAIRS"); do
-  for vmm in $VMMS; do
-    echo "L1: begin vmm=$vmm pair=$pair"
-    run_vmm "$vmm" || status=1
-    stop_server
-  done
-done
-exit "$status"
+after_vmm() { stop_server; }
+run_rounds
