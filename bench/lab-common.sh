@@ -50,11 +50,26 @@ lab_bench_run() {
   } >"$OUT/header.md"
 }
 
+# lab_bench_outcomes: per VMM, how many of its guest runs reached "L2: done" and how many
+# ended early (a guest triple fault, a crash, a lost L1): L2 faults under the reference in
+# the same L1 are what tells a lab fault from ringvisor's.
+lab_bench_outcomes() {
+  awk '
+    function close_run() { if (vmm != "") { runs[vmm]++; if (done) ok[vmm]++ } }
+    /^L1: begin vmm=/ { close_run(); split($3, a, "="); vmm = a[2]; done = 0; order[vmm] = 1 }
+    /^L2: done/ { done = 1 }
+    END {
+      close_run()
+      for (v in order) printf "- %s: %d guest runs, %d completed, %d ended early\n", v, runs[v], ok[v], runs[v] - ok[v]
+    }' "$OUT/run.log" | sort
+}
+
 # lab_bench_compare LOWER: $OUT/samples.txt ("PAIR VMM METRIC VALUE") into
 # $OUT/summary.{md,json}; LOWER lists the metrics (or their last /part) where lower is better.
 lab_bench_compare() {
   {
     cat "$OUT/header.md"
+    lab_bench_outcomes
     echo
     "$LAB_COMPARE" --a ringvisor --lower "$1" --json "$OUT/summary.json" <"$OUT/samples.txt"
   } >"$OUT/summary.md"
