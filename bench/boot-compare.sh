@@ -4,7 +4,7 @@
 # each VMM in rounds A B A B ...; the guest's boot-to-init time, the VMM's wall time and
 # peak RSS: medians, the ratio of medians with its 95 % bootstrap interval.
 #
-#   bash bench/boot-compare.sh [--pairs N]      (root)
+#   bash bench/boot-compare.sh [--pairs N] [--l1-cpus N]      (root)
 #
 # Writes target/bench/boot-compare/DATE/.
 set -euo pipefail

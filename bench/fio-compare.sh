@@ -5,7 +5,7 @@
 # QD1/QD32, 4k randwrite QD32, 128k read QD8). Rounds A B A B ...; per job the medians, the
 # ratio of medians with its 95 % bootstrap interval, and ahead/level/behind.
 #
-#   bash bench/fio-compare.sh [--pairs N] [--vmms "ringvisor qemu"]     (root)
+#   bash bench/fio-compare.sh [--pairs N] [--l1-cpus N] [--vmms "ringvisor qemu"]     (root)
 #
 # --vmms may add ringvisor-poll50, ringvisor-pinned-huge, ringvisor-scsi (each compared
 # with ringvisor's default). The nested lab is far too slow for absolute figures: a ratio

@@ -4,10 +4,12 @@
 # its 95 % bootstrap interval. Results of different L1s are never pooled.
 #
 # lab_bench_setup NAME USAGE_LINES "$@": parses --pairs N (5) and --vmms "A B ..." into
-# $OUT/compare.env (PAIRS=, VMMS=) for the scenario, sets up the lab, builds ringvisor and
+# $OUT/compare.env (PAIRS=, VMMS=) for the scenario, --l1-cpus N (the lab's default, 1)
+# into $L1_CPUS, sets up the lab, builds ringvisor and
 # lab-compare (release) and sets $REPO, $OUT (target/bench/NAME/DATE), $VMM, $LAB_COMPARE.
 lab_bench_setup() {
   local name=$1 usage_lines=$2 script=${BASH_SOURCE[1]} pairs=5 vmms=""
+  L1_CPUS=${RINGVISOR_LAB_L1_CPUS:-1}
   shift 2
   REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   OUT=$REPO/target/bench/$name/$(date -u +%Y%m%dT%H%M%S)
@@ -17,6 +19,7 @@ lab_bench_setup() {
     case $1 in
       --pairs) pairs=${2:?--pairs needs a count}; shift 2 ;;
       --vmms) vmms=${2:?--vmms needs a list}; shift 2 ;;
+      --l1-cpus) L1_CPUS=${2:?--l1-cpus needs a count}; shift 2 ;;
       *) sed -n "${usage_lines}s/^# \{0,1\}//p" "$script" >&2; exit 2 ;;
     esac
   done
@@ -37,11 +40,11 @@ lab_bench_setup() {
 lab_bench_run() {
   LAB_STATUS=0
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/$1" \
-    --vmm "$VMM" --timeout "$2" --extra "$OUT/compare.env:/etc/lab/compare.env" \
+    --vmm "$VMM" --timeout "$2" --extra "$OUT/compare.env:/etc/lab/compare.env" --l1-cpus "$L1_CPUS" \
     >"$OUT/run.log" 2>&1 || LAB_STATUS=$?
   grep -E '^lab: (run: (lost|L1 took)|error)' "$OUT/run.log" >&2 || true
   {
-    echo "- commit $(git -C "$REPO" rev-parse --short HEAD), $(date -u +%Y-%m-%d), L1: $(bash "$REPO/tests/lab/lab.sh" kernels | tr '\n' ' ')"
+    echo "- commit $(git -C "$REPO" rev-parse --short HEAD), $(date -u +%Y-%m-%d), L1 with $L1_CPUS vCPU(s): $(bash "$REPO/tests/lab/lab.sh" kernels | tr '\n' ' ')"
     case $LAB_STATUS in
       0) echo "- the L1 run completed" ;;
       75) echo "- the lab lost the L1 run: $(sed -n 's/^lab: run: lost to the lab: //p' "$OUT/run.log"); the rounds before the loss are below" ;;

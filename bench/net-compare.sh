@@ -7,7 +7,7 @@
 # Rounds A B C A B C ...; per measurement the medians, the ratio of medians with its 95 %
 # bootstrap interval, and ahead/level/behind.
 #
-#   bash bench/net-compare.sh [--pairs N] [--vmms "ringvisor qemu qemu-vhost"]     (root)
+#   bash bench/net-compare.sh [--pairs N] [--l1-cpus N] [--vmms "ringvisor qemu qemu-vhost"]     (root)
 #
 # --vmms may add ringvisor-1reactor. A ratio inside one run is what this measures; the
 # nested lab is far too slow for absolute figures. Writes target/bench/net-compare/DATE/.

@@ -12,6 +12,7 @@
 #                                   writes there comes back (fio-suite: a tar archive)
 #              [--pidfile FILE]     L1's QEMU writes its pid there (a caller that stops
 #                                   the run early ends QEMU with it)
+#              [--l1-cpus N]        L1's vCPUs (default 1, RINGVISOR_LAB_L1_CPUS)
 #   lab.sh kernels                   print the L1 and L2 kernels and QEMUs in use
 #   lab.sh ledger FILE               summarise the runs logged to $RINGVISOR_LAB_LEDGER;
 #                                    fails when more than 25 % were lost to the lab
@@ -43,6 +44,11 @@ case $LAB_L1 in old | new) ;; *) echo "lab: RINGVISOR_LAB_L1 is old or new, not 
 # How TCG runs L1's two vCPUs: multi (a host thread each, the default) or single (one host
 # thread taking turns), for measuring whether the lab's faults depend on it.
 LAB_TCG_THREAD=${RINGVISOR_LAB_TCG_THREAD:-multi}
+# How many vCPUs L1 has: 1 by default. With 2, TCG runs L1's vCPUs on two host threads and
+# the lab lost most runs (tests/lab/README.md has the rates); `run --l1-cpus 2` for a
+# scenario that needs two cores.
+LAB_L1_CPUS=${RINGVISOR_LAB_L1_CPUS:-1}
+case $LAB_L1_CPUS in [1-9]) ;; *) echo "lab: RINGVISOR_LAB_L1_CPUS is a count of 1 to 9, not '$LAB_L1_CPUS'" >&2; exit 2 ;; esac
 case $LAB_TCG_THREAD in single | multi) ;; *) echo "lab: RINGVISOR_LAB_TCG_THREAD is single or multi, not '$LAB_TCG_THREAD'" >&2; exit 2 ;; esac
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
@@ -81,7 +87,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -496,6 +502,7 @@ cmd_run() {
       --extra) extras+=("${2:?--extra needs SRC:DEST}"); shift 2 ;;
       --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio"); shift 2 ;;
       --pidfile) pidfile=(-pidfile "${2:?--pidfile needs a file}"); shift 2 ;;
+      --l1-cpus) LAB_L1_CPUS=${2:?--l1-cpus needs a count}; shift 2 ;;
       *) usage ;;
     esac
   done
@@ -503,6 +510,7 @@ cmd_run() {
   [ -f "$scenario" ] || die "no such scenario: $scenario"
   [ -z "$vmm" ] || [ -x "$vmm" ] || die "VMM binary not executable: $vmm"
   case $timeout_s in '' | *[!0-9]*) die "--timeout wants whole seconds" ;; esac
+  case $LAB_L1_CPUS in [1-9]) ;; *) die "--l1-cpus wants a count of 1 to 9" ;; esac
 
   cmd_images
   local workdir root start rc
@@ -563,7 +571,7 @@ cmd_run() {
     env QEMU_MODULE_DIR="$(l1_root)/usr/lib/x86_64-linux-gnu/qemu" \
     "$(l1_root)/usr/bin/qemu-system-x86_64" -L "$(l1_root)/usr/share/qemu" \
     -L "$(l1_root)/usr/share/seabios" -L "$(l1_root)/usr/lib/ipxe/qemu" \
-    -accel "tcg,thread=$LAB_TCG_THREAD" -cpu EPYC,+svm,+npt,-xsave -smp 2 -m 3072 \
+    -accel "tcg,thread=$LAB_TCG_THREAD" -cpu EPYC,+svm,+npt,-xsave -smp "$LAB_L1_CPUS" -m 3072 \
     -d cpu_reset -D "$workdir/l1-resets.log" \
     -display none -serial mon:stdio -serial "file:$workdir/l1-kernel.log" \
     -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
@@ -640,8 +648,8 @@ classify_loss() {
 # (tests/run.sh sets it and reports the loss rate from it with `lab.sh ledger`).
 ledger() {
   [ -n "${RINGVISOR_LAB_LEDGER:-}" ] || return 0
-  printf '%s %s L1=%s tcg=%s kvm_amd=%s %s %s ms %s\n' "$(date -u +%FT%TZ)" "$1" "$LAB_L1" "$LAB_TCG_THREAD" \
-    "$(printf '%s' "${RINGVISOR_LAB_KVM_AMD:--}" | tr ' ' ,)" "$(basename "$2" .sh)" "$3" "$4" \
+  printf '%s %s L1=%s tcg=%s kvm_amd=%s cpus=%s %s %s ms %s\n' "$(date -u +%FT%TZ)" "$1" "$LAB_L1" "$LAB_TCG_THREAD" \
+    "$(printf '%s' "${RINGVISOR_LAB_KVM_AMD:--}" | tr ' ' ,)" "$LAB_L1_CPUS" "$(basename "$2" .sh)" "$3" "$4" \
     >>"$RINGVISOR_LAB_LEDGER"
 }
 
