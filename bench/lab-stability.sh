@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# How often does the nested lab lose a run, for each way of running L1? Runs the lab's
-# boot scenario (tests/lab/scenarios/ringvisor-boot.sh, the one tests/lab_boot.rs checks)
+# How often does the nested lab lose a run, for each way of running L1? Runs one of the
+# scenarios tests/lab_boot.rs checks (ringvisor-boot by default, or ringvisor-knobs)
 # N times under each configuration, interleaved (A B A B ...) so that all see the same load
 # on this machine, and tabulates the outcomes from the lab's ledger: ok, lost with evidence
 # (L1 kernel fault, L1 triple fault, L1 QEMU abort), L2 triple fault, L1 timed out or
@@ -9,16 +9,18 @@
 # single, KVM_AMD parameters for L1's kvm_amd joined by '+' (e.g. new:multi:npt=0+avic=0,
 # '-' for none), CPUS L1's vCPU count (1, the lab's default).
 #
-#   bash bench/lab-stability.sh [--runs N] [--configs new:multi:-:1,new:multi:-:2] [--out DIR]
+#   bash bench/lab-stability.sh [--runs N] [--configs new:multi:-:1,new:multi:-:2]
+#                               [--scenario ringvisor-boot|ringvisor-knobs] [--out DIR]
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-runs=20 configs=new:multi:-:1,new:multi:-:2 out=""
+runs=20 configs=new:multi:-:1,new:multi:-:2 out="" scenario=ringvisor-boot
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=${2:?}; shift 2 ;;
     --configs) configs=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
-    *) sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    --scenario) scenario=${2:?}; shift 2 ;;
+    *) sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 case $runs in '' | *[!0-9]* | 0) echo "lab-stability: --runs wants a positive count" >&2; exit 2 ;; esac
@@ -37,7 +39,8 @@ mkdir -p "$out"
 cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin ringvisor
 ledger=$out/ledger
 : >"$ledger"
-echo "lab-stability: $runs runs of each of $configs, commit $(git -C "$REPO" rev-parse --short HEAD), logs in $out" >&2
+[ -f "$REPO/tests/lab/scenarios/$scenario.sh" ] || { echo "lab-stability: no scenario $scenario" >&2; exit 2; }
+echo "lab-stability: $runs runs of $scenario under each of $configs, commit $(git -C "$REPO" rev-parse --short HEAD), logs in $out" >&2
 for i in $(seq 1 "$runs"); do
   for c in ${configs//,/ }; do
     params=$(kvm_amd "$c")
@@ -45,7 +48,7 @@ for i in $(seq 1 "$runs"); do
     RINGVISOR_LAB_L1=$(l1 "$c") RINGVISOR_LAB_TCG_THREAD=$(tcg "$c") RINGVISOR_LAB_KVM_AMD=${params//+/ } \
       RINGVISOR_LAB_L1_CPUS=$(cpus "$c") \
       RINGVISOR_LAB_LEDGER=$ledger \
-      bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/ringvisor-boot.sh" \
+      bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/$scenario.sh" \
       --vmm "$REPO/target/release/ringvisor" --timeout 150 >"$out/run-$i-${c//:/-}.log" 2>&1 || true
     echo "lab-stability: run $i $c: $(tail -n 1 "$ledger" | cut -d' ' -f2-)" >&2
   done
