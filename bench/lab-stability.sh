@@ -49,7 +49,7 @@ for i in $(seq 1 "$runs"); do
       RINGVISOR_LAB_L1_CPUS=$(cpus "$c") \
       RINGVISOR_LAB_LEDGER=$ledger \
       bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/$scenario.sh" \
-      --vmm "$REPO/target/release/ringvisor" --timeout 150 >"$out/run-$i-${c//:/-}.log" 2>&1 || true
+      --vmm "$REPO/target/release/ringvisor" --timeout 400 >"$out/run-$i-${c//:/-}.log" 2>&1 || true
     echo "lab-stability: run $i $c: $(tail -n 1 "$ledger" | cut -d' ' -f2-)" >&2
   done
 done
