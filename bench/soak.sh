@@ -28,11 +28,13 @@ log=$OUT/run.log
 # or an abort of L1's QEMU) says nothing about ringvisor and is made again, up to
 # SOAK_ATTEMPTS (3) times; the logs of lost runs stay as run.log.lost-N. Any other failure,
 # an L2 fault or a hang included, is ringvisor's and ends the soak.
+# The timeout allows twice the soak: on the lab's one-vCPU L1 the guest's jobs end well
+# after SECS of wall time (a 1200 s soak was cut off at 1600 s with none of them done).
 attempts=${SOAK_ATTEMPTS:-3}
 for attempt in $(seq 1 "$attempts"); do
   status=0
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/soak.sh" \
-    --vmm "$VMM" --timeout $((secs + 400)) --extra "$env_file:/etc/lab/soak.env" \
+    --vmm "$VMM" --timeout $((secs * 2 + 400)) --extra "$env_file:/etc/lab/soak.env" \
     >"$log" 2>&1 || status=$?
   [ "$status" -eq 75 ] || break
   echo "soak: RETRY: the lab lost attempt $attempt: $(sed -n 's/^lab: run: lost to the lab: //p' "$log")" >&2
