@@ -73,7 +73,8 @@ pub struct CtlArgs {
     /// The running VMM's --api-socket.
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
-    /// The command: info, stats, pause, resume, shutdown (orderly: disks flushed),
+    /// The command: info, stats, pause, resume, shutdown (presses the power button; with
+    /// --force, stops at once in order: disks flushed),
     /// balloon [SIZE] (the balloon's state; with SIZE, its new target), display (mode and
     /// counters), screenshot FILE (the screen as a PNG).
     #[arg(value_name = "COMMAND")]
@@ -81,6 +82,10 @@ pub struct CtlArgs {
     /// balloon: the new target, e.g. 256M (0 empties it); screenshot: the PNG file.
     #[arg(value_name = "SIZE|FILE")]
     pub argument: Option<String>,
+    /// shutdown: stop the guest at once (in order, disks flushed) instead of pressing
+    /// its power button.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +197,13 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub poll_us: u64,
 
+    /// How long a graceful shutdown (`ringvisor ctl shutdown`, SIGTERM: the guest's ACPI
+    /// power button) waits for the guest to power off before stopping it by force, in
+    /// order; ringvisor then exits with status 3 instead of 0.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub shutdown_timeout: u64,
+
     /// Confine each VMM thread to the system calls its kind needs (seccomp-bpf): on (a
     /// call off the list stops the VMM with a report naming the thread and the call), log
     /// (allowed, left to the kernel's audit log where audit is enabled) or off.
@@ -226,6 +238,7 @@ impl RunArgs {
             api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
+            shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
             seccomp: self.seccomp,
         }
     }

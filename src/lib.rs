@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests drive the
 //! same library against the host's `/dev/kvm`.
 
+pub mod acpi;
 pub mod api;
 pub mod boot;
 pub mod cli;

@@ -83,6 +83,13 @@ fn ctl(args: &ringvisor::cli::CtlArgs) -> ExitCode {
         (_, Some(size)) => request["size"] = serde_json::Value::String(size.clone()),
         (_, None) => {}
     }
+    if args.force {
+        if args.command != "shutdown" {
+            eprintln!("ringvisor: error: --force goes with shutdown only");
+            return ExitCode::from(2);
+        }
+        request["force"] = serde_json::Value::Bool(true);
+    }
     let answer = match ringvisor::api::call(&args.socket, &request) {
         Ok(answer) => answer,
         Err(err) => {
@@ -138,10 +145,26 @@ fn print_topology(config: &machine::MachineConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Exit status when the guest ignored the power button for --shutdown-timeout and was
+/// stopped by force (in order, disks flushed).
+const EXIT_SHUTDOWN_TIMED_OUT: u8 = 3;
+/// Exit status of bad input: the same as clap's for a malformed flag.
+const EXIT_BAD_INPUT: u8 = 2;
+
 fn run(config: &machine::MachineConfig) -> ExitCode {
+    let failed = |err: machine::MachineError| {
+        eprintln!("ringvisor: error: {err}");
+        if err.is_bad_input() {
+            ExitCode::from(EXIT_BAD_INPUT)
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    // What validate refuses is the user's input (a missing file, an impossible size),
+    // found before any VM exists.
     if let Err(err) = config.validate() {
         eprintln!("ringvisor: error: {err}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_BAD_INPUT);
     }
     console::enter_raw_mode();
     let outcome = machine::run(config, Box::new(std::io::stdout()));
@@ -149,11 +172,11 @@ fn run(config: &machine::MachineConfig) -> ExitCode {
     match outcome {
         Ok(exit) => {
             info!("guest stopped: {exit:?}");
-            ExitCode::SUCCESS
+            match exit {
+                machine::GuestExit::ShutdownTimedOut => ExitCode::from(EXIT_SHUTDOWN_TIMED_OUT),
+                _ => ExitCode::SUCCESS,
+            }
         }
-        Err(err) => {
-            eprintln!("ringvisor: error: {err}");
-            ExitCode::FAILURE
-        }
+        Err(err) => failed(err),
     }
 }

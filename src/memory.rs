@@ -4,7 +4,9 @@ use log::debug;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 
-use crate::layout::{EBDA_START, HIMEM_START, MMIO_HOLE_END, MMIO_HOLE_START};
+use crate::layout::{
+    EBDA_START, HIMEM_START, MMIO_HOLE_END, MMIO_HOLE_START, PCI_ECAM_SIZE, PCI_ECAM_START,
+};
 
 /// Smallest guest the VMM agrees to build: below this a Linux kernel cannot decompress.
 pub const MIN_MEMORY_BYTES: u64 = 32 << 20;
@@ -363,6 +365,14 @@ pub fn e820_map(size: u64) -> Vec<E820Entry> {
             kind: E820Kind::Ram,
         });
     }
+    // The PCI Express configuration window: reserved, as Linux wants it before it trusts
+    // the MCFG table.
+    map.push(E820Entry {
+        addr: PCI_ECAM_START,
+        size: PCI_ECAM_SIZE,
+        kind: E820Kind::Reserved,
+    });
+    map.sort_by_key(|entry| entry.addr);
     map
 }
 
@@ -383,9 +393,14 @@ mod tests {
         let size = 512 << 20;
         assert_eq!(ram_ranges(size), vec![(GuestAddress(0), size)]);
         let map = e820_map(size);
-        assert_eq!(map.len(), 3);
+        assert_eq!(map.len(), 4);
         assert_eq!(map[2].addr, HIMEM_START.0);
         assert_eq!(map[2].addr + map[2].size, size);
+        assert_eq!(
+            (map[3].addr, map[3].size, map[3].kind),
+            (PCI_ECAM_START, PCI_ECAM_SIZE, E820Kind::Reserved),
+            "the ECAM is reserved"
+        );
         // Only the EBDA..1MiB window is not RAM.
         assert_eq!(ram_bytes(&map), size - (HIMEM_START.0 - EBDA_START.0));
     }
@@ -406,7 +421,9 @@ mod tests {
         );
         assert!(map
             .iter()
+            .filter(|e| e.kind == E820Kind::Ram)
             .all(|e| e.addr + e.size <= MMIO_HOLE_START || e.addr >= MMIO_HOLE_END));
+        assert!(map.windows(2).all(|w| w[0].addr + w[0].size <= w[1].addr));
     }
 
     #[test]

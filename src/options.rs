@@ -323,8 +323,8 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-/// Most vCPUs a guest may have (the MP table's limit).
-pub const MAX_VCPUS: u8 = 254;
+/// Most vCPUs a guest may have (the APIC ID limit, see `crate::acpi`).
+pub use crate::acpi::MAX_VCPUS;
 
 /// `--cpus N[,affinity=VCPU@CPULIST,...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

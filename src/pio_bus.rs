@@ -4,10 +4,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use ringvisor_devices::legacy::acpi_pm::PM_REGISTER_COUNT;
 use ringvisor_devices::legacy::{
-    CmosRtc, I8042ResetLine, SerialPort, I8042_PORT_COUNT, RTC_PORT_COUNT, SERIAL_PORT_COUNT,
+    AcpiPmRegisters, CmosRtc, I8042ResetLine, PlatformRequest, SerialPort, I8042_PORT_COUNT,
+    RTC_PORT_COUNT, SERIAL_PORT_COUNT,
 };
 
+use crate::layout::ACPI_PM_PORT;
 use crate::pci::{PciConfigIo, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT};
 
 pub const COM1_PORT: u16 = 0x3f8;
@@ -19,6 +22,7 @@ pub const RTC_PORT: u16 = 0x70;
 pub enum PioAction {
     Continue,
     Reset,
+    Poweroff,
 }
 
 pub type ConsoleSink = Box<dyn Write + Send>;
@@ -79,6 +83,7 @@ pub struct PortIoBus {
     serial: Mutex<SerialPort<ConsoleSink>>,
     i8042: Mutex<I8042ResetLine>,
     rtc: Mutex<CmosRtc>,
+    acpi_pm: Mutex<AcpiPmRegisters>,
     pci: Mutex<PciConfigIo>,
     pci_io: Arc<IoPortRegions>,
 }
@@ -110,6 +115,7 @@ impl PortIoBus {
             serial: Mutex::new(serial),
             i8042: Mutex::new(I8042ResetLine::new()),
             rtc: Mutex::new(CmosRtc::new()),
+            acpi_pm: Mutex::new(AcpiPmRegisters::new()),
             pci: Mutex::new(pci),
             pci_io,
         }
@@ -128,6 +134,11 @@ impl PortIoBus {
         } else if let Some(offset) = within(port, RTC_PORT, RTC_PORT_COUNT) {
             let value = lock(&self.rtc).read(offset);
             data.fill(value);
+        } else if let Some(offset) = within(port, ACPI_PM_PORT, PM_REGISTER_COUNT) {
+            data.fill(0);
+            if let Some(first) = data.first_mut() {
+                *first = lock(&self.acpi_pm).read(offset);
+            }
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).read(offset, data);
         } else if let Some((offset, device)) = self.pci_io.lookup(port) {
@@ -150,6 +161,12 @@ impl PortIoBus {
             }
         } else if let Some(offset) = within(port, RTC_PORT, RTC_PORT_COUNT) {
             lock(&self.rtc).write(offset, first);
+        } else if let Some(offset) = within(port, ACPI_PM_PORT, PM_REGISTER_COUNT) {
+            match lock(&self.acpi_pm).write(offset, first) {
+                Some(PlatformRequest::Poweroff) => return PioAction::Poweroff,
+                Some(PlatformRequest::Reset) => return PioAction::Reset,
+                None => {}
+            }
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).write(offset, data);
         } else if let Some((offset, device)) = self.pci_io.lookup(port) {
@@ -213,6 +230,12 @@ mod tests {
         assert_eq!(status, [0x80], "RTC register D: valid time");
 
         assert_eq!(bus.write(I8042_PORT + 4, &[0xfe]), PioAction::Reset);
+        // The ACPI registers: S5 powers off, the reset register resets.
+        assert_eq!(bus.write(ACPI_PM_PORT, &[0x34]), PioAction::Poweroff);
+        assert_eq!(bus.write(ACPI_PM_PORT + 2, &[0x01]), PioAction::Reset);
+        let mut wake = [0xffu8; 1];
+        bus.read(ACPI_PM_PORT + 1, &mut wake);
+        assert_eq!(wake, [0], "never woke");
     }
 
     struct Recorder(Mutex<Vec<(u16, Vec<u8>)>>);

@@ -133,11 +133,16 @@ impl BalloonControl for FakeBalloon {
     }
 }
 
-/// A shutdown that records its two steps, in order.
+/// A shutdown that records its steps, in order.
 #[derive(Default)]
 struct FakeShutdown(std::sync::Mutex<Vec<&'static str>>);
 
 impl ShutdownHook for FakeShutdown {
+    fn press_power_button(&self) -> Result<Value, String> {
+        self.0.lock().unwrap().push("power button");
+        Ok(json!({ "power_button": "pressed" }))
+    }
+
     fn prepare(&self) -> Result<Value, String> {
         self.0.lock().unwrap().push("prepare");
         Ok(json!({ "flushed": ["disk.img"] }))
@@ -191,6 +196,7 @@ fn balloon_and_shutdown_go_through_their_hooks() {
         "a refused target changes nothing"
     );
 
+    // Graceful: the power button only; the machine ends when the guest powers off.
     let out = ctl(&["shutdown"]);
     assert!(
         out.status.success(),
@@ -198,11 +204,31 @@ fn balloon_and_shutdown_go_through_their_hooks() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["power_button"], json!("pressed"));
+    assert_eq!(*shutdown.0.lock().unwrap(), ["power button"]);
+    let out = ctl(&["balloon", "--force"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--force goes with shutdown only"
+    );
+
+    // Forced: prepare (stop, drain, flush) answers, then finish (the VMM's exit) comes
+    // once the answer went out.
+    let out = ctl(&["shutdown", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["flushed"], json!(["disk.img"]));
-    // finish (the VMM's exit) comes once the answer went out.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while shutdown.0.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+    while shutdown.0.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert_eq!(*shutdown.0.lock().unwrap(), ["prepare", "finish"]);
+    assert_eq!(
+        *shutdown.0.lock().unwrap(),
+        ["power button", "prepare", "finish"]
+    );
 }

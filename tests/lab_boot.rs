@@ -141,6 +141,21 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         "the guest's XSAVE size must match XCR0"
     );
     assert_eq!(expect("L2: clocksource="), "kvm-clock");
+    // ACPI: the guest found ringvisor's tables, logged no ACPI error or warning, has the
+    // power button, and trusted the ECAM (reserved in e820).
+    let tables = expect("L2: acpi tables=");
+    for table in ["APIC", "DSDT", "FACP", "MCFG"] {
+        assert!(
+            tables.split(' ').any(|t| t == table),
+            "no {table} in {tables}"
+        );
+    }
+    assert_eq!(
+        expect("L2: acpi complaints="),
+        "0",
+        "ACPI complaints:\n{console}"
+    );
+    assert_eq!(expect("L2: acpi power_button="), "1 ecam=1");
     assert_eq!(
         expect("L2: kvmclock_msrs="),
         "1",
@@ -277,6 +292,13 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         "poweroff must end ringvisor with 0"
     );
 
+    for case in ["zero-cpus", "shutdown-timeout", "too-many-cpus"] {
+        let line = expect(&format!("L1: negative {case} exit="));
+        assert!(
+            line.starts_with("2 "),
+            "{case}: bad input exits with 2: {line}"
+        );
+    }
     for case in [
         "missing-kernel",
         "not-bzimage",
@@ -370,7 +392,10 @@ fn check_low_priority_devices(console: &str) {
     );
     assert_eq!(expect("L2: test lowprio exit="), "0");
     expect("L2: shutdown waiting");
-    assert_eq!(expect("L1: api shutdown exit="), "0 flushed=65");
+    // The graceful shutdown: the API pressed the power button, L2's acpid powered the
+    // guest off, ringvisor flushed (the host-side verifies below read what it flushed).
+    assert_eq!(expect("L1: api shutdown exit="), "0 pressed=1");
+    expect("L2: power button pressed");
 }
 
 /// The high-performance knobs (tests/lab/scenarios/ringvisor-knobs.sh).
@@ -401,7 +426,12 @@ fn check_knobs(console: &str) {
     // guest had reported durable is in the file.
     assert_eq!(
         expect("L1: sigterm "),
-        "1 orderly shutdown: 1 disk(s) flushed"
+        "1 button=1 orderly shutdown: 1 disk(s) flushed"
+    );
+    // Eight vCPUs, all brought up from the MADT, no ACPI complaint, ended by its poweroff.
+    assert_eq!(
+        expect("L1: cpus8 exit=").trim_end(),
+        "0 L2: cpus_online=8 L2: acpi complaints=0"
     );
     let durable = expect("L1: durable flushed=");
     let (flushed, bad) = durable.split_once(" bad=").expect("flushed=N bad=M");

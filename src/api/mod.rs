@@ -9,15 +9,20 @@
 //! - `histograms`: every I/O queue's three latency histograms (kick→submit,
 //!   submit→complete, complete→irq) as [value, count] buckets, for benchmarks.
 //! - `pause`, `resume`: stop and restart the vCPUs (see `kvm::PauseControl`).
-//! - `shutdown`: orderly: the vCPUs stop, the disks' requests in flight complete, every
-//!   writable disk is flushed (fdatasync), the answer goes out, then the VMM exits 0.
+//! - `shutdown`: presses the ACPI power button and answers at once; the guest shuts itself
+//!   down and the VMM exits 0 once it has powered off and the disks are flushed, or after
+//!   `--shutdown-timeout` stops it by force (exit status 3).
+//! - `shutdown` with `"force": true`: orderly, without asking the guest: the vCPUs stop,
+//!   the disks' requests in flight complete, every writable disk is flushed (fdatasync),
+//!   the answer goes out, then the VMM exits 0.
 //! - `balloon`, with an optional `"size"` (bytes, or a string like `"256M"`): sets the
 //!   balloon's target (how much guest RAM to take back) and answers its state: target,
 //!   actual, pages inflated, deflated and ignored, and the guest's memory statistics.
 //! - `display`: the screen's mode, the QXL device's counters, the VNC address.
 //! - `screenshot` with `"path"` (absolute): writes the screen as a PNG file.
 //!
-//! `ringvisor ctl --socket PATH COMMAND [SIZE]` sends one request and prints the answer.
+//! `ringvisor ctl --socket PATH COMMAND [SIZE] [--force]` sends one request and prints the
+//! answer.
 
 mod protocol;
 mod server;

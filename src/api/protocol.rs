@@ -15,9 +15,12 @@ pub enum Request {
     Stats,
     Pause,
     Resume,
-    /// Orderly shutdown: the guest stops, disk I/O drains, every disk is flushed, the VMM
-    /// exits after answering.
-    Shutdown,
+    /// Graceful shutdown: the ACPI power button is pressed and the guest powers itself
+    /// off. With `force`, the orderly stop without asking the guest: the vCPUs stop, disk
+    /// I/O drains, every disk is flushed, the VMM exits after answering.
+    Shutdown {
+        force: bool,
+    },
     /// The balloon's state; with a size, first sets its target (guest RAM to take away).
     Balloon {
         target_bytes: Option<u64>,
@@ -53,6 +56,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     let fields: &[&str] = match cmd {
         "balloon" => &["cmd", "size"],
         "screenshot" => &["cmd", "path"],
+        "shutdown" => &["cmd", "force"],
         _ => &["cmd"],
     };
     if let Some(extra) = object.keys().find(|k| !fields.contains(&k.as_str())) {
@@ -63,7 +67,13 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         "stats" => Ok(Request::Stats),
         "pause" => Ok(Request::Pause),
         "resume" => Ok(Request::Resume),
-        "shutdown" => Ok(Request::Shutdown),
+        "shutdown" => Ok(Request::Shutdown {
+            force: match object.get("force") {
+                None => false,
+                Some(Value::Bool(force)) => *force,
+                Some(_) => return Err("shutdown's \"force\" must be true or false".into()),
+            },
+        }),
         "display" => Ok(Request::Display),
         "histograms" => Ok(Request::Histograms),
         "screenshot" => {
@@ -211,7 +221,11 @@ mod tests {
         assert_eq!(parse_request(r#" {"cmd": "stats"} "#), Ok(Request::Stats));
         assert_eq!(
             parse_request(r#"{"cmd":"shutdown"}"#),
-            Ok(Request::Shutdown)
+            Ok(Request::Shutdown { force: false })
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"shutdown","force":true}"#),
+            Ok(Request::Shutdown { force: true })
         );
         assert_eq!(
             parse_request(r#"{"cmd":"balloon"}"#),
@@ -244,6 +258,10 @@ mod tests {
             (r#"{"cmd":"reboot"}"#, "unknown command \"reboot\""),
             (r#"{"cmd":"info","x":1}"#, "unknown field \"x\""),
             (r#"{"cmd":"shutdown","size":1}"#, "unknown field \"size\""),
+            (
+                r#"{"cmd":"shutdown","force":"yes"}"#,
+                "must be true or false",
+            ),
             (r#"{"cmd":"balloon","size":"12Q"}"#, "unknown unit"),
             (r#"{"cmd":"balloon","size":-1}"#, "whole number of bytes"),
             (r#"{"cmd":"balloon","size":[1]}"#, "whole number of bytes"),

@@ -39,8 +39,11 @@ pub enum ApiError {
 
 /// How the machine stops in order, for the `shutdown` command.
 pub trait ShutdownHook: Send + Sync {
-    /// Stops the guest, lets its disk I/O finish and makes every disk durable; returns
-    /// what was done, for the answer.
+    /// Asks the guest to shut down (the ACPI power button); the machine ends when it has
+    /// powered off, or by force after the shutdown timeout.
+    fn press_power_button(&self) -> Result<Value, String>;
+    /// `shutdown --force`: stops the guest, lets its disk I/O finish and makes every disk
+    /// durable; returns what was done, for the answer.
     fn prepare(&self) -> Result<Value, String>;
     /// The answer went out: ends the VMM.
     fn finish(&self);
@@ -112,11 +115,15 @@ impl ApiState {
                     .unwrap_or_default();
                 json!({ "ok": true, "result": stats_json(&self.reactors.stats(), &low) })
             }
-            Ok(Request::Shutdown) => match &self.shutdown {
+            Ok(Request::Shutdown { force }) => match &self.shutdown {
                 None => {
                     json!({ "ok": false, "error": "this VMM cannot shut down through the API" })
                 }
-                Some(hook) => match hook.prepare() {
+                Some(hook) => match if force {
+                    hook.prepare()
+                } else {
+                    hook.press_power_button()
+                } {
                     Ok(result) => json!({ "ok": true, "result": result }),
                     Err(e) => json!({ "ok": false, "error": e }),
                 },
@@ -277,7 +284,7 @@ fn serve_client(stream: UnixStream, state: &ApiState) -> io::Result<()> {
         let answer = state.answer(line.trim_end());
         writeln!(writer, "{answer}")?;
         if answer["ok"] == Value::Bool(true)
-            && parse_request(line.trim_end()) == Ok(Request::Shutdown)
+            && parse_request(line.trim_end()) == Ok(Request::Shutdown { force: true })
         {
             if let Some(hook) = &state.shutdown {
                 hook.finish();

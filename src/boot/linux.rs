@@ -11,7 +11,7 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::{load_cmdline, KernelLoader};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 
-use crate::layout::{CMDLINE, CMDLINE_MAX_SIZE, HIMEM_START, ZERO_PAGE};
+use crate::layout::{ACPI_TABLES_START, CMDLINE, CMDLINE_MAX_SIZE, HIMEM_START, ZERO_PAGE};
 use crate::memory::{e820_map, GuestMemory};
 
 const BOOT_FLAG_MAGIC: u16 = 0xaa55;
@@ -126,6 +126,8 @@ pub fn load_linux(
         slot.r#type = entry.kind as u32;
     }
     params.e820_entries = map.len() as u8;
+    // Linux also scans for the RSDP, but the zero page is the boot protocol's own answer.
+    params.acpi_rsdp_addr = ACPI_TABLES_START.0;
 
     LinuxBootConfigurator::write_bootparams::<GuestMemory>(
         &BootParams::new(&params, ZERO_PAGE),

@@ -1,8 +1,7 @@
 //! Everything the guest finds in memory before its first instruction: the kernel, the
-//! initramfs, the command line, the zero page with the e820 map, and the MP tables.
+//! initramfs, the command line, and the zero page with the e820 map and the RSDP's
+//! address (the ACPI tables themselves are `crate::acpi`'s).
 
 mod linux;
-mod mptable;
 
 pub use linux::{load_linux, BootError, LoadedKernel};
-pub use mptable::{write_mptable, MpTableError, PciInterrupt, MAX_MPTABLE_CPUS};

@@ -85,6 +85,20 @@ impl PauseControl {
         self.lock().threads.push(me);
     }
 
+    /// Called by a vCPU thread whose vCPU stopped for good (the guest powered off, reset
+    /// or failed): from now on it counts as parked and is no longer kicked.
+    pub fn retire_current_thread(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let mut state = self.lock();
+        // SAFETY: pthread_equal compares two thread handles of this process.
+        state
+            .threads
+            .retain(|&t| unsafe { libc::pthread_equal(t, me) } == 0);
+        state.parked += 1;
+        self.changed.notify_all();
+    }
+
     /// Called by a vCPU thread before each KVM_RUN: parks while a pause is wanted.
     pub fn checkpoint(&self, vcpu: &VcpuFd) {
         if !self.want_paused.load(Ordering::Acquire) {

@@ -209,6 +209,7 @@ impl Vcpu {
                 VcpuExit::IoOut(port, data) => match bus.write(port, data) {
                     PioAction::Continue => continue,
                     PioAction::Reset => return VcpuStop::Reset,
+                    PioAction::Poweroff => return VcpuStop::Poweroff,
                 },
                 VcpuExit::MmioRead(addr, data) => {
                     mmio.read(addr, data);

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 use super::devices::Slots;
 use super::MachineError;
 use crate::api::DisplayControl;
-use crate::boot::PciInterrupt;
 use crate::display::qxl::QxlScreen;
 use crate::display::vnc::VncServer;
 use crate::display::{DisplaySource, InputSink};
 use crate::options::DisplaySpec;
 use crate::pci::qxl::{plug_qxl, QxlBars};
+use crate::pci::PciInterrupt;
 use crate::pci::{DeviceMemoryMapper, InterruptController};
 use crate::pio_bus::IoPortRegions;
 

@@ -19,14 +19,16 @@ use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiError};
 use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
 use serde_json::json;
 
+use crate::acpi::{write_tables, AcpiError, AcpiPlatform, MAX_VCPUS};
 use crate::api::{ApiError, ApiServer, ApiState};
-use crate::boot::{load_linux, write_mptable, BootError, MpTableError, MAX_MPTABLE_CPUS};
+use crate::boot::{load_linux, BootError};
 use crate::kvm::{KvmVm, PauseControl, PauseError, VcpuError, VcpuStop, VmError};
+use crate::layout::{GED_GSI, PCI_ECAM_SIZE, PCI_ECAM_START};
 use crate::memory::{self, MemoryError, MemoryOptions};
 use crate::mmio_bus::MmioBus;
 use crate::options::DiskSpec;
 use crate::pci::virtio::{VirtioPciError, VirtioPciServices};
-use crate::pci::{BarAllocator, PciConfigIo, PciHostBridge, PciRootBus};
+use crate::pci::{BarAllocator, PciConfigIo, PciEcam, PciHostBridge, PciRootBus};
 use crate::pio_bus::{ConsoleSink, IoPortRegions, PortIoBus};
 use crate::placement::{allowed_cpus, cpu_list_string, plan, Placement, PlacementError};
 use crate::seccomp::{self, SeccompError, SeccompMode, SeccompPolicy, ThreadKind};
@@ -61,6 +63,8 @@ pub struct MachineConfig {
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
     pub poll_us: u64,
+    /// How long a graceful shutdown waits for the guest to power off.
+    pub shutdown_timeout: std::time::Duration,
     /// How the VMM's threads are confined (seccomp).
     pub seccomp: SeccompMode,
 }
@@ -69,15 +73,19 @@ pub struct MachineConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestExit {
     Reset,
+    /// The guest powered off (by itself, or after the power button): disks flushed.
     Poweroff,
-    /// An orderly shutdown (the API's `shutdown`, SIGTERM): disks flushed.
+    /// Stopped by force, in order (`shutdown --force`, a second SIGTERM): disks flushed.
     Shutdown,
+    /// The power button was pressed and the guest did not power off within the shutdown
+    /// timeout; then stopped by force, in order.
+    ShutdownTimedOut,
 }
 
-/// Why the machine stops: a vCPU's report, or an orderly shutdown that is done.
+/// Why the machine stops: a vCPU's report, or a shutdown that is done.
 pub(crate) enum MachineStop {
     Vcpu(VcpuStop),
-    Shutdown,
+    Finished(GuestExit),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +97,7 @@ pub enum MachineError {
     #[error(transparent)]
     Boot(#[from] BootError),
     #[error(transparent)]
-    MpTable(#[from] MpTableError),
+    Acpi(#[from] AcpiError),
     #[error("--cpus must be between 1 and {max} (got {got})")]
     CpuCount { got: usize, max: usize },
     #[error("cannot set up the serial interrupt: {0}")]
@@ -148,6 +156,16 @@ pub enum MachineError {
     NoBarSpace(String),
     #[error("--display: {0}")]
     Display(String),
+    #[error("cannot map the PCI Express configuration window: {0}")]
+    Ecam(String),
+}
+
+impl MachineError {
+    /// Whether the user asked for something impossible (exit status 2, as for a
+    /// malformed flag) rather than the host or the guest failing.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, MachineError::CpuCount { .. })
+    }
 }
 
 impl MachineConfig {
@@ -164,10 +182,10 @@ impl MachineConfig {
                 source,
             })?;
         }
-        if self.cpus == 0 || self.cpus > MAX_MPTABLE_CPUS {
+        if self.cpus == 0 || self.cpus > MAX_VCPUS {
             return Err(MachineError::CpuCount {
                 got: self.cpus.into(),
-                max: MAX_MPTABLE_CPUS.into(),
+                max: MAX_VCPUS.into(),
             });
         }
         memory::check(self.memory_bytes, &self.memory_options)?;
@@ -238,7 +256,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     // Built before the first thread starts: each installs its own filter from it.
     seccomp::set_process_policy(SeccompPolicy::new(config.seccomp)?);
     let vm = KvmVm::create()?;
-    let max = vm.max_vcpus().min(usize::from(MAX_MPTABLE_CPUS));
+    let max = vm.max_vcpus().min(usize::from(MAX_VCPUS));
     if config.cpus == 0 || usize::from(config.cpus) > max {
         return Err(MachineError::CpuCount {
             got: config.cpus.into(),
@@ -257,6 +275,8 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     )?;
     let serial_irq = IrqEvent::new()?;
     vm.bind_irqfd(serial_irq.eventfd(), COM1_GSI)?;
+    let power_button = IrqEvent::new()?;
+    vm.bind_irqfd(power_button.eventfd(), GED_GSI)?;
     let mut root = PciRootBus::new();
     root.add(Box::new(PciHostBridge::new()));
     let mmio = Arc::new(MmioBus::new());
@@ -303,7 +323,19 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     if let Some(display) = &display {
         plugged.info.push(display.info.clone());
     }
-    write_mptable(&mem, config.cpus, &pci_interrupts)?;
+    write_tables(
+        &mem,
+        &AcpiPlatform {
+            cpus: config.cpus,
+            pci_interrupts: &pci_interrupts,
+        },
+    )?;
+    let pci_config = PciConfigIo::new(root);
+    let ecam = mmio.register(Arc::new(std::sync::Mutex::new(PciEcam::new(
+        pci_config.bus(),
+    ))));
+    mmio.map(ecam, PCI_ECAM_START, PCI_ECAM_SIZE)
+        .map_err(|e| MachineError::Ecam(e.to_string()))?;
     let (stops, stopped) = mpsc::channel();
     let orderly = Arc::new(shutdown::OrderlyShutdown {
         pause: Arc::clone(&pause),
@@ -312,7 +344,20 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         disk_paths: plugged.disk_paths.clone(),
         stops: stops.clone(),
     });
-    shutdown::spawn_sigterm_handler(Arc::clone(&orderly)).map_err(MachineError::Thread)?;
+    let (shutdown_requests, shutdown_inbox) = mpsc::channel();
+    shutdown::spawn_shutdown_thread(
+        Arc::clone(&orderly),
+        power_button,
+        shutdown_inbox,
+        config.shutdown_timeout,
+    )
+    .map_err(MachineError::Thread)?;
+    shutdown::spawn_sigterm_handler(shutdown_requests.clone()).map_err(MachineError::Thread)?;
+    let shutdown_control = Arc::new(shutdown::ShutdownControl {
+        orderly,
+        requests: shutdown_requests.clone(),
+        timeout: config.shutdown_timeout,
+    });
     let _api = match &config.api_socket {
         Some(path) => {
             let info = json!({
@@ -330,7 +375,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 low_priority: Some(low_priority),
                 info,
                 pause: Some(Arc::clone(&pause)),
-                shutdown: Some(orderly),
+                shutdown: Some(shutdown_control),
                 balloon: plugged.balloon.clone(),
                 display: display.as_ref().map(|d| d.control.clone()),
             };
@@ -340,7 +385,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     };
     let bus = Arc::new(PortIoBus::with_pci_io(
         SerialPort::new(serial_irq, console),
-        PciConfigIo::new(root),
+        pci_config,
         pci_ports,
     ));
 
@@ -374,6 +419,9 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 }
                 seccomp::confine(ThreadKind::Vcpu);
                 let stop = vcpu.run(&bus, &mmio, &pause);
+                // A vCPU that stopped counts as parked: a pause (the orderly stop after a
+                // poweroff) need not wait for it.
+                pause.retire_current_thread();
                 let _ = stops.send(MachineStop::Vcpu(stop));
             })
             .map_err(MachineError::Thread)?;
@@ -384,13 +432,24 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     }
 
     seccomp::confine(ThreadKind::Main);
-    // The first stop decides the outcome; the caller then exits the process, which ends the
-    // other vCPU threads with it.
-    match stopped.recv() {
-        Ok(MachineStop::Vcpu(VcpuStop::Reset)) => Ok(GuestExit::Reset),
-        Ok(MachineStop::Vcpu(VcpuStop::Poweroff)) => Ok(GuestExit::Poweroff),
-        Ok(MachineStop::Vcpu(VcpuStop::Failed(err))) => Err(err.into()),
-        Ok(MachineStop::Shutdown) => Ok(GuestExit::Shutdown),
-        Err(_) => Err(MachineError::VcpusVanished),
+    // The first stop decides the outcome, but a poweroff first flushes the disks on the
+    // shutdown thread; the caller then exits the process, which ends the other vCPU
+    // threads with it.
+    loop {
+        match stopped.recv() {
+            Ok(MachineStop::Vcpu(VcpuStop::Poweroff)) => {
+                info!("the guest powered off; flushing the disks");
+                if shutdown_requests
+                    .send(shutdown::ShutdownRequest::GuestPoweredOff)
+                    .is_err()
+                {
+                    return Ok(GuestExit::Poweroff);
+                }
+            }
+            Ok(MachineStop::Vcpu(VcpuStop::Reset)) => return Ok(GuestExit::Reset),
+            Ok(MachineStop::Vcpu(VcpuStop::Failed(err))) => return Err(err.into()),
+            Ok(MachineStop::Finished(exit)) => return Ok(exit),
+            Err(_) => return Err(MachineError::VcpusVanished),
+        }
     }
 }

@@ -1,17 +1,24 @@
-//! Orderly shutdown, from the API's `shutdown` or SIGTERM: the vCPUs stop, the disks'
-//! requests in flight complete, every writable disk is flushed, then the VMM exits.
+//! How a machine ends in order.
+//!
+//! - The guest powers off (ACPI S5): the vCPUs stop, the disks' requests in flight
+//!   complete, every writable disk is flushed, then the VMM exits 0.
+//! - Graceful shutdown (the API's `shutdown`, SIGTERM): the ACPI power button is pressed
+//!   and the guest shuts itself down, ending as above. If it has not powered off within
+//!   the shutdown timeout, the forced stop follows.
+//! - Forced stop (`shutdown --force`, a second SIGTERM, the timeout): the same pause,
+//!   drain and flush without asking the guest.
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use ringvisor_io::ReactorSet;
+use ringvisor_io::{IrqEvent, ReactorSet};
 use serde_json::{json, Value};
 
-use super::MachineStop;
+use super::{GuestExit, MachineStop};
 use crate::api::ShutdownHook;
 use crate::kvm::PauseControl;
 
@@ -49,8 +56,9 @@ impl OrderlyShutdown {
     }
 }
 
-impl ShutdownHook for OrderlyShutdown {
-    fn prepare(&self) -> Result<Value, String> {
+impl OrderlyShutdown {
+    /// Stops the guest, lets its disk I/O finish and makes every disk durable.
+    fn stop_and_flush(&self) -> Result<Value, String> {
         if !self.pause.is_paused() {
             self.pause
                 .pause(PAUSE_TIMEOUT)
@@ -90,9 +98,100 @@ impl ShutdownHook for OrderlyShutdown {
         }))
     }
 
-    fn finish(&self) {
-        let _ = self.stops.send(MachineStop::Shutdown);
+    /// Stops in order and tells the main thread how the machine ended; a failure to
+    /// flush is logged and the machine ends anyway (there is nothing left to retry with).
+    fn finish_with(&self, exit: GuestExit) {
+        if let Err(e) = self.stop_and_flush() {
+            warn!("orderly shutdown failed: {e}; exiting anyway");
+        }
+        let _ = self.stops.send(MachineStop::Finished(exit));
     }
+}
+
+/// What the shutdown thread is asked to do.
+pub(super) enum ShutdownRequest {
+    /// Press the power button; stop by force if the guest has not powered off in time.
+    PowerButton,
+    /// Stop now, without asking the guest.
+    Force,
+    /// The guest powered off: flush and end.
+    GuestPoweredOff,
+}
+
+/// The API's and the signal thread's handle on the shutdown thread.
+pub(super) struct ShutdownControl {
+    pub orderly: Arc<OrderlyShutdown>,
+    pub requests: Sender<ShutdownRequest>,
+    pub timeout: Duration,
+}
+
+impl ShutdownHook for ShutdownControl {
+    fn press_power_button(&self) -> Result<Value, String> {
+        self.requests
+            .send(ShutdownRequest::PowerButton)
+            .map_err(|_| "the machine is already stopping".to_string())?;
+        Ok(json!({
+            "power_button": "pressed",
+            "timeout_s": self.timeout.as_secs_f64(),
+        }))
+    }
+
+    fn prepare(&self) -> Result<Value, String> {
+        self.orderly.stop_and_flush()
+    }
+
+    fn finish(&self) {
+        let _ = self
+            .orderly
+            .stops
+            .send(MachineStop::Finished(GuestExit::Shutdown));
+    }
+}
+
+/// The thread that carries out shutdown requests: presses the power button, waits for
+/// the guest up to `timeout`, stops in order.
+pub(super) fn spawn_shutdown_thread(
+    orderly: Arc<OrderlyShutdown>,
+    power_button: IrqEvent,
+    requests: Receiver<ShutdownRequest>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || {
+            crate::seccomp::confine(crate::seccomp::ThreadKind::Signals);
+            let mut deadline: Option<Instant> = None;
+            loop {
+                let request = match deadline {
+                    None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(at) => requests.recv_timeout(at.saturating_duration_since(Instant::now())),
+                };
+                match request {
+                    Ok(ShutdownRequest::PowerButton) => {
+                        if let Err(e) = power_button.signal() {
+                            warn!("cannot press the power button: {e}");
+                        }
+                        info!("power button pressed; the guest has {timeout:?} to power off");
+                        deadline.get_or_insert_with(|| Instant::now() + timeout);
+                    }
+                    Ok(ShutdownRequest::Force) => {
+                        info!("stopping the guest by force, in order");
+                        return orderly.finish_with(GuestExit::Shutdown);
+                    }
+                    Ok(ShutdownRequest::GuestPoweredOff) => {
+                        return orderly.finish_with(GuestExit::Poweroff);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        warn!(
+                            "the guest did not power off within {timeout:?}; stopping it by force"
+                        );
+                        return orderly.finish_with(GuestExit::ShutdownTimedOut);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })
+        .map(drop)
 }
 
 /// Blocks SIGTERM in the calling thread, and so in every thread it starts afterwards:
@@ -108,28 +207,38 @@ pub(super) fn block_sigterm() {
     }
 }
 
-/// A thread that waits for SIGTERM and shuts the machine down in order.
-pub(super) fn spawn_sigterm_handler(hook: Arc<OrderlyShutdown>) -> std::io::Result<()> {
+/// A thread that waits for SIGTERM: the first presses the power button, the next forces
+/// the stop.
+pub(super) fn spawn_sigterm_handler(requests: Sender<ShutdownRequest>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sigterm".into())
         .spawn(move || {
             crate::seccomp::confine(crate::seccomp::ThreadKind::Signals);
-            // SAFETY: as in block_sigterm; sigwait stores the signal number it took.
-            let taken = unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGTERM);
-                let mut signal = 0;
-                libc::sigwait(&set, &mut signal) == 0
-            };
-            if !taken {
-                return;
+            let mut request = ShutdownRequest::PowerButton;
+            loop {
+                // SAFETY: as in block_sigterm; sigwait stores the signal number it took.
+                let taken = unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGTERM);
+                    let mut signal = 0;
+                    libc::sigwait(&set, &mut signal) == 0
+                };
+                if !taken {
+                    return;
+                }
+                info!(
+                    "SIGTERM: {}",
+                    match request {
+                        ShutdownRequest::PowerButton => "pressing the power button",
+                        _ => "stopping by force, in order",
+                    }
+                );
+                if requests.send(request).is_err() {
+                    return;
+                }
+                request = ShutdownRequest::Force;
             }
-            info!("SIGTERM: shutting down in order");
-            if let Err(e) = hook.prepare() {
-                warn!("orderly shutdown failed: {e}; exiting anyway");
-            }
-            hook.finish();
         })
         .map(drop)
 }

@@ -1,9 +1,10 @@
 //! Firmware's job for BARs: give each one an address in the 32-bit MMIO hole at creation.
 //!
-//! With MP tables and no ACPI, Linux keeps the addresses it finds in BARs with decoding
-//! enabled, so the VMM assigns them once and the guest never has to.
+//! Linux keeps the addresses it finds in BARs with decoding enabled when they lie inside
+//! the host bridge's windows (the DSDT's `_CRS`), so the VMM assigns them once and the
+//! guest never has to.
 
-use crate::layout::{IOAPIC_ADDR, MMIO_HOLE_START};
+use crate::layout::{PCI_MMIO_END, PCI_MMIO_START};
 
 /// Bump allocator over `[start, end)`, naturally aligning every BAR to its size.
 #[derive(Debug, Clone)]
@@ -13,10 +14,10 @@ pub struct BarAllocator {
 }
 
 impl Default for BarAllocator {
-    /// The hole from 0xC000_0000 up to the IOAPIC: everything above (IOAPIC, local APIC,
-    /// KVM's TSS pages) is not for BARs.
+    /// The hole from 0xC000_0000 up to the ECAM: everything above (ECAM, IOAPIC, local
+    /// APIC, KVM's TSS pages) is not for BARs. The ACPI tables describe the same window.
     fn default() -> Self {
-        Self::new(MMIO_HOLE_START, u64::from(IOAPIC_ADDR))
+        Self::new(PCI_MMIO_START, PCI_MMIO_END)
     }
 }
 
@@ -51,7 +52,7 @@ mod tests {
         assert_eq!(bars.allocate(0x1000), Some(0xc001_0000));
         assert_eq!(bars.allocate(0x1_0000), Some(0xc002_0000));
         assert_eq!(bars.allocate(0x3000), None);
-        assert_eq!(bars.allocate(0x4000_0000), None, "would cross the IOAPIC");
+        assert_eq!(bars.allocate(0x4000_0000), None, "would cross the ECAM");
         let mut small = BarAllocator::new(0x1000, 0x3000);
         assert_eq!(small.allocate(0x1000), Some(0x1000));
         assert_eq!(small.allocate(0x1000), Some(0x2000));

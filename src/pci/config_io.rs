@@ -1,7 +1,9 @@
 //! PCI configuration mechanism #1: a 32-bit address register at 0xCF8 selects
 //! bus/device/function/register, and 0xCFC..0xCFF move the data.
 
-use super::{PciRootBus, PCI_SLOTS};
+use std::sync::{Arc, Mutex};
+
+use super::{lock_bus, PciRootBus, SharedPciRootBus, PCI_SLOTS};
 
 pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
 pub const PCI_CONFIG_IO_PORT_COUNT: u16 = 8;
@@ -11,18 +13,27 @@ const DATA_OFFSET: u16 = 4;
 
 pub struct PciConfigIo {
     address: u32,
-    bus: PciRootBus,
+    bus: SharedPciRootBus,
 }
 
 /// Which function and register an enabled address selects (bus 0 only: no bridges).
 struct Selection {
     slot: usize,
+    function: u32,
     register: usize,
 }
 
 impl PciConfigIo {
     pub fn new(bus: PciRootBus) -> Self {
-        Self { address: 0, bus }
+        Self {
+            address: 0,
+            bus: Arc::new(Mutex::new(bus)),
+        }
+    }
+
+    /// The bus, for the ECAM to reach the same functions.
+    pub fn bus(&self) -> SharedPciRootBus {
+        Arc::clone(&self.bus)
     }
 
     fn selection(&self) -> Option<Selection> {
@@ -33,7 +44,11 @@ impl PciConfigIo {
         let slot = ((self.address >> 11) & 0x1f) as usize;
         let function = (self.address >> 8) & 0x7;
         let register = ((self.address >> 2) & 0x3f) as usize;
-        (bus == 0 && function == 0 && slot < PCI_SLOTS).then_some(Selection { slot, register })
+        (bus == 0 && slot < PCI_SLOTS).then_some(Selection {
+            slot,
+            function,
+            register,
+        })
     }
 
     /// Port read at `offset` from 0xCF8; `data` is 1, 2 or 4 bytes.
@@ -42,10 +57,7 @@ impl PciConfigIo {
             0 if data.len() == 4 => self.address,
             DATA_OFFSET..=7 => self
                 .selection()
-                .and_then(|sel| {
-                    let function = self.bus.function(sel.slot)?;
-                    Some(function.read_config_register(sel.register))
-                })
+                .map(|sel| lock_bus(&self.bus).read_config(sel.slot, sel.function, sel.register))
                 .unwrap_or(0xffff_ffff),
             _ => 0xffff_ffff,
         };
@@ -73,9 +85,13 @@ impl PciConfigIo {
                     return;
                 };
                 let byte_offset = (offset - DATA_OFFSET) as u8;
-                if let Some(function) = self.bus.function_mut(sel.slot) {
-                    function.write_config_register(sel.register, byte_offset, data);
-                }
+                lock_bus(&self.bus).write_config(
+                    sel.slot,
+                    sel.function,
+                    sel.register,
+                    byte_offset,
+                    data,
+                );
             }
             _ => {}
         }

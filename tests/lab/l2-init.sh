@@ -44,6 +44,15 @@ echo "L2: clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current
 echo "L2: kvmclock_msrs=$(dmesg | grep -c "kvm-clock: Using msrs 4b564d01 and 4b564d00")"
 echo "L2: pci=$(pci_list)"
 echo "L2: cmdline=$(cat /proc/cmdline)"
+# ACPI as the guest sees it: the tables it found, and every ACPI error or warning the
+# kernel logged (a VMM's tables should cause none).
+echo "L2: acpi tables=$(ls /sys/firmware/acpi/tables 2>/dev/null | grep -v '^dynamic$\|^data$' | tr '\n' ' ')"
+acpi_complaints=$(dmesg | grep -iE 'ACPI.*(error|warning)|ACPI BIOS' )
+echo "L2: acpi complaints=$(printf '%s' "$acpi_complaints" | grep -c .)"
+[ -n "$acpi_complaints" ] && printf '%s\n' "$acpi_complaints" | sed 's/^/L2: acpi complaint: /'
+echo "L2: acpi power_button=$(grep -l 'Power Button' /sys/class/input/*/name 2>/dev/null | wc -l) ecam=$(dmesg | grep -c 'MMCONFIG.*reserved')"
+# The power button: busybox acpid runs /etc/acpi/PWRF/00000080 (a poweroff) on a press.
+acpid -c /etc/acpi -l /tmp/acpid.log
 
 # rv.test=NAME[,NAME] selects /l2-tests/NAME.sh (tests/lab/l2-tests/ in the repository).
 test_name=
@@ -74,9 +83,8 @@ if [ -n "$shell" ]; then
 fi
 
 echo "L2: done uptime=$(cut -d" " -f1 /proc/uptime)"
-# No ACPI in the ringvisor guest: the reset goes through the i8042 (reboot=k), on which
-# the VMM exits, as QEMU does with -no-reboot.
-reboot -f
-# Not reached unless the reset failed; exiting /init then panics (panic=-1 resets too).
+# ACPI S5: ringvisor and QEMU exit once the guest has powered off.
+poweroff -f
+# Not reached unless the poweroff failed; exiting /init then panics (panic=-1 resets).
 sleep 5
 exit 1

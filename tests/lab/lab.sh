@@ -29,8 +29,10 @@ CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 
 # The host gets only tools and libraries from Debian: busybox, fio and iperf3 go into the
 # images, kmod/cpio/gzip/zstd/xz build them; chromium renders the fio suite's HTML report
-# for its check. Kernels and QEMU are never installed on the host: see "sources" below.
-HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils chromium)
+# for its check; acpica-tools (iasl) disassembles ringvisor's ACPI tables for theirs.
+# Kernels and QEMU are never installed on the host: see "sources" below.
+HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils chromium
+  acpica-tools)
 # Packages whose files end up in the images: their versions are part of the cache key.
 IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils)
 
@@ -52,8 +54,10 @@ case $LAB_L1_CPUS in [1-9]) ;; *) echo "lab: RINGVISOR_LAB_L1_CPUS is a count of
 case $LAB_TCG_THREAD in single | multi) ;; *) echo "lab: RINGVISOR_LAB_TCG_THREAD is single or multi, not '$LAB_TCG_THREAD'" >&2; exit 2 ;; esac
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
+# button (the ACPI power button) and evdev (its /dev/input node, which busybox acpid
+# reads) make `ringvisor ctl shutdown` reach the guest.
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
-  virtio_balloon qxl virtio_input ptp_kvm)
+  virtio_balloon qxl virtio_input ptp_kvm evdev button)
 # L1 needs KVM (nested SVM on the emulated EPYC), TUN for L1<->L2 networking and vhost-net
 # for the reference VMM's kernel fast path.
 L1_MODULES=(irqbypass kvm kvm-amd tun vhost_net virtio_pci virtio_blk)
@@ -226,6 +230,8 @@ build_l2() {
   install_modules "$root" "$CACHE/roots/l2-kernel" "$kver" "${L2_MODULES[@]}"
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
+  # busybox acpid runs /etc/acpi/PWRF/00000080 when the power button is pressed.
+  install -D -m 0755 "$LAB_DIR/l2-power-button.sh" "$root/etc/acpi/PWRF/00000080"
   mkdir -p "$root/l2-tests"
   for t in "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$t" ] && install -m 0755 "$t" "$root/l2-tests/"
@@ -263,7 +269,7 @@ stamp_inputs() {
   for p in "${IMAGE_PACKAGES[@]}"; do
     printf 'pkg %s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"
   done
-  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/sources.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR"/l2-tests/*.sh; do
+  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/sources.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR/l2-power-button.sh" "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$f" ] && printf 'file %s %s\n' "${f#"$LAB_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
   done
   # Building as non-root gives images without /dev/console.

@@ -1,9 +1,11 @@
 //! Legacy PC devices reached through port I/O.
 
+pub mod acpi_pm;
 mod i8042;
 mod rtc;
 mod serial;
 
+pub use acpi_pm::{AcpiPmRegisters, PlatformRequest};
 pub use i8042::{I8042ResetLine, I8042_PORT_COUNT};
 pub use rtc::{CmosRtc, RTC_PORT_COUNT};
 pub use serial::{SerialPort, SERIAL_PORT_COUNT};

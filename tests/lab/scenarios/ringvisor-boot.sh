@@ -105,8 +105,9 @@ balloon_settle() { # balloon_settle SIZE BYTES: set the target, wait until the g
   wait_event shutdown 3000
   ringvisor ctl --socket /tmp/rv.sock stats >/tmp/api-stats-end.json 2>&1
   echo "L1: api lowprio reactors=$(grep -c '"low_priority_reactors"' /tmp/api-stats-end.json) console_queues=$(grep -c '"console0/q' /tmp/api-stats-end.json) balloon_queues=$(grep -c '"balloon0/q' /tmp/api-stats-end.json)"
+  # Graceful: the power button; L2's acpid powers it off, ringvisor flushes and exits 0.
   ringvisor ctl --socket /tmp/rv.sock shutdown >/tmp/api-shutdown.out 2>&1
-  echo "L1: api shutdown exit=$? flushed=$(grep -c '\.img"' /tmp/api-shutdown.out)"
+  echo "L1: api shutdown exit=$? pressed=$(grep -c '"pressed"' /tmp/api-shutdown.out)"
 ) >>/tmp/l1-facts.log 2>&1 &
 lowprio_pid=$!
 
@@ -185,6 +186,10 @@ ringvisor run --kernel /l2/initramfs.cpio.gz >/tmp/neg.out 2>&1
 echo "L1: negative not-bzimage exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --cpus 255 >/tmp/neg.out 2>&1
 echo "L1: negative too-many-cpus exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+ringvisor run --kernel /l2/vmlinuz --cpus 0 >/tmp/neg.out 2>&1
+echo "L1: negative zero-cpus exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
+ringvisor run --kernel /l2/vmlinuz --shutdown-timeout soon >/tmp/neg.out 2>&1
+echo "L1: negative shutdown-timeout exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --memory 0 >/tmp/neg.out 2>&1
 echo "L1: negative zero-memory exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 ringvisor run --kernel /l2/vmlinuz --disk path=/nonexistent.img >/tmp/neg.out 2>&1
