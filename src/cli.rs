@@ -17,7 +17,7 @@ use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::NetConfig;
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
 
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=1";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -204,6 +204,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_timeout: u64,
 
+    /// A guest reset (`reboot`, a triple fault) ends ringvisor with status 0, after the
+    /// disks are flushed, instead of rebooting the guest in place (QEMU's -no-reboot).
+    /// A triple fault is then a failure (status 1, with the vCPU that faulted).
+    #[arg(long)]
+    pub no_reboot: bool,
+
     /// Confine each VMM thread to the system calls its kind needs (seccomp-bpf): on (a
     /// call off the list stops the VMM with a report naming the thread and the call), log
     /// (allowed, left to the kernel's audit log where audit is enabled) or off.
@@ -239,6 +245,7 @@ impl RunArgs {
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
+            no_reboot: self.no_reboot,
             seccomp: self.seccomp,
         }
     }

@@ -2,7 +2,9 @@
 
 use log::debug;
 use vm_memory::mmap::MmapRegionBuilder;
-use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
 
 use crate::layout::{
     EBDA_START, HIMEM_START, MMIO_HOLE_END, MMIO_HOLE_START, PCI_ECAM_SIZE, PCI_ECAM_START,
@@ -52,6 +54,8 @@ pub enum MemoryError {
         free: u64,
         total: u64,
     },
+    #[error("cannot fault guest memory back in after clearing it: {0}")]
+    Refault(#[source] std::io::Error),
 }
 
 /// The huge page sizes guest RAM can come from (x86_64).
@@ -230,6 +234,40 @@ pub fn allocate_with(size: u64, options: &MemoryOptions) -> Result<GuestMemory, 
         regions.push(region);
     }
     GuestMemoryMmap::from_regions(regions).map_err(|source| MemoryError::Layout { size, source })
+}
+
+/// Zeroes all guest RAM (a reboot: the next kernel finds nothing of the last one) by
+/// handing its pages back to the host: MADV_DONTNEED on a private mapping (the next touch
+/// maps a zero page), MADV_REMOVE on a shared one (whose pages would otherwise live on in
+/// the shared memory object). Where the kernel refuses (hugetlb before Linux 5.18), the
+/// pages are written with zeros. Prefaulted RAM is faulted in again.
+pub fn clear(mem: &GuestMemory, options: &MemoryOptions) -> Result<(), MemoryError> {
+    let advice = if options.shared {
+        libc::MADV_REMOVE
+    } else {
+        libc::MADV_DONTNEED
+    };
+    for region in mem.iter() {
+        let Ok(host) = region.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
+            continue;
+        };
+        let len = region.len() as usize;
+        // SAFETY: `host..host + len` is one whole mapping made by `allocate_with` and never
+        // unmapped; the vCPUs are stopped and no device has a request in flight, so
+        // nothing reads or writes guest RAM while its pages are dropped.
+        if unsafe { libc::madvise(host.cast(), len, advice) } != 0 {
+            debug!(
+                "madvise on guest RAM refused ({}); writing zeros",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: as above; the range is read/write memory of this process.
+            unsafe { std::ptr::write_bytes(host, 0, len) };
+        }
+        if options.prefault {
+            populate(host, len).map_err(MemoryError::Refault)?;
+        }
+    }
+    Ok(())
 }
 
 /// Maps `len` bytes of anonymous memory (`flags`) at a `RAM_ALIGNMENT`-aligned address.
@@ -459,6 +497,46 @@ mod tests {
         };
         let eager = allocate_with(MIN_MEMORY_BYTES, &options).unwrap();
         assert_eq!(resident_pages(&eager, size), size / 4096);
+    }
+
+    #[test]
+    fn clear_zeroes_every_region_and_gives_the_pages_back() {
+        let size = MIN_MEMORY_BYTES as usize;
+        for options in [
+            MemoryOptions::default(),
+            MemoryOptions {
+                shared: true,
+                ..MemoryOptions::default()
+            },
+            MemoryOptions {
+                prefault: true,
+                ..MemoryOptions::default()
+            },
+        ] {
+            let mem = allocate_with(MIN_MEMORY_BYTES, &options).unwrap();
+            let last = GuestAddress(MIN_MEMORY_BYTES - 8);
+            for addr in [GuestAddress(0), GuestAddress(0x10_0000), last] {
+                mem.write_obj(0xdead_beef_u64, addr).unwrap();
+            }
+            clear(&mem, &options).unwrap();
+            for addr in [GuestAddress(0), GuestAddress(0x10_0000), last] {
+                assert_eq!(
+                    mem.read_obj::<u64>(addr).unwrap(),
+                    0,
+                    "{options:?} {addr:?}"
+                );
+            }
+            let resident = resident_pages(&mem, size);
+            if options.prefault {
+                assert_eq!(resident, size / 4096, "faulted back in");
+            } else {
+                // Reading three words back faulted in at most three (huge) pages.
+                assert!(
+                    resident <= 3 * 512,
+                    "{options:?}: {resident} pages resident"
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ringvisor_devices::legacy::acpi_pm::PM_REGISTER_COUNT;
+use ringvisor_devices::legacy::reset_control::RESET_CONTROL_PORT;
 use ringvisor_devices::legacy::{
-    AcpiPmRegisters, CmosRtc, I8042ResetLine, PlatformRequest, SerialPort, I8042_PORT_COUNT,
+    AcpiPmRegisters, CmosRtc, I8042ResetLine, ResetControl, SerialPort, I8042_PORT_COUNT,
     RTC_PORT_COUNT, SERIAL_PORT_COUNT,
 };
 
@@ -84,6 +85,7 @@ pub struct PortIoBus {
     i8042: Mutex<I8042ResetLine>,
     rtc: Mutex<CmosRtc>,
     acpi_pm: Mutex<AcpiPmRegisters>,
+    reset_control: Mutex<ResetControl>,
     pci: Mutex<PciConfigIo>,
     pci_io: Arc<IoPortRegions>,
 }
@@ -116,6 +118,7 @@ impl PortIoBus {
             i8042: Mutex::new(I8042ResetLine::new()),
             rtc: Mutex::new(CmosRtc::new()),
             acpi_pm: Mutex::new(AcpiPmRegisters::new()),
+            reset_control: Mutex::new(ResetControl::new()),
             pci: Mutex::new(pci),
             pci_io,
         }
@@ -139,6 +142,8 @@ impl PortIoBus {
             if let Some(first) = data.first_mut() {
                 *first = lock(&self.acpi_pm).read(offset);
             }
+        } else if port == RESET_CONTROL_PORT && data.len() == 1 {
+            data[0] = lock(&self.reset_control).read();
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).read(offset, data);
         } else if let Some((offset, device)) = self.pci_io.lookup(port) {
@@ -162,10 +167,12 @@ impl PortIoBus {
         } else if let Some(offset) = within(port, RTC_PORT, RTC_PORT_COUNT) {
             lock(&self.rtc).write(offset, first);
         } else if let Some(offset) = within(port, ACPI_PM_PORT, PM_REGISTER_COUNT) {
-            match lock(&self.acpi_pm).write(offset, first) {
-                Some(PlatformRequest::Poweroff) => return PioAction::Poweroff,
-                Some(PlatformRequest::Reset) => return PioAction::Reset,
-                None => {}
+            if lock(&self.acpi_pm).write(offset, first) {
+                return PioAction::Poweroff;
+            }
+        } else if port == RESET_CONTROL_PORT && data.len() == 1 {
+            if lock(&self.reset_control).write(first) {
+                return PioAction::Reset;
             }
         } else if let Some(offset) = within(port, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_PORT_COUNT) {
             lock(&self.pci).write(offset, data);
@@ -230,9 +237,15 @@ mod tests {
         assert_eq!(status, [0x80], "RTC register D: valid time");
 
         assert_eq!(bus.write(I8042_PORT + 4, &[0xfe]), PioAction::Reset);
-        // The ACPI registers: S5 powers off, the reset register resets.
+        // The ACPI sleep registers: S5 powers off. The reset control register (the FADT's
+        // reset register) resets on a byte write; 32-bit accesses there are PCI's.
         assert_eq!(bus.write(ACPI_PM_PORT, &[0x34]), PioAction::Poweroff);
-        assert_eq!(bus.write(ACPI_PM_PORT + 2, &[0x01]), PioAction::Reset);
+        assert_eq!(
+            bus.write(0xcf8, &0x8000_0000u32.to_le_bytes()),
+            PioAction::Continue
+        );
+        assert_eq!(bus.write(0xcf9, &[0x02]), PioAction::Continue);
+        assert_eq!(bus.write(0xcf9, &[0x06]), PioAction::Reset);
         let mut wake = [0xffu8; 1];
         bus.read(ACPI_PM_PORT + 1, &mut wake);
         assert_eq!(wake, [0], "never woke");

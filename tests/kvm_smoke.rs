@@ -67,9 +67,32 @@ impl Write for SharedSink {
     }
 }
 
+/// RAM with `PROGRAM` at `CODE`, and a port bus whose serial output lands in the sink.
+fn program_machine(vm: &KvmVm) -> (GuestMemoryMmap<()>, PortIoBus, SharedSink) {
+    let mem: GuestMemoryMmap<()> =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
+    vm.map_memory(&mem).unwrap();
+    mem.write_slice(PROGRAM, GuestAddress(CODE)).unwrap();
+    let serial_irq = IrqEvent::new().unwrap();
+    vm.bind_irqfd(serial_irq.eventfd(), 4).unwrap();
+    let sink = SharedSink::default();
+    let mut root = PciRootBus::new();
+    root.add(Box::new(PciHostBridge::new()));
+    let bus = PortIoBus::new(
+        SerialPort::new(serial_irq, Box::new(sink.clone()) as ConsoleSink),
+        PciConfigIo::new(root),
+    );
+    (mem, bus, sink)
+}
+
 /// vCPU 0 in real mode with CS at 0, about to run the program at `CODE`.
 fn real_mode_vcpu(vm: &KvmVm) -> ringvisor::kvm::Vcpu {
     let vcpu = vm.create_vcpu(0, 1).unwrap();
+    point_at_program(&vcpu);
+    vcpu
+}
+
+fn point_at_program(vcpu: &ringvisor::kvm::Vcpu) {
     let mut sregs = vcpu.fd().get_sregs().unwrap();
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
@@ -78,7 +101,6 @@ fn real_mode_vcpu(vm: &KvmVm) -> ringvisor::kvm::Vcpu {
     regs.rip = CODE;
     regs.rflags = 2;
     vcpu.fd().set_regs(&regs).unwrap();
-    vcpu
 }
 
 fn open_vm() -> Option<KvmVm> {
@@ -95,11 +117,6 @@ fn open_vm() -> Option<KvmVm> {
 #[test]
 fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
     let Some(vm) = open_vm() else { return };
-    let mem: GuestMemoryMmap<()> =
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM_SIZE)]).unwrap();
-    vm.map_memory(&mem).unwrap();
-    mem.write_slice(PROGRAM, GuestAddress(CODE)).unwrap();
-
     let kick = EventFd::new(EFD_NONBLOCK).unwrap();
     vm.fd()
         .register_ioevent(
@@ -108,18 +125,8 @@ fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
             NoDatamatch,
         )
         .unwrap();
-    let serial_irq = IrqEvent::new().unwrap();
-    vm.bind_irqfd(serial_irq.eventfd(), 4).unwrap();
-
-    let sink = SharedSink::default();
-    let mut root = PciRootBus::new();
-    root.add(Box::new(PciHostBridge::new()));
-    let bus = PortIoBus::new(
-        SerialPort::new(serial_irq, Box::new(sink.clone()) as ConsoleSink),
-        PciConfigIo::new(root),
-    );
-
-    let vcpu = real_mode_vcpu(&vm);
+    let (mem, bus, sink) = program_machine(&vm);
+    let mut vcpu = real_mode_vcpu(&vm);
 
     let mmio = MmioBus::new();
     let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
@@ -138,6 +145,55 @@ fn real_mode_program_exercises_pio_pci_ioeventfd_mmio_and_reset() {
     let mmio_read: u8 = mem.read_obj(GuestAddress(RESULT + 4)).unwrap();
     assert_eq!(mmio_read, 0xff, "unclaimed MMIO reads float high");
     assert_eq!(kick.read().unwrap(), 1, "the kick landed on the ioeventfd");
+}
+
+/// A reboot's vCPU reset on this host's KVM: after the program ran to its reset, the
+/// vCPU goes back to its power-on state (reset vector, the MSRs a guest kernel registers
+/// with KVM cleared, the interrupt controllers as created) and runs the program again.
+#[test]
+fn vcpu_and_irqchip_go_back_to_power_on_and_run_again() {
+    use kvm_bindings::{kvm_msr_entry, Msrs};
+    let Some(vm) = open_vm() else { return };
+    let (_mem, bus, sink) = program_machine(&vm);
+    let mut vcpu = real_mode_vcpu(&vm);
+    let power_on_rip = {
+        // What reset_to_power_on must bring back: the reset vector KVM created it with.
+        let fresh = vm.create_vcpu(1, 2).unwrap();
+        fresh.reset_to_power_on().unwrap();
+        fresh.fd().get_regs().unwrap().rip
+    };
+    let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
+    let mmio = MmioBus::new();
+    // kvmclock, as a guest kernel registers it: a reboot must turn it off.
+    const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+    for round in 1..=2 {
+        let stop = vcpu.run(&bus, &mmio, &pause);
+        assert!(matches!(stop, VcpuStop::Reset), "round {round}: {stop:?}");
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_KVM_SYSTEM_TIME_NEW,
+            data: 0x7001,
+            ..Default::default()
+        }])
+        .unwrap();
+        let kvmclock_on = vcpu.fd().set_msrs(&msrs).unwrap() == 1;
+        vm.irqchip_power_on().restore(vm.fd()).unwrap();
+        vcpu.reset_to_power_on().unwrap();
+        assert_eq!(vcpu.fd().get_regs().unwrap().rip, power_on_rip);
+        if kvmclock_on {
+            assert_eq!(vcpu.fd().get_msrs(&mut msrs).unwrap(), 1);
+            assert_eq!(
+                msrs.as_slice()[0].data,
+                0,
+                "kvmclock left on across the reset"
+            );
+        }
+        point_at_program(&vcpu);
+    }
+    assert_eq!(
+        sink.0.lock().unwrap().as_slice(),
+        b"KK",
+        "the program ran twice"
+    );
 }
 
 #[test]
@@ -290,7 +346,7 @@ fn virtio_pci_bar_is_served_by_the_mmio_bus_and_its_doorbell_by_an_ioeventfd() {
         SerialPort::new(serial_irq, Box::new(SharedSink::default()) as ConsoleSink),
         PciConfigIo::new(root),
     );
-    let vcpu = real_mode_vcpu(&vm);
+    let mut vcpu = real_mode_vcpu(&vm);
 
     let (done, stopped) = mpsc::channel();
     let vcpu_mmio = Arc::clone(&mmio);
@@ -328,7 +384,7 @@ fn pause_stops_the_vcpu_and_resume_lets_it_go_on() {
         ),
         PciConfigIo::new(PciRootBus::new()),
     );
-    let vcpu = real_mode_vcpu(&vm);
+    let mut vcpu = real_mode_vcpu(&vm);
     let pause = PauseControl::new(vm.shared_fd(), 1).unwrap();
     let vcpu_pause = Arc::clone(&pause);
     // The loop never exits: the thread ends with the test process.

@@ -7,9 +7,10 @@
 //! and Firecracker's are. Fixed-function hardware would need PM1 event and control blocks,
 //! a PM timer and an SCI that stays asserted while a status bit is set: a level-triggered
 //! line held through an irqfd with resampling, an EOI round trip per event, registers
-//! Linux on a kvmclock guest does not otherwise use. Hardware-reduced needs three byte
-//! registers (sleep control, sleep status, reset:
-//! [`ringvisor_devices::legacy::AcpiPmRegisters`]) and a Generic Event Device whose
+//! Linux on a kvmclock guest does not otherwise use. Hardware-reduced needs two byte
+//! registers (sleep control and status: [`ringvisor_devices::legacy::AcpiPmRegisters`]),
+//! a reset register (the chipset's reset control at 0xCF9, which Linux also falls back to
+//! on a hardware-reduced machine without EFI) and a Generic Event Device whose
 //! edge-triggered interrupt is the power button.
 
 mod dsdt;
@@ -22,9 +23,8 @@ use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
-use ringvisor_devices::legacy::acpi_pm::{
-    RESET_OFFSET, RESET_VALUE, SLEEP_CONTROL_OFFSET, SLEEP_STATUS_OFFSET,
-};
+use ringvisor_devices::legacy::acpi_pm::{SLEEP_CONTROL_OFFSET, SLEEP_STATUS_OFFSET};
+use ringvisor_devices::legacy::reset_control::{RESET_CONTROL_HARD_RESET, RESET_CONTROL_PORT};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::layout::{ACPI_PM_PORT, ACPI_TABLES_END, ACPI_TABLES_START, PCI_ECAM_START};
@@ -136,8 +136,8 @@ pub fn build_tables(platform: &AcpiPlatform) -> Result<AcpiTables, AcpiError> {
         .flag(Flags::SlpButton)
         .preferred_pm_profile(PmProfile::EnterpriseServer);
     fadt.iapc_boot_arch = IAPC_LEGACY_DEVICES.into();
-    fadt.reset_reg = io_register(ACPI_PM_PORT + RESET_OFFSET);
-    fadt.reset_value = RESET_VALUE;
+    fadt.reset_reg = io_register(RESET_CONTROL_PORT);
+    fadt.reset_value = RESET_CONTROL_HARD_RESET;
     fadt.sleep_control_reg = io_register(ACPI_PM_PORT + SLEEP_CONTROL_OFFSET);
     fadt.sleep_status_reg = io_register(ACPI_PM_PORT + SLEEP_STATUS_OFFSET);
     let fadt_addr = placer.place(bytes_of(&fadt.finalize()));
@@ -169,6 +169,24 @@ pub fn build_tables(platform: &AcpiPlatform) -> Result<AcpiTables, AcpiError> {
         rsdp: rsdp_addr,
         tables,
     })
+}
+
+/// The kernel command line the guest gets: the user's, with `reboot=acpi` added when it
+/// names no reboot method. Since Linux 3.16 a hardware-reduced ACPI machine reboots
+/// through EFI by default, and a kernel booted without EFI (as ringvisor boots it) then
+/// hangs in its reboot path instead of reaching the reset register (seen with Debian's
+/// 6.1 kernels); `reboot=acpi` sends it to the FADT's reset register instead.
+pub fn guest_cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
+    if cmdline
+        .split_whitespace()
+        .any(|word| word.starts_with("reboot="))
+    {
+        std::borrow::Cow::Borrowed(cmdline)
+    } else if cmdline.trim().is_empty() {
+        std::borrow::Cow::Borrowed("reboot=acpi")
+    } else {
+        std::borrow::Cow::Owned(format!("{} reboot=acpi", cmdline.trim_end()))
+    }
 }
 
 /// Builds the tables and writes them into guest memory; returns the RSDP's address.

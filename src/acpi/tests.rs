@@ -87,10 +87,10 @@ fn fadt_is_hardware_reduced_with_sleep_and_reset_registers() {
     let port = u64::from(ACPI_PM_PORT);
     assert_eq!(
         gas(116),
-        (1, 8, 1, port + u64::from(RESET_OFFSET)),
+        (1, 8, 1, u64::from(RESET_CONTROL_PORT)),
         "RESET_REG"
     );
-    assert_eq!(fadt[128], RESET_VALUE);
+    assert_eq!(fadt[128], RESET_CONTROL_HARD_RESET);
     assert_eq!(
         gas(244),
         (1, 8, 1, port + u64::from(SLEEP_CONTROL_OFFSET)),
@@ -223,5 +223,17 @@ fn refuses_cpu_counts_it_cannot_describe() {
         })
         .unwrap_err();
         assert!(matches!(err, AcpiError::CpuCount(n) if n == cpus));
+    }
+}
+
+#[test]
+fn the_guest_reboots_through_acpi_unless_told_otherwise() {
+    assert_eq!(
+        guest_cmdline("console=ttyS0 root=/dev/vda"),
+        "console=ttyS0 root=/dev/vda reboot=acpi"
+    );
+    assert_eq!(guest_cmdline(""), "reboot=acpi");
+    for own in ["console=ttyS0 reboot=k", "reboot=pci,warm quiet"] {
+        assert_eq!(guest_cmdline(own), own, "the user's method stays");
     }
 }

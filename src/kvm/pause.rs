@@ -41,6 +41,9 @@ struct State {
     parked: usize,
     threads: Vec<libc::pthread_t>,
     held_clock: Option<kvm_clock_data>,
+    /// How many times the machine rebooted in place: a vCPU that sees it move while
+    /// parked resets itself before it runs again.
+    generation: u64,
 }
 
 /// Shared by the vCPU threads (checkpoints) and the control side (pause, resume).
@@ -99,16 +102,47 @@ impl PauseControl {
         self.changed.notify_all();
     }
 
-    /// Called by a vCPU thread before each KVM_RUN: parks while a pause is wanted.
-    pub fn checkpoint(&self, vcpu: &VcpuFd) {
+    /// How many times the machine has rebooted in place.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Called by a vCPU thread whose guest asked for a reset in `generation`: parks (as
+    /// paused) until the reboot is done, i.e. until [`PauseControl::finish_reboot`].
+    pub fn wait_for_reboot(&self, generation: u64) {
+        let mut state = self.lock();
+        state.parked += 1;
+        self.changed.notify_all();
+        while state.generation == generation {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.parked -= 1;
+    }
+
+    /// Ends a reboot done while every vCPU was paused: the vCPUs reset themselves to their
+    /// power-on state and run again.
+    pub fn finish_reboot(&self) -> Result<(), PauseError> {
+        self.lock().generation += 1;
+        self.changed.notify_all();
+        self.resume()
+    }
+
+    /// Called by a vCPU thread before each KVM_RUN: parks while a pause is wanted. True
+    /// when the machine rebooted meanwhile (the vCPU must be reset before it runs).
+    #[must_use]
+    pub fn checkpoint(&self, vcpu: &VcpuFd) -> bool {
         if !self.want_paused.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         // EINVAL: the guest registered no kvmclock; nothing to tell it then.
         if let Err(e) = vcpu.kvmclock_ctrl() {
             debug!("KVM_KVMCLOCK_CTRL: {e}");
         }
         let mut state = self.lock();
+        let generation = state.generation;
         state.parked += 1;
         self.changed.notify_all();
         while self.want_paused.load(Ordering::Acquire) {
@@ -118,6 +152,7 @@ impl PauseControl {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         state.parked -= 1;
+        state.generation != generation
     }
 
     pub fn is_paused(&self) -> bool {

@@ -15,6 +15,7 @@ use crate::pio_bus::{PioAction, PortIoBus};
 use super::boot_cpu::{entry_regs, initial_fpu, long_mode_sregs};
 use super::cpuid::{configure_for_vcpu, xsave_features};
 use super::pause::PauseControl;
+use super::power_on::VcpuPowerOnState;
 use super::vm::VmError;
 
 const MSR_IA32_TSC: u32 = 0x10;
@@ -41,8 +42,14 @@ const APIC_MODE_EXTINT: u32 = 0x7 << 8;
 /// Why a vCPU stopped running the guest.
 #[derive(Debug)]
 pub enum VcpuStop {
-    /// The guest asked for a reset (i8042 pulse or KVM system event): a clean stop.
+    /// The guest asked for a reset (the ACPI reset register, an i8042 pulse or a KVM
+    /// system event): a clean stop.
     Reset,
+    /// The guest's CPU shut down (a triple fault): a reset, or a failure where the machine
+    /// does not reboot.
+    TripleFault,
+    /// The machine rebooted while this vCPU was parked: it must be reset before it runs.
+    Rebooted,
     /// The guest powered off: a clean stop.
     Poweroff,
     /// Something went wrong; the machine cannot go on.
@@ -57,6 +64,8 @@ pub enum VcpuError {
     InternalError { vcpu: u8 },
     #[error("vCPU {vcpu}: VM entry failed, hardware reason {reason:#x}")]
     FailEntry { vcpu: u8, reason: u64 },
+    #[error("vCPU {vcpu}: cannot reset it for the reboot: {reason}")]
+    Reboot { vcpu: u8, reason: String },
     #[error("vCPU {vcpu}: the guest reported a crash (system event)")]
     GuestCrash { vcpu: u8 },
     #[error("vCPU {vcpu}: unexpected exit {exit}")]
@@ -72,6 +81,8 @@ pub enum VcpuError {
 pub struct Vcpu {
     index: u8,
     fd: VcpuFd,
+    /// What a reboot puts back; read once the vCPU is configured.
+    power_on: Option<VcpuPowerOnState>,
 }
 
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -80,7 +91,26 @@ fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 
 impl Vcpu {
     pub(super) fn new(index: u8, fd: VcpuFd) -> Self {
-        Self { index, fd }
+        Self {
+            index,
+            fd,
+            power_on: None,
+        }
+    }
+
+    /// Remembers the configured, never-run state for [`Vcpu::reset_to_power_on`].
+    pub(super) fn capture_power_on(&mut self, kvm: &Kvm) -> Result<(), VmError> {
+        self.power_on = Some(VcpuPowerOnState::capture(kvm, &self.fd)?);
+        Ok(())
+    }
+
+    /// Puts the vCPU back in its power-on state (a reboot in place); the boot processor
+    /// then needs [`Vcpu::enter_kernel`] again.
+    pub fn reset_to_power_on(&self) -> Result<(), VmError> {
+        match &self.power_on {
+            Some(state) => state.restore(&self.fd),
+            None => Err(VmError::MissingCapability("the vCPU's power-on state")),
+        }
     }
 
     pub fn index(&self) -> u8 {
@@ -191,11 +221,13 @@ impl Vcpu {
     }
 
     /// Runs the guest until it stops; port I/O goes to `bus`, MMIO to `mmio`.
-    pub fn run(mut self, bus: &PortIoBus, mmio: &MmioBus, pause: &PauseControl) -> VcpuStop {
+    pub fn run(&mut self, bus: &PortIoBus, mmio: &MmioBus, pause: &PauseControl) -> VcpuStop {
         let vcpu = self.index;
         pause.register_current_thread();
         loop {
-            pause.checkpoint(&self.fd);
+            if pause.checkpoint(&self.fd) {
+                return VcpuStop::Rebooted;
+            }
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
                 Err(err) if matches!(err.errno(), libc::EINTR | libc::EAGAIN) => continue,
@@ -223,7 +255,7 @@ impl Vcpu {
                     vcpu,
                     exit: "HLT with the in-kernel irqchip".into(),
                 },
-                VcpuExit::Shutdown => VcpuError::TripleFault { vcpu },
+                VcpuExit::Shutdown => return VcpuStop::TripleFault,
                 VcpuExit::InternalError => VcpuError::InternalError { vcpu },
                 VcpuExit::FailEntry(reason, _) => VcpuError::FailEntry { vcpu, reason },
                 VcpuExit::SystemEvent(kind, _) => match kind {

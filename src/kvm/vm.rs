@@ -11,6 +11,7 @@ use crate::layout::{KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR};
 use crate::memory::GuestMemory;
 
 use super::irq_routing::KvmIrqRouter;
+use super::power_on::IrqchipPowerOnState;
 use super::vcpu::Vcpu;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct KvmVm {
     /// Shared with the interrupt router, which device models call from vCPU threads.
     fd: Arc<VmFd>,
     router: Arc<KvmIrqRouter>,
+    /// The interrupt controllers as created, for reboots.
+    irqchip_power_on: Arc<IrqchipPowerOnState>,
 }
 
 impl KvmVm {
@@ -79,9 +82,15 @@ impl KvmVm {
         };
         fd.create_pit2(pit)
             .map_err(ioctl("create the in-kernel PIT"))?;
+        let irqchip_power_on = Arc::new(IrqchipPowerOnState::capture(&fd)?);
         let fd = Arc::new(fd);
         let router = Arc::new(KvmIrqRouter::new(Arc::clone(&fd)));
-        Ok(Self { kvm, fd, router })
+        Ok(Self {
+            kvm,
+            fd,
+            router,
+            irqchip_power_on,
+        })
     }
 
     /// The most vCPUs this host's KVM accepts in one VM.
@@ -140,14 +149,20 @@ impl KvmVm {
             .fd
             .create_vcpu(u64::from(index))
             .map_err(ioctl("create a vCPU"))?;
-        let vcpu = Vcpu::new(index, fd);
+        let mut vcpu = Vcpu::new(index, fd);
         vcpu.configure(&self.kvm, count)?;
+        vcpu.capture_power_on(&self.kvm)?;
         Ok(vcpu)
     }
 
     /// The raw VM descriptor, for ioctls the wrappers above do not cover (tests).
     pub fn fd(&self) -> &VmFd {
         &self.fd
+    }
+
+    /// The PICs, IOAPIC and PIT as created, for a reboot to put back.
+    pub fn irqchip_power_on(&self) -> Arc<IrqchipPowerOnState> {
+        Arc::clone(&self.irqchip_power_on)
     }
 
     /// The VM descriptor, shared with what outlives this call frame (pause control).

@@ -32,6 +32,8 @@ pub(super) struct Slots<'a> {
     pub bars: &'a mut BarAllocator,
     pub root: &'a mut PciRootBus,
     pub mmio: &'a Arc<MmioBus>,
+    /// Every virtio function plugged so far, for a reboot to reset.
+    pub virtio: Vec<Arc<std::sync::Mutex<VirtioPciDevice>>>,
 }
 
 impl Slots<'_> {
@@ -57,6 +59,7 @@ impl Slots<'_> {
                 name: name.to_owned(),
                 source,
             })?;
+        self.virtio.push(Arc::clone(&plug.device));
         Ok((plug, bar))
     }
 }

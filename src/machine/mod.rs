@@ -2,6 +2,7 @@
 
 mod devices;
 mod display;
+mod reboot;
 mod shutdown;
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub struct MachineConfig {
     pub poll_us: u64,
     /// How long a graceful shutdown waits for the guest to power off.
     pub shutdown_timeout: std::time::Duration,
+    /// A guest reset ends the machine (exit 0) instead of rebooting it in place.
+    pub no_reboot: bool,
     /// How the VMM's threads are confined (seccomp).
     pub seccomp: SeccompMode,
 }
@@ -82,10 +85,16 @@ pub enum GuestExit {
     ShutdownTimedOut,
 }
 
-/// Why the machine stops: a vCPU's report, or a shutdown that is done.
+/// What the main thread hears: a vCPU's report, a reset to reboot from, or a shutdown
+/// or reboot that is done.
 pub(crate) enum MachineStop {
     Vcpu(VcpuStop),
+    /// The guest reset while the machine was in its `generation`th boot.
+    Reset {
+        generation: u64,
+    },
     Finished(GuestExit),
+    RebootFailed(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +167,8 @@ pub enum MachineError {
     Display(String),
     #[error("cannot map the PCI Express configuration window: {0}")]
     Ecam(String),
+    #[error("the guest reset and the machine could not reboot: {0}")]
+    Reboot(String),
 }
 
 impl MachineError {
@@ -266,13 +277,18 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     let pause = PauseControl::new(vm.shared_fd(), usize::from(config.cpus))?;
     let mem = memory::allocate_with(config.memory_bytes, &config.memory_options)?;
     vm.map_memory(&mem)?;
+    let cmdline = crate::acpi::guest_cmdline(&config.cmdline).into_owned();
+    if cmdline != config.cmdline {
+        info!("kernel command line: reboot=acpi added (no reboot= method was given)");
+    }
     let kernel = load_linux(
         &mem,
         config.memory_bytes,
         &config.kernel,
         config.initramfs.as_deref(),
-        &config.cmdline,
+        &cmdline,
     )?;
+    let boot_entry = Arc::new(std::sync::Mutex::new(kernel));
     let serial_irq = IrqEvent::new()?;
     vm.bind_irqfd(serial_irq.eventfd(), COM1_GSI)?;
     let power_button = IrqEvent::new()?;
@@ -307,6 +323,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         bars: &mut bars,
         root: &mut root,
         mmio: &mmio,
+        virtio: Vec::new(),
     };
     let mut plugged = devices::plug_all(config, &mut slots)?;
     let display = match &config.display {
@@ -319,6 +336,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         )?),
         None => None,
     };
+    let virtio_devices = std::mem::take(&mut slots.virtio);
     let pci_interrupts: Vec<_> = display.iter().map(|d| d.interrupt).collect();
     if let Some(display) = &display {
         plugged.info.push(display.info.clone());
@@ -344,12 +362,28 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         disk_paths: plugged.disk_paths.clone(),
         stops: stops.clone(),
     });
+    let rebooter = (!config.no_reboot).then(|| reboot::Rebooter {
+        pause: Arc::clone(&pause),
+        vm: vm.shared_fd(),
+        irqchip: vm.irqchip_power_on(),
+        virtio_devices,
+        mem: mem.clone(),
+        memory_bytes: config.memory_bytes,
+        memory_options: config.memory_options,
+        kernel: config.kernel.clone(),
+        initramfs: config.initramfs.clone(),
+        cmdline,
+        cpus: config.cpus,
+        pci_interrupts: pci_interrupts.clone(),
+        boot_entry: Arc::clone(&boot_entry),
+    });
     let (shutdown_requests, shutdown_inbox) = mpsc::channel();
     shutdown::spawn_shutdown_thread(
         Arc::clone(&orderly),
         power_button,
         shutdown_inbox,
         config.shutdown_timeout,
+        rebooter,
     )
     .map_err(MachineError::Thread)?;
     shutdown::spawn_sigterm_handler(shutdown_requests.clone()).map_err(MachineError::Thread)?;
@@ -402,10 +436,15 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     );
 
     for vcpu in vcpus {
-        let bus = Arc::clone(&bus);
-        let mmio = Arc::clone(&mmio);
-        let stops = stops.clone();
-        let pause = Arc::clone(&pause);
+        let context = reboot::VcpuContext {
+            bus: Arc::clone(&bus),
+            mmio: Arc::clone(&mmio),
+            pause: Arc::clone(&pause),
+            stops: stops.clone(),
+            mem: mem.clone(),
+            boot_entry: Arc::clone(&boot_entry),
+            reboot: !config.no_reboot,
+        };
         let cores = placement
             .vcpus
             .get(usize::from(vcpu.index()))
@@ -418,11 +457,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                     warn!("vcpu{}: cannot pin to cores {cores:?}: {err}", vcpu.index());
                 }
                 seccomp::confine(ThreadKind::Vcpu);
-                let stop = vcpu.run(&bus, &mmio, &pause);
-                // A vCPU that stopped counts as parked: a pause (the orderly stop after a
-                // poweroff) need not wait for it.
-                pause.retire_current_thread();
-                let _ = stops.send(MachineStop::Vcpu(stop));
+                reboot::run_vcpu(vcpu, context);
             })
             .map_err(MachineError::Thread)?;
     }
@@ -432,11 +467,29 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     }
 
     seccomp::confine(ThreadKind::Main);
-    // The first stop decides the outcome, but a poweroff first flushes the disks on the
-    // shutdown thread; the caller then exits the process, which ends the other vCPU
-    // threads with it.
+    // A poweroff first flushes the disks on the shutdown thread, a reset reboots there
+    // (or, with --no-reboot, flushes and ends); whatever ends the machine decides the
+    // outcome, and the caller then exits the process, which ends the other vCPU threads.
+    let mut rebooting: Option<u64> = None;
     loop {
         match stopped.recv() {
+            Ok(MachineStop::Reset { generation }) => {
+                // Several vCPUs may see the same reset; the first one's is the reboot.
+                if rebooting.replace(generation) == Some(generation) {
+                    continue;
+                }
+                let request = if config.no_reboot {
+                    info!("the guest reset; --no-reboot: flushing the disks and exiting");
+                    shutdown::ShutdownRequest::GuestReset
+                } else {
+                    info!("the guest reset; rebooting in place");
+                    shutdown::ShutdownRequest::Reboot
+                };
+                if shutdown_requests.send(request).is_err() {
+                    return Ok(GuestExit::Reset);
+                }
+            }
+            Ok(MachineStop::RebootFailed(reason)) => return Err(MachineError::Reboot(reason)),
             Ok(MachineStop::Vcpu(VcpuStop::Poweroff)) => {
                 info!("the guest powered off; flushing the disks");
                 if shutdown_requests
@@ -446,8 +499,11 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                     return Ok(GuestExit::Poweroff);
                 }
             }
-            Ok(MachineStop::Vcpu(VcpuStop::Reset)) => return Ok(GuestExit::Reset),
             Ok(MachineStop::Vcpu(VcpuStop::Failed(err))) => return Err(err.into()),
+            // run_vcpu turns these into a reboot or a failure; it never reports them.
+            Ok(MachineStop::Vcpu(VcpuStop::Reset | VcpuStop::TripleFault | VcpuStop::Rebooted)) => {
+                continue
+            }
             Ok(MachineStop::Finished(exit)) => return Ok(exit),
             Err(_) => return Err(MachineError::VcpusVanished),
         }

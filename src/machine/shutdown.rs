@@ -1,4 +1,4 @@
-//! How a machine ends in order.
+//! How a machine ends in order, and the thread that also reboots it.
 //!
 //! - The guest powers off (ACPI S5): the vCPUs stop, the disks' requests in flight
 //!   complete, every writable disk is flushed, then the VMM exits 0.
@@ -7,6 +7,8 @@
 //!   the shutdown timeout, the forced stop follows.
 //! - Forced stop (`shutdown --force`, a second SIGTERM, the timeout): the same pause,
 //!   drain and flush without asking the guest.
+//! - A guest reset: a reboot in place (`super::reboot`), or with `--no-reboot` the same
+//!   flush and exit 0. A reboot that fails flushes too, then ends the VMM with an error.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use log::{info, warn};
 use ringvisor_io::{IrqEvent, ReactorSet};
 use serde_json::{json, Value};
 
+use super::reboot::Rebooter;
 use super::{GuestExit, MachineStop};
 use crate::api::ShutdownHook;
 use crate::kvm::PauseControl;
@@ -110,6 +113,10 @@ impl OrderlyShutdown {
 
 /// What the shutdown thread is asked to do.
 pub(super) enum ShutdownRequest {
+    /// The guest reset: reboot in place.
+    Reboot,
+    /// The guest reset under --no-reboot: flush and end.
+    GuestReset,
     /// Press the power button; stop by force if the guest has not powered off in time.
     PowerButton,
     /// Stop now, without asking the guest.
@@ -149,12 +156,14 @@ impl ShutdownHook for ShutdownControl {
 }
 
 /// The thread that carries out shutdown requests: presses the power button, waits for
-/// the guest up to `timeout`, stops in order.
+/// the guest up to `timeout`, stops in order; and reboots the machine on a guest reset
+/// (with `rebooter`; without, a reset ends it in order).
 pub(super) fn spawn_shutdown_thread(
     orderly: Arc<OrderlyShutdown>,
     power_button: IrqEvent,
     requests: Receiver<ShutdownRequest>,
     timeout: Duration,
+    rebooter: Option<Rebooter>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("shutdown".into())
@@ -181,6 +190,23 @@ pub(super) fn spawn_shutdown_thread(
                     Ok(ShutdownRequest::GuestPoweredOff) => {
                         return orderly.finish_with(GuestExit::Poweroff);
                     }
+                    Ok(ShutdownRequest::GuestReset) => {
+                        return orderly.finish_with(GuestExit::Reset);
+                    }
+                    Ok(ShutdownRequest::Reboot) => match &rebooter {
+                        Some(rebooter) => {
+                            if let Err(reason) = rebooter.reboot() {
+                                if let Err(e) = orderly.stop_and_flush() {
+                                    warn!("orderly shutdown failed: {e}");
+                                }
+                                let _ = orderly.stops.send(MachineStop::RebootFailed(reason));
+                                return;
+                            }
+                            // A graceful shutdown asked for before the reboot keeps its
+                            // deadline.
+                        }
+                        None => return orderly.finish_with(GuestExit::Reset),
+                    },
                     Err(RecvTimeoutError::Timeout) => {
                         warn!(
                             "the guest did not power off within {timeout:?}; stopping it by force"

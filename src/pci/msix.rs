@@ -173,6 +173,17 @@ impl MsixVectors {
         }
     }
 
+    /// Back to power-on: every entry zeroed and masked, the function disabled (its route
+    /// and irqfd released). The caller clears the capability's enable bit to match.
+    pub fn reset(&mut self) {
+        self.enabled = false;
+        self.function_masked = false;
+        for index in 0..self.vectors.len() {
+            self.vectors[index].entry = [0, 0, 0, VECTOR_CONTROL_MASKED];
+            self.sync(index, true);
+        }
+    }
+
     /// Reads the table; accesses of any width or alignment read what the bytes hold,
     /// bytes past the table read 0.
     pub fn read_table(&self, offset: u64, data: &mut [u8]) {

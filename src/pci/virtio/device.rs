@@ -451,6 +451,18 @@ impl VirtioPciDevice {
         self.signals.set_needs_reset();
     }
 
+    /// A platform reset (the guest rebooted in place): the device as firmware left it at
+    /// power-on. Its queues are taken back (requests in flight complete first, so that
+    /// nothing writes guest RAM afterwards), MSI-X is off with every vector masked, and
+    /// BAR0 stays where firmware placed it.
+    pub fn platform_reset(&mut self) {
+        self.reset();
+        let control = self.caps.msix + MSIX_CONTROL_OFFSET;
+        let (register, offset) = (control / 4, (control % 4) as u8);
+        self.config.write_register(register, offset, &[0, 0]);
+        self.msix.reset();
+    }
+
     /// Device status 0: take every queue back from the reactors (waiting for requests in
     /// flight), then forget everything the driver set up.
     fn reset(&mut self) {

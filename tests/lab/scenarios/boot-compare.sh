@@ -13,7 +13,7 @@ CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=smoke"
 run_vmm() {
   case $1 in
     ringvisor)
-      measure_vmm ringvisor ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+      measure_vmm ringvisor ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
         --cpus "$CPUS" --memory "$MEMORY" --cmdline "$CMDLINE"
       ;;
     qemu)

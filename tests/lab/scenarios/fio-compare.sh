@@ -24,13 +24,13 @@ run_vmm() {
     ringvisor | ringvisor-poll50)
       poll=0
       [ "$1" = ringvisor-poll50 ] && poll=50
-      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+      measure_vmm "$1" ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
         --cpus 2 --memory 384M --disk path=/tmp/disk.img,direct=off,queues=2 --poll-us "$poll" \
         --cmdline "$CMDLINE"
       ;;
     ringvisor-pinned-huge)
       echo 200 >/proc/sys/vm/nr_hugepages
-      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+      measure_vmm "$1" ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
         --cpus 2,affinity=0@0,1@1 --memory 384M,hugepages=on,prefault=on \
         --disk path=/tmp/disk.img,direct=off,queues=2 --cmdline "$CMDLINE"
       status=$?
@@ -38,7 +38,7 @@ run_vmm() {
       return "$status"
       ;;
     ringvisor-scsi)
-      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+      measure_vmm "$1" ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
         --cpus 2 --memory 384M --scsi queues=2 --scsi-disk path=/tmp/disk.img,direct=off \
         --cmdline "$CMDLINE"
       ;;

@@ -83,7 +83,7 @@ mkfifo /tmp/jobs.in /tmp/jobs.out
 : >/tmp/results.bin
 make_disks
 echo "L1: suite begin target=ringvisor jobs=$total"
-ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus "$VCPUS" --memory "$MEMORY" \
   --disk path=/tmp/blk.img,queues="$VCPUS" \
   --scsi queues="$VCPUS" --scsi-disk path=/tmp/scsi.img \

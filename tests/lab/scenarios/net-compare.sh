@@ -38,7 +38,7 @@ run_vmm() {
       [ "$1" = ringvisor-1reactor ] && placement="--reactor-cores 0"
       tap_address rvtap0
       # shellcheck disable=SC2086 # the placement is words
-      measure_vmm "$1" ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+      measure_vmm "$1" ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
         --cpus 2 --memory 384M --net tap=rvtap0 $placement --cmdline "$CMDLINE"
       ;;
     qemu | qemu-vhost)

@@ -31,7 +31,7 @@ dd if=/dev/zero of=/tmp/soak-scsi.img bs=1M count=0 seek=64 2>/dev/null
 ) &
 rss_pid=$!
 echo "L1: soak begin secs=$SECS"
-ringvisor run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
+ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
   --cpus 2 --memory "$MEMORY" --disk path=/tmp/soak-blk.img \
   --scsi-disk path=/tmp/soak-scsi.img --net tap=rvtap0 \
   --cmdline "console=ttyS0 reboot=k panic=-1 quiet rv.test=soak rv.soak_secs=$SECS" </dev/null
