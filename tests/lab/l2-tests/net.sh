@@ -31,7 +31,8 @@ echo "L2: net received-md5=$(md5sum </tmp/got | cut -d' ' -f1) bytes=$(wc -c </t
 # L1 pauses this guest for 5 s meanwhile and then serves /paused-ms: wait for it. The
 # pause must leave no soft-lockup or RCU-stall report behind.
 for i in $(seq 1 600); do
-  wget -q -O /tmp/paused-ms http://169.254.100.1:8080/paused-ms 2>/dev/null && break
+  wget -q -O /tmp/paused-ms http://169.254.100.1:8080/paused-ms 2>/dev/null &&
+    [ -s /tmp/paused-ms ] && break
   sleep 0.2
 done
 kill $sampler

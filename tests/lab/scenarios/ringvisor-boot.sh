@@ -62,7 +62,8 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
   ringvisor ctl --socket /tmp/rv.sock resume >/tmp/api-resume.out 2>&1
   echo "L1: api resume exit=$? out=$(tr -d ' \n' </tmp/api-resume.out)"
   t1=$(/bin/date +%s%N)
-  echo $(((t1 - t0) / 1000000)) >/tmp/www/paused-ms
+  # Written aside and renamed: L2 polls for the file and must never fetch it half-written.
+  echo $(((t1 - t0) / 1000000)) >/tmp/paused-ms.tmp && mv /tmp/paused-ms.tmp /tmp/www/paused-ms
 ) >>/tmp/l1-facts.log 2>&1 &
 api_pid=$!
 httpd -p 8080 -h /tmp/www
