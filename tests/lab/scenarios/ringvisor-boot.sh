@@ -202,25 +202,4 @@ echo "L1: negative bad-tap exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')
 ringvisor run --kernel /l2/vmlinuz --scsi-disk path=/tmp/scsi-ro.img,target=1,lun=0 \
   --scsi-disk path=/tmp/scsi-lun5.img,target=1,lun=0 >/tmp/neg.out 2>&1
 echo "L1: negative duplicate-lun exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
-# Eight vCPUs on this one-core L1: Linux brings them all up from the MADT. The guest
-# reboots once (l2-tests/reboot.sh, through the ACPI reset register): ringvisor reboots it
-# in place, the same process answering on the same API socket, and all eight vCPUs come
-# up again; its own poweroff at the end of the second boot ends ringvisor with 0.
-dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
-(
-  for i in $(seq 1 3000); do grep -q '^L2: reboot boot=1' /tmp/cpus8.out && break; sleep 0.1; done
-  pid1=$(pidof ringvisor)
-  for i in $(seq 1 3000); do grep -q '^L2: reboot boot=2' /tmp/cpus8.out && break; sleep 0.1; done
-  ringvisor ctl --socket /tmp/reboot.sock info >/tmp/reboot-info.json 2>&1
-  echo "L1: reboot api exit=$? same_pid=$([ "$(pidof ringvisor)" = "$pid1" ] && echo yes || echo no)"
-) >/tmp/reboot.facts 2>&1 &
-ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz --cpus 8 \
-  --memory 384M --disk path=/tmp/reboot.img --api-socket /tmp/reboot.sock \
-  --cmdline "console=ttyS0 panic=-1 rv.test=smoke,reboot" </dev/null >/tmp/cpus8.out 2>/tmp/cpus8.err
-cpus8=$?
-sleep 0.5
-cat /tmp/reboot.facts
-echo "L1: cpus8 exit=$cpus8 boots=$(grep -c '^L2: init uptime=' /tmp/cpus8.out) rebooted=$(grep -c 'rebooted in place' /tmp/cpus8.err) $(grep -E '^L2: (cpus_online|acpi complaints|reboot boot)=' /tmp/cpus8.out | tr -d '\r' | tr '\n' ' ')"
-[ $cpus8 -eq 0 ] || tail -n 30 /tmp/cpus8.out /tmp/cpus8.err
-
 exit "$status"

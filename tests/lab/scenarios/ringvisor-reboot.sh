@@ -1,0 +1,39 @@
+#!/bin/sh
+# L1 scenario: many vCPUs and the reboot in place, in an L1 of its own (a second
+# many-vCPU guest in one L1 has frozen or triple-faulted that L1 under TCG's nested SVM,
+# whatever ran the guest). Prints "L1: cpus8 ..." and "L1: reboot ..." facts;
+# tests/lab_boot.rs checks them.
+# Eight vCPUs on the one-core L1: Linux brings them all up from the MADT. The guest
+# reboots once (l2-tests/reboot.sh, through the ACPI reset register): ringvisor reboots it
+# in place, the same process answering on the same API socket, and all eight vCPUs come
+# up again; its own poweroff at the end of the second boot ends ringvisor with 0.
+dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
+(
+  for i in $(seq 1 3000); do grep -q '^L2: reboot boot=1' /tmp/cpus8.out && break; sleep 0.1; done
+  pid1=$(pidof ringvisor)
+  for i in $(seq 1 3000); do grep -q '^L2: reboot boot=2' /tmp/cpus8.out && break; sleep 0.1; done
+  ringvisor ctl --socket /tmp/reboot.sock info >/tmp/reboot-info.json 2>&1
+  echo "L1: reboot api exit=$? same_pid=$([ "$(pidof ringvisor)" = "$pid1" ] && echo yes || echo no)"
+) >/tmp/reboot.facts 2>&1 &
+# A watchdog: should this guest hang, say where each of ringvisor's threads waits and what
+# the guest printed last, before the lab's timeout ends L1 with no trace of it.
+(
+  sleep 150
+  pid=$(pidof ringvisor) || exit 0
+  for t in /proc/"$pid"/task/*; do
+    echo "L1: cpus8 stuck: $(cat "$t/comm") state=$(awk '/^State/ { print $2 }' "$t/status") wchan=$(cat "$t/wchan") syscall=$(cut -d' ' -f1 "$t/syscall")"
+  done
+  tail -n 15 /tmp/cpus8.out /tmp/cpus8.err | sed 's/^/L1: cpus8 stuck: /'
+) &
+watchdog=$!
+ringvisor --log-level info run --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz --cpus 8 \
+  --memory 384M --disk path=/tmp/reboot.img --api-socket /tmp/reboot.sock \
+  --cmdline "console=ttyS0 panic=-1 rv.test=smoke,reboot" </dev/null >/tmp/cpus8.out 2>/tmp/cpus8.err
+cpus8=$?
+kill "$watchdog" 2>/dev/null
+sleep 0.5
+cat /tmp/reboot.facts
+echo "L1: cpus8 exit=$cpus8 boots=$(grep -c '^L2: init uptime=' /tmp/cpus8.out) rebooted=$(grep -c 'rebooted in place' /tmp/cpus8.err) $(grep -E '^L2: (cpus_online|acpi complaints|reboot boot)=' /tmp/cpus8.out | tr -d '\r' | tr '\n' ' ')"
+[ $cpus8 -eq 0 ] || tail -n 30 /tmp/cpus8.out /tmp/cpus8.err
+
+exit "$cpus8"
