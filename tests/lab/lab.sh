@@ -83,6 +83,12 @@ L1_END_MARKER='L1: end'
 # `run` exits with this status when the lab, not the VMM under test, lost the run and it
 # has the evidence to show for it (see classify_loss): the only failure a caller may retry.
 LAB_LOST_STATUS=75
+# L1's /init writes a kernel message every 5 s (l1-init.sh). After LAB_POKE_S seconds
+# of silence the watcher sends a byte to L1's kernel-log port (QEMU 10's input-path; an
+# interrupt for L1, which ends a wait for one that TCG lost); after LAB_FROZEN_S it
+# counts L1 as stopped as a whole. A busy L1 still schedules a process every few ms.
+LAB_POKE_S=20
+LAB_FROZEN_S=60
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() {
@@ -381,6 +387,20 @@ cmd_run() {
   # match whole "^L2: " lines.
   # `timeout` puts its child in a new process group, which a terminal stops (SIGTTIN) as
   # soon as it reads: an interactive run keeps the terminal's group (--foreground).
+  # QEMU's pid, for the heartbeat watcher (and the caller's own --pidfile, if given).
+  [ ${#pidfile[@]} -gt 0 ] || pidfile=(-pidfile "$workdir/qemu.pid")
+  # L1's kernel log: a file, and (QEMU 10) a FIFO as the port's input for the watcher's
+  # pokes, held open here so that QEMU's open of it does not wait for a writer.
+  local kernel_log=(-serial "file:$workdir/l1-kernel.log") poke_fd=""
+  : >"$workdir/l1-kernel.log"
+  if [ "$LAB_L1" = new ]; then
+    mkfifo "$workdir/l1-kernel.in"
+    exec {poke_fd}<>"$workdir/l1-kernel.in"
+    kernel_log=(-chardev "file,id=l1log,path=$workdir/l1-kernel.log,input-path=$workdir/l1-kernel.in"
+      -serial chardev:l1log)
+  fi
+  watch_heartbeat "$workdir" "${pidfile[1]}" "$poke_fd" &
+  local watcher=$!
   local timeout_args=(--kill-after=10)
   [ "$stdin" = /dev/null ] || timeout_args=(--foreground)
   # -xsave: with XSAVE, L2 guests crashed (and took L1 down with a kernel stack overflow
@@ -399,18 +419,25 @@ cmd_run() {
     -L "$(l1_root)/usr/share/seabios" -L "$(l1_root)/usr/lib/ipxe/qemu" \
     -accel "tcg,thread=$LAB_TCG_THREAD" -cpu EPYC,+svm,+npt,-xsave -smp "$LAB_L1_CPUS" -m 3072 \
     -d cpu_reset -D "$workdir/l1-resets.log" \
-    -display none -serial mon:stdio -serial "file:$workdir/l1-kernel.log" \
+    -display none -serial mon:stdio "${kernel_log[@]}" \
     -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
     -kernel "$L1_KERNEL" -initrd "$workdir/initrd.cpio.gz" \
     -append "console=ttyS1 panic=-1 tsc=reliable" <"$stdin" 2>"$workdir/qemu.err" |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
     tee "$workdir/l1.log"
   rc=${PIPESTATUS[0]}
+  kill "$watcher" 2>/dev/null
+  wait "$watcher" 2>/dev/null
+  [ -z "$poke_fd" ] || exec {poke_fd}>&-
   set -e
+  # Every poke is printed, and so is whether L1 answered it.
+  [ ! -s "$workdir/l1-pokes" ] || sed 's/^/lab: run: /' "$workdir/l1-pokes" >&2
   local took_ms=$((($(date +%s%N) - start) / 1000000)) failure=""
   log "run: L1 took $took_ms ms, qemu exit $rc"
 
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  if [ -s "$workdir/l1-frozen" ]; then
+    failure="L1 stopped: QEMU ended after $LAB_FROZEN_S s without a heartbeat"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     failure="timed out after ${timeout_s}s"
   elif ! grep -q "^$L1_END_MARKER" "$workdir/l1.log"; then
     failure="L1 never printed '$L1_END_MARKER'"
@@ -425,14 +452,17 @@ cmd_run() {
     failure="$failure; L2 triple fault"
   fi
   if [ -z "$failure" ]; then
-    ledger ok "$scenario" "$took_ms" "-"
+    local woken
+    woken=$(grep -c 'L1 beat again' "$workdir/l1-pokes" 2>/dev/null || true)
+    ledger ok "$scenario" "$took_ms" "$([ "${woken:-0}" -eq 0 ] && echo - || echo "L1 woken by a poke ${woken}x")"
     return 0
   fi
   # The logs of every run that did not pass stay for a look (the console, L1's kernel log
   # and QEMU's stderr), the newest ten of them.
   local kept=$CACHE/kept/$(date -u +%Y%m%dT%H%M%S)-$(basename "$scenario" .sh)-$$ evidence
   mkdir -p "$kept"
-  cp "$workdir/l1.log" "$workdir/l1-kernel.log" "$workdir/qemu.err" "$workdir/l1-resets.log" "$kept/" 2>/dev/null || true
+  cp "$workdir/l1.log" "$workdir/l1-kernel.log" "$workdir/qemu.err" "$workdir/l1-resets.log" \
+    "$workdir/l1-pokes" "$kept/" 2>/dev/null || true
   find "$CACHE/kept" -mindepth 1 -maxdepth 1 -type d | sort | head -n -10 | xargs -r rm -rf
   log "run: logs kept in $kept"
   evidence=$(classify_loss "$workdir")
@@ -455,8 +485,9 @@ cmd_run() {
 # classify_loss WORKDIR: prints the first sign that the lab itself broke, or nothing.
 # Signs: L1's kernel oopsed, panicked, overflowed a stack, locked up or stalled in RCU
 # (the known fault of TCG's nested SVM shows as a stack overflow in KVM's vCPU thread),
-# L1's CPU triple-faulted (QEMU's reset log), or L1's QEMU (the software CPU) failed an
-# assertion or aborted. An L2 fault, a hang or
+# L1's CPU triple-faulted (QEMU's reset log), L1's QEMU (the software CPU) failed an
+# assertion or aborted, or L1 stopped as a whole (its heartbeat went silent while QEMU
+# ran: watch_heartbeat). An L2 fault, a hang of L2 or of the VMM while L1 still beats, or
 # a VMM error without one of these is not the lab's: it fails the run.
 classify_loss() {
   local dir=$1 line
@@ -468,6 +499,41 @@ classify_loss() {
   line=$(tr -d '\r' <"$dir/l1-kernel.log" 2>/dev/null | grep -a -m 1 -E \
     'BUG:|Oops|kernel BUG at|general protection fault|Kernel panic|stack overflow|stack guard page|double fault|soft lockup|hard LOCKUP|rcu: INFO|rcu_(sched|preempt) (self-)?detected stall|Unable to handle kernel|unable to handle (page fault|kernel)' || true)
   [ -z "$line" ] || { printf 'L1 kernel: %s\n' "$line" | cut -c1-300; return 0; }
+  [ ! -s "$dir/l1-frozen" ] || cat "$dir/l1-frozen"
+}
+
+# watch_heartbeat DIR PIDFILE [POKE_FD]: watches L1's kernel log (DIR/l1-kernel.log), where L1's
+# /init beats every 5 s. After LAB_POKE_S s of silence it pokes L1 (a byte on the log
+# port's input, POKE_FD, every 5 s; QEMU 10 only) and notes each poke, and whether L1 beat again,
+# in DIR/l1-pokes. After LAB_FROZEN_S s it ends L1's QEMU (pid in PIDFILE) and says why
+# in DIR/l1-frozen: a stopped L1 would otherwise hold the run until its timeout. Returns
+# when QEMU is gone. Before the first beat (L1 still booting) it waits.
+watch_heartbeat() {
+  local dir=$1 pidfile=$2 poke_fd=${3:-} pid="" age last poked=""
+  while sleep 5; do
+    [ -n "$pid" ] || pid=$(cat "$pidfile" 2>/dev/null) || continue
+    kill -0 "$pid" 2>/dev/null || return 0
+    grep -q 'lab: heartbeat' "$dir/l1-kernel.log" || continue
+    age=$(($(date +%s) - $(stat -c %Y "$dir/l1-kernel.log")))
+    last=$(grep -a 'lab: heartbeat' "$dir/l1-kernel.log" | tail -n 1 | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p')
+    if [ "$age" -lt "$LAB_POKE_S" ]; then
+      [ -z "$poked" ] || echo "L1 beat again at L1 uptime $last s after $poked" >>"$dir/l1-pokes"
+      poked=""
+      continue
+    fi
+    if [ "$age" -lt "$LAB_FROZEN_S" ]; then
+      [ -n "$poke_fd" ] || continue
+      printf '\n' >&"$poke_fd"
+      poked="a poke (L1 silent ${age}s after its beat at uptime $last s)"
+      echo "poked L1: silent ${age}s after its beat at L1 uptime $last s" >>"$dir/l1-pokes"
+      continue
+    fi
+    printf 'L1 stopped as a whole: its heartbeat (every 5 s) went silent at L1 uptime %s s and stayed so for %s s while QEMU ran%s\n' \
+      "$last" "$age" "${poked:+, pokes unanswered}" >"$dir/l1-frozen"
+    log "run: L1's heartbeat has been silent for ${age}s: ending L1's QEMU"
+    kill -TERM "$pid" 2>/dev/null
+    return 0
+  done
 }
 
 # ledger OUTCOME SCENARIO MS DETAIL: one line per run in $RINGVISOR_LAB_LEDGER, if set
@@ -493,6 +559,7 @@ cmd_ledger() {
   echo "lab runs: $runs, ok $((runs - lost - failed)), lost to the lab $lost ($((lost * 100 / runs)) %), failed $failed"
   grep '^[^ ]* lost ' "$file" | sed 's/^/  lost: /' || true
   grep '^[^ ]* failed ' "$file" | sed 's/^/  failed: /' || true
+  grep '^[^ ]* ok .*L1 woken by a poke' "$file" | sed 's/^/  passed after a poke woke L1: /' || true
   if [ $((lost * 100)) -gt $((runs * MAX_LOSS_PERCENT)) ]; then
     echo "lab: more than $MAX_LOSS_PERCENT % of the lab runs were lost: the instrument is broken" >&2
     return 1
