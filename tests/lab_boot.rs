@@ -2,93 +2,12 @@
 //! inside an L1 machine with emulated AMD-V (tests/lab/, shared/LAB.md), and everything the
 //! guest reports is checked. One boot checks many things: lab boots are the slow part.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod lab_support;
+
+use lab_support::{fact, run_lab};
 
 const CPUS: usize = 2;
 const MEMORY_MIB: u64 = 384;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The exit status of `lab.sh run` when the lab itself lost the run and showed evidence
-/// of it (a fault in L1's kernel log, an abort of L1's QEMU): the only failure retried.
-const LAB_LOST: i32 = 75;
-/// A lab loss gets this many attempts in all. Every loss is also counted in the run's
-/// ledger (tests/run.sh), which fails the whole run when more than a quarter were lost.
-const MAX_ATTEMPTS: u32 = 3;
-
-/// Runs an L1 scenario with this build of ringvisor (`lab_args` go to `lab.sh run`);
-/// returns L1's console output.
-fn run_lab(scenario: &str, lab_args: &[&str]) -> Option<String> {
-    let ready = Command::new("bash")
-        .arg(repo().join("tests/lab/lab.sh"))
-        .arg("ready")
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the lab: `bash tests/lab/lab.sh deps` sets it up"
-        );
-        eprintln!("SKIPPED: the nested lab is not set up (bash tests/lab/lab.sh deps)");
-        return None;
-    }
-    // A failure without evidence that the lab caused it (an L2 triple fault, a hang, a
-    // VMM error, a failed check) fails at once: tests/lab/lab.sh decides, from L1's own
-    // kernel log and QEMU's stderr, and says why.
-    for attempt in 1..=MAX_ATTEMPTS {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/lab/lab.sh"))
-            .arg("run")
-            .arg("--scenario")
-            .arg(repo().join(scenario))
-            .arg("--vmm")
-            .arg(env!("CARGO_BIN_EXE_ringvisor"))
-            // The boot takes 100-110 s on the 2-core build machine with L1's one vCPU (64
-            // SCSI units included); a hung L1 must not eat CI.
-            .args(["--timeout", "400"])
-            .args(lab_args)
-            .output()
-            .expect("cannot run tests/lab/lab.sh");
-        let console = String::from_utf8_lossy(&out.stdout).into_owned();
-        let log = String::from_utf8_lossy(&out.stderr);
-        // Every boot runs with the seccomp filters enforced: a call a device path needs
-        // and its thread's list lacks stops the VMM with this line, wherever it happens.
-        if let Some(line) = console
-            .lines()
-            .find(|line| line.contains("made a forbidden system call"))
-        {
-            panic!("a seccomp allowlist misses a call: {line}");
-        }
-        if out.status.code() == Some(LAB_LOST) && attempt < MAX_ATTEMPTS {
-            let evidence = log
-                .lines()
-                .find_map(|line| line.strip_prefix("lab: run: lost to the lab: "))
-                .unwrap_or("(no evidence line)");
-            eprintln!("RETRY {attempt}/{MAX_ATTEMPTS} of {scenario}: lost to the lab: {evidence}");
-            continue;
-        }
-        assert!(
-            out.status.success(),
-            "lab run failed ({}):\n--- console ---\n{console}\n--- lab ---\n{log}",
-            out.status
-        );
-        return Some(console);
-    }
-    unreachable!("the last attempt either returns or fails")
-}
-
-/// The value of the first `PREFIX` line, e.g. `L2: cpus_online=` → "2".
-fn fact<'a>(console: &'a str, prefix: &str) -> Option<&'a str> {
-    console.lines().find_map(|line| {
-        line.trim_end_matches('\r')
-            .split_once(prefix)
-            .map(|(_, v)| v.trim())
-    })
-}
 
 #[test]
 fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
@@ -276,15 +195,19 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!((4..=7).contains(&before), "{lag}");
     assert!((-1..=1).contains(&after), "{lag}");
     check_low_priority_devices(&console);
-    // Second L1 boot, kept short: the hugetlb pool and pinned vCPUs.
-    // The knobs pin vCPUs crosswise: that needs an L1 with two cores (the lab's default
-    // has one, tests/lab/README.md says why).
-    if let Some(knobs) = run_lab(
-        "tests/lab/scenarios/ringvisor-knobs.sh",
-        &["--l1-cpus", "2"],
-    ) {
+    // Second L1 boot, kept short: the hugetlb pool, the display and SIGTERM.
+    if let Some(knobs) = run_lab("tests/lab/scenarios/ringvisor-knobs.sh", &[]) {
         println!("{knobs}");
         check_knobs(&knobs);
+    }
+    // vCPUs pinned crosswise need an L1 with two cores, which loses most long runs
+    // (tests/lab/README.md): a run of seconds that reads the placement and ends.
+    if let Some(pinning) = run_lab(
+        "tests/lab/scenarios/ringvisor-pinning.sh",
+        &["--l1-cpus", "2"],
+    ) {
+        println!("{pinning}");
+        check_pinning(&pinning);
     }
     // Third L1 boot: eight vCPUs and the reboot in place.
     if let Some(reboot) = run_lab("tests/lab/scenarios/ringvisor-reboot.sh", &[]) {
@@ -425,23 +348,13 @@ fn check_knobs(console: &str) {
         fact(console, prefix).unwrap_or_else(|| panic!("no '{prefix}' line in:\n{console}"))
     };
     // The high-performance knobs: a guest booted from the hugetlb pool (all its 192 pages
-    // taken at start by prefault) with its vCPUs pinned crosswise (read back from /proc
-    // while it ran; vCPU 1 shares the reactor's core, which is warned about), and an
-    // empty pool refused with the sysctl that fixes it.
-    let topology = expect("L1: topology ");
-    for want in ["vcpu0=1", "vcpu1=0", "reactor0=0", "lowprio0=0-1"] {
-        assert!(
-            topology.split(' ').any(|t| t == want),
-            "{want} not in {topology}"
-        );
-    }
+    // taken at start by prefault), and an empty pool refused with the sysctl that fixes it.
     let huge = expect("L1: hugepages boot exit=");
     assert!(
         huge.starts_with("0 smoke=1 memtotal_kb="),
         "the hugepage-backed guest did not boot: {huge}"
     );
     assert!(huge.ends_with("pages_used=192"), "{huge}");
-    assert_eq!(expect("L1: placement warnings="), "1");
     // That guest was ended by SIGTERM while it wrote 64 KiB blocks, each fsync'ed before
     // it said so: an orderly shutdown that flushed its disk, exit 0, and every block the
     // guest had reported durable is in the file.
@@ -464,13 +377,29 @@ fn check_knobs(console: &str) {
         !empty.starts_with("0 ") && empty.contains("sysctl vm.nr_hugepages=192"),
         "{empty}"
     );
+    check_display(console);
+}
 
+/// vCPUs pinned crosswise (tests/lab/scenarios/ringvisor-pinning.sh), read back from
+/// /proc while the guest started: vCPU 1 shares the reactor's core, which is warned
+/// about, and the background thread falls back to every core; a core L1 lacks is refused.
+fn check_pinning(console: &str) {
+    let expect = |prefix: &str| {
+        fact(console, prefix).unwrap_or_else(|| panic!("no '{prefix}' line in:\n{console}"))
+    };
+    let topology = expect("L1: topology ");
+    for want in ["vcpu0=1", "vcpu1=0", "reactor0=0", "lowprio0=0-1"] {
+        assert!(
+            topology.split(' ').any(|t| t == want),
+            "{want} not in {topology}"
+        );
+    }
+    assert_eq!(expect("L1: placement warnings="), "1");
     let affinity = expect("L1: negative affinity-core exit=");
     assert!(
         !affinity.starts_with("0 ") && affinity.contains("vCPU 1 on core 7"),
         "{affinity}"
     );
-    check_display(console);
 }
 
 /// `--display qxl` in the knobs guest: the stock qxl driver binds and fbcon draws its

@@ -1,10 +1,10 @@
 #!/bin/sh
 # L1 scenario: the high-performance knobs and the display. A short boot of the stock L2
 # kernel (the smoke and display tests) with guest RAM from the hugetlb pool, prefaulted,
-# QXL graphics served over VNC, and the vCPUs pinned crosswise,
-# their placement read back from /proc while the guest runs, ended by SIGTERM (an
-# orderly shutdown); then an empty pool, which must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every extra minute
-# of a nested-lab run is one more chance for TCG's nested SVM to lose L1.
+# QXL graphics served over VNC, ended by SIGTERM (an orderly shutdown); then an empty
+# pool, which must fail with the sysctl to run. Kept apart from ringvisor-boot.sh: every
+# extra minute of a nested-lab run is one more chance for TCG's nested SVM to lose L1.
+# The vCPU pinning, which needs two L1 cores, is ringvisor-pinning.sh's.
 . /lib/lab/measure.sh
 MEMORY=${MEMORY:-384M}
 
@@ -16,13 +16,6 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
     free=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)
     [ "$free" -lt "$least" ] && least=$free
     echo "$least" >/tmp/huge.least
-    pid=$(pidof ringvisor)
-    if [ -n "$pid" ] && [ ! -s /tmp/topology ] && grep -qx vcpu1 /proc/"$pid"/task/*/comm 2>/dev/null; then
-      for t in /proc/"$pid"/task/*; do
-        printf '%s=%s\n' "$(awk '/^Name:/ { print $2 }' "$t/status")" \
-          "$(awk '/^Cpus_allowed_list:/ { print $2 }' "$t/status")"
-      done | grep -E '^(vcpu|reactor|lowprio)' | sort | tr '\n' ' ' >/tmp/topology
-    fi
     sleep 0.2
   done
 ) &
@@ -51,7 +44,7 @@ dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
 # The guest's console (stdout) and ringvisor's own log (stderr) go to separate files: on one
 # file, a log line written while L2 is halfway through a console line splits that line.
 ringvisor --log-level info run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz \
-  --cpus 2,affinity=0@1,1@0 --reactor-cores 0 \
+  --cpus 2 \
   --memory "$MEMORY",hugepages=on,prefault=on --disk path=/tmp/knobs.img \
   --display qxl,vnc=127.0.0.1:5900 --api-socket /tmp/knobs.sock \
   --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=smoke,display,durable" </dev/null >/tmp/huge.out 2>/tmp/huge.err
@@ -63,7 +56,6 @@ cat /tmp/display.facts
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out /tmp/huge.err
 grep -h 'made a forbidden system call' /tmp/huge.err
-echo "L1: topology $(cat /tmp/topology 2>/dev/null)"
 echo "L1: sigterm $(grep -c 'SIGTERM: pressing the power button' /tmp/huge.err) button=$(grep -c '^L2: power button pressed' /tmp/huge.out) $(grep -o 'orderly shutdown: [0-9]* disk(s) flushed' /tmp/huge.err)"
 # Every block the guest reported durable must be in the file, byte for byte.
 last=$(sed -n 's/^L2: durable flushed=\([0-9]*\).*/\1/p' /tmp/huge.out | tail -n 1)
@@ -74,12 +66,8 @@ for i in $(seq 0 "${last:--1}"); do
   [ "$want" = "$got" ] || bad=$((bad + 1))
 done
 echo "L1: durable flushed=${last:-none} bad=$bad"
-echo "L1: placement warnings=$(grep -c 'placement: vCPU 1 shares core(s) 0 with an I/O reactor' /tmp/huge.err)"
 echo 0 >/proc/sys/vm/nr_hugepages
 
 ringvisor run --kernel /l2/vmlinuz --memory "$MEMORY",hugepages=on >/tmp/neg.out 2>&1
 echo "L1: negative hugepages-empty-pool exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
-
-ringvisor run --kernel /l2/vmlinuz --cpus 2,affinity=1@7 >/tmp/neg.out 2>&1
-echo "L1: negative affinity-core exit=$? out=$(head -c 300 /tmp/neg.out | tr '\n' '|')"
 exit "$huge"

@@ -1,0 +1,112 @@
+//! What the nested-lab tests share: running an L1 scenario with this build of ringvisor
+//! (retrying only what the lab lost, with its evidence) and reading the facts it printed.
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The exit status of `lab.sh run` when the lab itself lost the run and showed evidence
+/// of it (a fault in L1's kernel log, an abort of L1's QEMU): the only failure retried.
+const LAB_LOST: i32 = 75;
+/// A lab loss gets this many attempts in all. Every loss is also counted in the run's
+/// ledger (tests/run.sh), which fails the whole run when more than a quarter were lost.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Whether the nested lab is set up; outside CI a test says SKIPPED when it is not, in
+/// CI it fails.
+pub fn lab_ready() -> bool {
+    let ready = Command::new("bash")
+        .arg(repo().join("tests/lab/lab.sh"))
+        .arg("ready")
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the lab: `bash tests/lab/lab.sh deps` sets it up"
+        );
+        eprintln!("SKIPPED: the nested lab is not set up (bash tests/lab/lab.sh deps)");
+    }
+    ready
+}
+
+/// Runs an L1 scenario with this build of ringvisor (`lab_args` go to `lab.sh run`);
+/// returns L1's console output.
+pub fn run_lab(scenario: &str, lab_args: &[&str]) -> Option<String> {
+    run_lab_prepared(scenario, lab_args, &|| {})
+}
+
+/// As [`run_lab`], with `prepare` run before every attempt (a retry after a lab loss
+/// starts from the same state as the first attempt, e.g. a pristine disk image).
+pub fn run_lab_prepared(scenario: &str, lab_args: &[&str], prepare: &dyn Fn()) -> Option<String> {
+    if !lab_ready() {
+        return None;
+    }
+    // A failure without evidence that the lab caused it (an L2 triple fault, a hang, a
+    // VMM error, a failed check) fails at once: tests/lab/lab.sh decides, from L1's own
+    // kernel log and QEMU's stderr, and says why.
+    for attempt in 1..=MAX_ATTEMPTS {
+        prepare();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/lab/lab.sh"))
+            .arg("run")
+            .arg("--scenario")
+            .arg(repo().join(scenario))
+            .arg("--vmm")
+            .arg(env!("CARGO_BIN_EXE_ringvisor"))
+            // The boot takes 100-110 s on the 2-core build machine with L1's one vCPU (64
+            // SCSI units included); a hung L1 must not eat CI. A longer scenario names
+            // its own --timeout in `lab_args`, which comes later and wins.
+            .args(["--timeout", "400"])
+            .args(lab_args)
+            .output()
+            .expect("cannot run tests/lab/lab.sh");
+        let console = String::from_utf8_lossy(&out.stdout).into_owned();
+        let log = String::from_utf8_lossy(&out.stderr);
+        // Every poke of a silent L1 (tests/lab/README.md) shows in the test's output, as
+        // a retry does.
+        for line in log.lines().filter(|line| {
+            line.starts_with("lab: run: poked L1") || line.starts_with("lab: run: L1 beat again")
+        }) {
+            eprintln!("{scenario}: {line}");
+        }
+        // Every boot runs with the seccomp filters enforced: a call a device path needs
+        // and its thread's list lacks stops the VMM with this line, wherever it happens.
+        if let Some(line) = console
+            .lines()
+            .find(|line| line.contains("made a forbidden system call"))
+        {
+            panic!("a seccomp allowlist misses a call: {line}");
+        }
+        if out.status.code() == Some(LAB_LOST) && attempt < MAX_ATTEMPTS {
+            let evidence = log
+                .lines()
+                .find_map(|line| line.strip_prefix("lab: run: lost to the lab: "))
+                .unwrap_or("(no evidence line)");
+            eprintln!("RETRY {attempt}/{MAX_ATTEMPTS} of {scenario}: lost to the lab: {evidence}");
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "lab run failed ({}):\n--- console ---\n{console}\n--- lab ---\n{log}",
+            out.status
+        );
+        return Some(console);
+    }
+    unreachable!("the last attempt either returns or fails")
+}
+
+/// The value of the first `PREFIX` line, e.g. `L2: cpus_online=` → "2".
+pub fn fact<'a>(console: &'a str, prefix: &str) -> Option<&'a str> {
+    console.lines().find_map(|line| {
+        line.trim_end_matches('\r')
+            .split_once(prefix)
+            .map(|(_, v)| v.trim())
+    })
+}
