@@ -7,6 +7,24 @@ lab_early_init L2
 
 lab_load_modules L2
 
+# rv.root=DEVICE: a distribution's root file system (tests/lab/debian-root.sh). The stock
+# drivers are loaded: mount it read-only (its systemd checks and remounts it, as after a
+# distribution's own initramfs) and hand PID 1 over to its init.
+for word in $(cat /proc/cmdline); do
+  case $word in rv.root=*) root=${word#rv.root=} ;; esac
+done
+if [ -n "${root:-}" ]; then
+  for i in $(seq 1 100); do [ -b "$root" ] && break; sleep 0.1; done
+  mkdir -p /newroot
+  if mount -o ro "$root" /newroot; then
+    echo "L2: switching to the root file system on $root"
+    umount /tmp /dev/shm /dev/pts /sys /proc
+    mount --move /dev /newroot/dev
+    exec switch_root /newroot /sbin/init
+  fi
+  echo "L2: cannot mount the root file system on $root"
+fi
+
 # "0-1,3" -> 3; falls back to nproc when sysfs has no online mask.
 cpus_online() {
   list=$(cat /sys/devices/system/cpu/online 2>/dev/null) || list=

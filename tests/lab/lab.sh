@@ -10,10 +10,13 @@
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
 #              [--collect FILE]     FILE (a raw image) is L1's /dev/vda: what a scenario
 #                                   writes there comes back (fio-suite: a tar archive)
+#              [--disk FILE]        FILE (a raw image) is L1's next virtio disk (/dev/vdb
+#                                   after a --collect, /dev/vda without)
 #              [--pidfile FILE]     L1's QEMU writes its pid there (a caller that stops
 #                                   the run early ends QEMU with it)
 #              [--l1-cpus N]        L1's vCPUs (default 1, RINGVISOR_LAB_L1_CPUS)
 #   lab.sh kernels                   print the L1 and L2 kernels and QEMUs in use
+#   lab.sh debian-root               build (or reuse) the Debian root image, print its path
 #   lab.sh ledger FILE               summarise the runs logged to $RINGVISOR_LAB_LEDGER;
 #                                    fails when more than 25 % were lost to the lab
 #   lab.sh boot [--shell]            build ringvisor and boot the default guest on this
@@ -29,10 +32,11 @@ CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 
 # The host gets only tools and libraries from Debian: busybox, fio and iperf3 go into the
 # images, kmod/cpio/gzip/zstd/xz build them; chromium renders the fio suite's HTML report
-# for its check; acpica-tools (iasl) disassembles ringvisor's ACPI tables for theirs.
+# for its check; acpica-tools (iasl) disassembles ringvisor's ACPI tables for theirs;
+# mmdebstrap and e2fsprogs make the Debian root image (debian-root.sh) and check it.
 # Kernels and QEMU are never installed on the host: see "sources" below.
 HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils chromium
-  acpica-tools)
+  acpica-tools mmdebstrap e2fsprogs)
 # Packages whose files end up in the images: their versions are part of the cache key.
 IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils)
 
@@ -55,9 +59,10 @@ case $LAB_TCG_THREAD in single | multi) ;; *) echo "lab: RINGVISOR_LAB_TCG_THREA
 
 # Stock guest drivers the L2 guest must be able to bind (their depends closure is added).
 # button (the ACPI power button) and evdev (its /dev/input node, which busybox acpid
-# reads) make `ringvisor ctl shutdown` reach the guest.
+# reads) make `ringvisor ctl shutdown` reach the guest. ext4 mounts the Debian root image
+# (debian-root.sh); it asks the crypto API for crc32c, which modprobe would have loaded.
 L2_MODULES=(virtio_pci virtio_blk virtio_scsi sd_mod virtio_net virtio_console
-  virtio_balloon qxl virtio_input ptp_kvm evdev button)
+  virtio_balloon qxl virtio_input ptp_kvm evdev button crc32c_generic ext4)
 # L1 needs KVM (nested SVM on the emulated EPYC), TUN for L1<->L2 networking and vhost-net
 # for the reference VMM's kernel fast path.
 L1_MODULES=(irqbypass kvm kvm-amd tun vhost_net virtio_pci virtio_blk)
@@ -127,6 +132,9 @@ apt_install() {
 # Kernels, QEMUs, `deps` and `ready`: tests/lab/sources.sh.
 # shellcheck source=tests/lab/sources.sh
 . "$LAB_DIR/sources.sh"
+# The Debian root image (`debian-root`): tests/lab/debian-root.sh.
+# shellcheck source=tests/lab/debian-root.sh
+. "$LAB_DIR/debian-root.sh"
 
 # -------------------------------------------------------------------------------- images
 
@@ -259,6 +267,8 @@ build_l1() {
   # Checks on the host side of guest disks (fio --verify_only on the backing file).
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
+  # Checks of a guest's file system after it shut down (the Debian root image).
+  copy_with_libs "$root" "$(command -v e2fsck)" /sbin/e2fsck
   for f in "${QEMU_DATA[@]}"; do
     install -D -m 0644 "$(readlink -f "$reference$f")" "$root$f"
   done
@@ -332,7 +342,8 @@ cmd_run() {
       --vmm) vmm=${2:?--vmm needs a binary}; shift 2 ;;
       --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
       --extra) extras+=("${2:?--extra needs SRC:DEST}"); shift 2 ;;
-      --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio"); shift 2 ;;
+      --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio" ${collect[@]+"${collect[@]}"}); shift 2 ;;
+      --disk) collect+=(-drive "file=${2:?--disk needs a file},format=raw,if=virtio"); shift 2 ;;
       --pidfile) pidfile=(-pidfile "${2:?--pidfile needs a file}"); shift 2 ;;
       --l1-cpus) LAB_L1_CPUS=${2:?--l1-cpus needs a count}; shift 2 ;;
       *) usage ;;
@@ -622,6 +633,7 @@ case $cmd in
   kernels) cmd_kernels "$@" ;;
   ready) cmd_ready "$@" ;;
   ledger) cmd_ledger "$@" ;;
+  debian-root) cmd_images >/dev/null && cmd_debian_root "$@" ;;
   boot) cmd_boot "$@" ;;
   *) usage ;;
 esac
