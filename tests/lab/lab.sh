@@ -89,10 +89,11 @@ L1_END_MARKER='L1: end'
 # has the evidence to show for it (see classify_loss): the only failure a caller may retry.
 LAB_LOST_STATUS=75
 # L1's /init writes a kernel message every 5 s (l1-init.sh). After LAB_POKE_S seconds
-# of silence the watcher sends a byte to L1's kernel-log port (QEMU 10's input-path; an
-# interrupt for L1, which ends a wait for one that TCG lost); after LAB_FROZEN_S it
-# counts L1 as stopped as a whole. A busy L1 still schedules a process every few ms.
-LAB_POKE_S=20
+# of silence (one beat late) the watcher sends a byte to L1's kernel-log port (QEMU 10's
+# input-path; an interrupt for L1, which ends a wait for one that TCG lost) before the
+# guest's own timeouts (a driver's 5 s wait for its device) run out; after LAB_FROZEN_S
+# it counts L1 as stopped as a whole. A busy L1 still schedules a process every few ms.
+LAB_POKE_S=8
 LAB_FROZEN_S=60
 
 log() { printf 'lab: %s\n' "$*" >&2; }

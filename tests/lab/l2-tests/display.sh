@@ -23,5 +23,7 @@ typed=
 read -t 120 -r typed </dev/tty1
 echo "L2: display typed=$typed"
 [ "$typed" = rv-typed ] || fail=1
-echo "L2: display dmesg_errors=$(dmesg | grep -i qxl | grep -c -i -E 'error|bug|fail|timeout')"
+qxl_errors=$(dmesg | grep -i qxl | grep -i -E 'error|bug|fail|timeout')
+echo "L2: display dmesg_errors=$(printf '%s' "$qxl_errors" | grep -c .)"
+[ -z "$qxl_errors" ] || printf '%s\n' "$qxl_errors" | sed 's/^/L2: display dmesg: /'
 exit $fail
