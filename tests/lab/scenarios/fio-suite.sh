@@ -93,6 +93,13 @@ ringvisor run --no-reboot --kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz
   --api-socket /tmp/rv.sock --cmdline "$CMDLINE" </dev/null >/tmp/rv.out 2>&1 &
 rv_pid=$!
 vmm_pid=$rv_pid
+# The first job's histogram snapshot needs the API: wait until it answers (a CI run took
+# its snapshot before the socket existed).
+for i in $(seq 1 600); do
+  ringvisor ctl --socket /tmp/rv.sock info >/dev/null 2>&1 && break
+  kill -0 "$rv_pid" 2>/dev/null || break
+  sleep 0.1
+done
 drive ringvisor /tmp/results.bin
 wait "$rv_pid"
 echo "L1: suite end target=ringvisor exit=$?"
