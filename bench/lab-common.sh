@@ -34,14 +34,15 @@ lab_bench_setup() {
   } >"$OUT/compare.env"
 }
 
-# lab_bench_run SCENARIO TIMEOUT: one L1 with the scenario, its console in $OUT/run.log.
+# lab_bench_run SCENARIO TIMEOUT: one L1 with the scenario, its console in $OUT/run.log;
+# LAB_RUN_ARGS (an array, if set) go to `lab.sh run` as well.
 # A lost or failed L1 still leaves the rounds it finished; the run's verdict is printed
 # and kept in $LAB_STATUS (0, 75 for a run the lab lost with evidence, else 1).
 lab_bench_run() {
   LAB_STATUS=0
   bash "$REPO/tests/lab/lab.sh" run --scenario "$REPO/tests/lab/scenarios/$1" \
     --vmm "$VMM" --timeout "$2" --extra "$OUT/compare.env:/etc/lab/compare.env" --l1-cpus "$L1_CPUS" \
-    >"$OUT/run.log" 2>&1 || LAB_STATUS=$?
+    ${LAB_RUN_ARGS[@]+"${LAB_RUN_ARGS[@]}"} >"$OUT/run.log" 2>&1 || LAB_STATUS=$?
   grep -E '^lab: (run: (lost|L1 took)|error)' "$OUT/run.log" >&2 || true
   {
     echo "- commit $(git -C "$REPO" rev-parse --short HEAD), $(date -u +%Y-%m-%d), L1 with $L1_CPUS vCPU(s): $(bash "$REPO/tests/lab/lab.sh" kernels | tr '\n' ' ')"

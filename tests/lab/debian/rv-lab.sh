@@ -2,7 +2,8 @@
 # The lab's checks inside the Debian root image (tests/lab/debian-root.sh), run by
 # rv-lab.service on every boot once systemd has finished starting. It prints "L2: debian
 # ..." facts on the console and then does what this boot of the sequence is for; the boot
-# count lives on the disk, so the sequence survives reboots and VMM restarts:
+# count lives on the disk, so the sequence survives reboots and VMM restarts
+# (rv.lab=boot-time on the command line does something else, see below):
 #   1  systemctl reboot (ringvisor must boot the same disk again in the same process)
 #   2  writes /root/unsynced without sync and waits: L1 presses the power button
 #      (`ringvisor ctl shutdown`), and systemd must shut down cleanly
@@ -10,6 +11,17 @@
 #      button, then systemctl poweroff (ringvisor must exit 0)
 # The leading newline: a login prompt (serial-getty on ttyS0) may have left a line open.
 say() { printf '\nL2: debian %s\n' "$*" >/dev/console; }
+
+# rv.lab=boot-time (bench/boot-compare.sh --debian): how long systemd took to finish
+# starting, then power off; the boot sequence below is left alone.
+if grep -qw 'rv.lab=boot-time' /proc/cmdline; then
+  systemctl is-system-running --wait >/dev/null
+  read -r up _ </proc/uptime
+  say "boot-time multi_user_s=$up state=$(systemctl is-system-running)"
+  printf '\nL2: done\n' >/dev/console
+  systemctl poweroff
+  exit 0
+fi
 
 mkdir -p /var/lib/rv-lab
 boot=$(($(cat /var/lib/rv-lab/boots 2>/dev/null || echo 0) + 1))
