@@ -586,8 +586,10 @@ mod tests {
         let need = MIN_MEMORY_BYTES / page.bytes();
         let (free, _) = page.pool();
         if free < need {
-            // The lab reserves a pool and boots a guest from it (tests/lab_boot.rs).
-            eprintln!("SKIPPED: the host's 2 MiB hugetlb pool has {free} free pages");
+            // .ci/run reserves the pool (and the lab boots a guest from one, tests/lab_boot.rs).
+            ringvisor_test_support::skip(format!(
+                "the host's 2 MiB hugetlb pool has {free} free pages, {need} needed"
+            ));
             return;
         }
         let options = MemoryOptions {

@@ -107,7 +107,9 @@ fn open_vm() -> Option<KvmVm> {
     match KvmVm::create() {
         Ok(vm) => Some(vm),
         Err(err @ (VmError::NoKvm | VmError::KvmPermission)) => {
-            eprintln!("SKIPPED: KVM smoke test needs a usable /dev/kvm: {err}");
+            ringvisor_test_support::skip(format!(
+                "the KVM smoke test needs a usable /dev/kvm: {err}"
+            ));
             None
         }
         Err(err) => panic!("creating a VM failed: {err}"),

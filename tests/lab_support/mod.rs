@@ -3,12 +3,9 @@
 // Each test crate that includes this module uses a part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use ringvisor_test_support::{lab_ready, repo};
 
 /// The exit status of `lab.sh run` when the lab itself lost the run and showed evidence
 /// of it (a fault in L1's kernel log, an abort of L1's QEMU): the only failure retried.
@@ -16,25 +13,6 @@ const LAB_LOST: i32 = 75;
 /// A lab loss gets this many attempts in all. Every loss is also counted in the run's
 /// ledger (tests/run.sh), which fails the whole run when more than a quarter were lost.
 const MAX_ATTEMPTS: u32 = 3;
-
-/// Whether the nested lab is set up; outside CI a test says SKIPPED when it is not, in
-/// CI it fails.
-pub fn lab_ready() -> bool {
-    let ready = Command::new("bash")
-        .arg(repo().join("tests/lab/lab.sh"))
-        .arg("ready")
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the lab: `bash tests/lab/lab.sh deps` sets it up"
-        );
-        eprintln!("SKIPPED: the nested lab is not set up (bash tests/lab/lab.sh deps)");
-    }
-    ready
-}
 
 /// Runs an L1 scenario with this build of ringvisor (`lab_args` go to `lab.sh run`);
 /// returns L1's console output.
