@@ -6,6 +6,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
+use ringvisor::kvm::PauseHolder::{Machine, User};
 use ringvisor::kvm::{KvmVm, PauseControl, PauseError, VcpuStop, VmError};
 use ringvisor::mmio_bus::MmioBus;
 use ringvisor::pci::virtio::{plug_virtio_pci, VirtioPciDevice, VirtioPciServices};
@@ -405,25 +406,34 @@ fn pause_stops_the_vcpu_and_resume_lets_it_go_on() {
     };
     moving("before the pause");
 
-    assert_eq!(pause.resume(), Err(PauseError::NotPaused));
-    pause.pause(Duration::from_secs(20)).unwrap();
-    assert!(pause.is_paused());
+    let still = |what: &str| {
+        let held = counter();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(counter(), held, "{what}: a paused vCPU runs no guest code");
+    };
+    assert_eq!(pause.resume(User), Err(PauseError::NotPaused));
+    pause.pause(User, Duration::from_secs(20)).unwrap();
+    assert!(pause.is_paused_by(User));
+    assert!(!pause.is_paused_by(Machine));
     assert_eq!(
-        pause.pause(Duration::from_secs(1)),
+        pause.pause(User, Duration::from_secs(1)),
         Err(PauseError::AlreadyPaused)
     );
-    let held = counter();
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(counter(), held, "a paused vCPU runs no guest code");
+    still("paused by the user");
 
-    pause.resume().unwrap();
-    assert!(!pause.is_paused());
+    pause.resume(User).unwrap();
+    assert!(!pause.is_paused_by(User));
     moving("after the resume");
-    // And again: pausing works more than once.
-    pause.pause(Duration::from_secs(20)).unwrap();
-    let held = counter();
-    std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(counter(), held);
-    pause.resume().unwrap();
-    moving("after the second resume");
+
+    // The machine's hold (a reboot in place) cannot be lifted by the user's resume ...
+    pause.pause(Machine, Duration::from_secs(20)).unwrap();
+    assert_eq!(pause.resume(User), Err(PauseError::NotPaused));
+    still("paused by the machine");
+    // ... a user's pause meanwhile succeeds at once and outlasts the machine's ...
+    pause.pause(User, Duration::from_secs(1)).unwrap();
+    pause.resume(Machine).unwrap();
+    still("the machine's hold ended, the user's not");
+    // ... and the vCPU goes on when the last hold ends.
+    pause.resume(User).unwrap();
+    moving("after both holds ended");
 }

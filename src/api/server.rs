@@ -13,7 +13,7 @@ use log::{debug, warn};
 use ringvisor_io::ReactorSet;
 use serde_json::{json, Value};
 
-use crate::kvm::PauseControl;
+use crate::kvm::{PauseControl, PauseHolder};
 
 use super::protocol::{histograms_json, parse_request, stats_json, Request, MAX_REQUEST_BYTES};
 
@@ -161,11 +161,12 @@ impl ApiState {
                     let pause = Arc::clone(pause);
                     move || {
                         let done = if request == Request::Pause {
-                            pause.pause(PAUSE_TIMEOUT)
+                            pause.pause(PauseHolder::User, PAUSE_TIMEOUT)
                         } else {
-                            pause.resume()
+                            pause.resume(PauseHolder::User)
                         };
-                        done.map(|()| pause.is_paused()).map_err(|e| e.to_string())
+                        done.map(|()| pause.is_paused_by(PauseHolder::User))
+                            .map_err(|e| e.to_string())
                     }
                 };
                 // The pause and the kvmclock hold are the low-priority reactor's upkeep.

@@ -13,7 +13,7 @@ mod vm;
 
 pub use device_memory::{KvmDeviceMemory, FIRST_DEVICE_SLOT};
 pub use irq_routing::{default_irqchip_routes, KvmIrqRouter, FIRST_MSI_GSI};
-pub use pause::{PauseControl, PauseError};
+pub use pause::{PauseControl, PauseError, PauseHolder};
 pub use power_on::IrqchipPowerOnState;
 pub use vcpu::{Vcpu, VcpuError, VcpuStop};
 pub use vm::{KvmVm, VmError};

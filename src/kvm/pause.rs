@@ -5,9 +5,14 @@
 //! the guest's watchdogs do not count the pause as a soft lockup; the VM's kvmclock is
 //! read once all are parked and written back on resume, so the guest's monotonic time
 //! does not jump by the pause.
+//!
+//! Two parties pause, each with its own hold: the user (the control API) and the machine
+//! itself (a reboot in place, the orderly stop). The vCPUs run only when neither holds, so
+//! a user's `resume` cannot let them loose on RAM a reboot is still clearing, and a reboot
+//! or an orderly stop works on a machine the user has paused and leaves it paused.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_clock_data;
@@ -36,8 +41,28 @@ pub enum PauseError {
     Signal(i32),
 }
 
+/// Who holds a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseHolder {
+    /// The user, through the control API.
+    User,
+    /// The machine itself: a reboot in place or the orderly stop.
+    Machine,
+}
+
+impl PauseHolder {
+    fn bit(self) -> u8 {
+        match self {
+            Self::User => 1,
+            Self::Machine => 2,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
+    /// The holders' bits ([`PauseHolder::bit`]); the vCPUs may run only when it is 0.
+    holds: u8,
     parked: usize,
     threads: Vec<libc::pthread_t>,
     held_clock: Option<kvm_clock_data>,
@@ -77,7 +102,7 @@ impl PauseControl {
         }))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -124,10 +149,12 @@ impl PauseControl {
 
     /// Ends a reboot done while every vCPU was paused: the vCPUs reset themselves to their
     /// power-on state and run again.
+    /// The machine's hold ends; a user's hold, if any, keeps the vCPUs parked, and they
+    /// reset themselves when the user resumes them.
     pub fn finish_reboot(&self) -> Result<(), PauseError> {
         self.lock().generation += 1;
         self.changed.notify_all();
-        self.resume()
+        self.resume(PauseHolder::Machine)
     }
 
     /// Called by a vCPU thread before each KVM_RUN: parks while a pause is wanted. True
@@ -155,22 +182,25 @@ impl PauseControl {
         state.generation != generation
     }
 
-    pub fn is_paused(&self) -> bool {
-        self.want_paused.load(Ordering::Acquire)
+    /// Whether `holder` holds a pause.
+    pub fn is_paused_by(&self, holder: PauseHolder) -> bool {
+        self.lock().holds & holder.bit() != 0
     }
 
-    /// Stops every vCPU (waiting up to `timeout`) and holds the kvmclock.
-    pub fn pause(&self, timeout: Duration) -> Result<(), PauseError> {
-        if self.want_paused.swap(true, Ordering::AcqRel) {
-            return Err(PauseError::AlreadyPaused);
-        }
+    /// Takes `holder`'s hold and stops every vCPU (waiting up to `timeout`); the first hold
+    /// holds the kvmclock.
+    pub fn pause(&self, holder: PauseHolder, timeout: Duration) -> Result<(), PauseError> {
         let start = Instant::now();
         let mut state = self.lock();
+        if state.holds & holder.bit() != 0 {
+            return Err(PauseError::AlreadyPaused);
+        }
+        state.holds |= holder.bit();
+        self.want_paused.store(true, Ordering::Release);
         while state.parked < self.vcpus {
             if start.elapsed() > timeout {
                 let parked = state.parked;
-                drop(state);
-                self.release();
+                self.release(state, holder);
                 return Err(PauseError::Timeout {
                     parked,
                     vcpus: self.vcpus,
@@ -189,44 +219,52 @@ impl PauseControl {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let clock = self.vm.get_clock().map_err(|e| PauseError::Clock {
-            what: "read",
-            errno: e.errno(),
-        });
-        match clock {
+        if state.held_clock.is_some() {
+            return Ok(());
+        }
+        match self.vm.get_clock() {
             Ok(clock) => {
                 state.held_clock = Some(clock);
                 Ok(())
             }
             Err(e) => {
-                drop(state);
-                self.release();
-                Err(e)
+                self.release(state, holder);
+                Err(PauseError::Clock {
+                    what: "read",
+                    errno: e.errno(),
+                })
             }
         }
     }
 
-    /// Puts the held kvmclock back and lets the vCPUs run.
-    pub fn resume(&self) -> Result<(), PauseError> {
-        if !self.want_paused.load(Ordering::Acquire) {
+    /// Ends `holder`'s hold; once no hold is left, puts the held kvmclock back and lets the
+    /// vCPUs run.
+    pub fn resume(&self, holder: PauseHolder) -> Result<(), PauseError> {
+        let mut state = self.lock();
+        if state.holds & holder.bit() == 0 {
             return Err(PauseError::NotPaused);
         }
-        let held = self.lock().held_clock.take();
-        if let Some(mut clock) = held {
-            // Only the clock value is written back (flags such as KVM_CLOCK_TSC_STABLE
-            // are read-only).
-            clock.flags = 0;
-            if let Err(e) = self.vm.set_clock(&clock) {
-                debug!("KVM_SET_CLOCK: {e}");
+        if state.holds == holder.bit() {
+            if let Some(mut clock) = state.held_clock.take() {
+                // Only the clock value is written back (flags such as KVM_CLOCK_TSC_STABLE
+                // are read-only).
+                clock.flags = 0;
+                if let Err(e) = self.vm.set_clock(&clock) {
+                    debug!("KVM_SET_CLOCK: {e}");
+                }
             }
         }
-        self.release();
+        self.release(state, holder);
         Ok(())
     }
 
-    fn release(&self) {
-        let _state = self.lock();
-        self.want_paused.store(false, Ordering::Release);
-        self.changed.notify_all();
+    /// Drops `holder`'s hold; the vCPUs go on once no hold is left.
+    fn release(&self, mut state: MutexGuard<'_, State>, holder: PauseHolder) {
+        state.holds &= !holder.bit();
+        if state.holds == 0 {
+            state.held_clock = None;
+            self.want_paused.store(false, Ordering::Release);
+            self.changed.notify_all();
+        }
     }
 }

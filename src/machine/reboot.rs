@@ -20,7 +20,7 @@ use log::{info, warn};
 use super::MachineStop;
 use crate::acpi::{write_tables, AcpiPlatform};
 use crate::boot::{load_linux, LoadedKernel};
-use crate::kvm::{IrqchipPowerOnState, PauseControl, Vcpu, VcpuError, VcpuStop};
+use crate::kvm::{IrqchipPowerOnState, PauseControl, PauseHolder, Vcpu, VcpuError, VcpuStop};
 use crate::memory::{self, GuestMemory, MemoryOptions};
 use crate::mmio_bus::MmioBus;
 use crate::pci::virtio::VirtioPciDevice;
@@ -58,7 +58,7 @@ impl Rebooter {
     pub(super) fn reboot(&self) -> Result<(), String> {
         let started = Instant::now();
         self.pause
-            .pause(PAUSE_TIMEOUT)
+            .pause(PauseHolder::Machine, PAUSE_TIMEOUT)
             .map_err(|e| format!("cannot stop the vCPUs: {e}"))?;
         for device in &self.virtio_devices {
             lock(device).platform_reset();

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::reboot::Rebooter;
 use super::{GuestExit, MachineStop};
 use crate::api::ShutdownHook;
-use crate::kvm::PauseControl;
+use crate::kvm::{PauseControl, PauseHolder};
 
 /// How long the vCPUs may take to stop.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,9 +62,10 @@ impl OrderlyShutdown {
 impl OrderlyShutdown {
     /// Stops the guest, lets its disk I/O finish and makes every disk durable.
     fn stop_and_flush(&self) -> Result<Value, String> {
-        if !self.pause.is_paused() {
+        // A reboot that failed half-way still holds the machine's pause.
+        if !self.pause.is_paused_by(PauseHolder::Machine) {
             self.pause
-                .pause(PAUSE_TIMEOUT)
+                .pause(PauseHolder::Machine, PAUSE_TIMEOUT)
                 .map_err(|e| format!("cannot stop the vCPUs: {e}"))?;
         }
         // With the vCPUs stopped no new request comes; those already taken finish.
