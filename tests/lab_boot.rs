@@ -340,6 +340,14 @@ fn check_reboot(console: &str) {
          L2: cpus_online=8 L2: acpi complaints=0 L2: reboot boot=2 mark=found"
     );
     assert_eq!(expect("L1: reboot api exit="), "0 same_pid=yes");
+    // The reboot reset both PCI devices, the disk and the display (devices/src/qxl/tests.rs
+    // checks what a reset clears); the second boot's driver set a mode on the display again.
+    assert_eq!(expect("L1: reboot devices-reset="), "2");
+    let qxl = expect("L1: reboot qxl ");
+    assert!(
+        qxl.starts_with("mode=") && qxl.trim_end().ends_with(" guest_errors=0"),
+        "{qxl}"
+    );
 }
 
 /// The high-performance knobs (tests/lab/scenarios/ringvisor-knobs.sh).

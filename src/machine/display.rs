@@ -34,6 +34,8 @@ const TABLET_MAX: u32 = 32767;
 /// What the machine keeps of the display.
 pub(super) struct PluggedDisplay {
     pub control: Arc<dyn DisplayControl>,
+    /// For the machine's reset on a reboot.
+    pub device: QxlHandle,
     pub interrupt: PciInterrupt,
     pub info: Value,
     /// Keeps the VNC server running for the machine's life.
@@ -194,6 +196,7 @@ pub(super) fn plug_display(
     };
     let vnc_addr = vnc.as_ref().map(VncServer::local_addr);
     Ok(PluggedDisplay {
+        device: handle.clone(),
         control: Arc::new(DisplayApi {
             handle,
             vnc: vnc_addr,

@@ -336,7 +336,15 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         )?),
         None => None,
     };
-    let virtio_devices = std::mem::take(&mut slots.virtio);
+    let mut reset_devices: Vec<Arc<dyn reboot::PlatformReset>> = std::mem::take(&mut slots.virtio)
+        .into_iter()
+        .map(|device| device as Arc<dyn reboot::PlatformReset>)
+        .collect();
+    reset_devices.extend(
+        display
+            .iter()
+            .map(|d| Arc::new(d.device.clone()) as Arc<dyn reboot::PlatformReset>),
+    );
     let pci_interrupts: Vec<_> = display.iter().map(|d| d.interrupt).collect();
     if let Some(display) = &display {
         plugged.info.push(display.info.clone());
@@ -366,7 +374,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         pause: Arc::clone(&pause),
         vm: vm.shared_fd(),
         irqchip: vm.irqchip_power_on(),
-        virtio_devices,
+        devices: reset_devices,
         mem: mem.clone(),
         memory_bytes: config.memory_bytes,
         memory_options: config.memory_options,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VmFd;
 use log::{info, warn};
+use ringvisor_devices::qxl::QxlHandle;
 
 use super::MachineStop;
 use crate::acpi::{write_tables, AcpiPlatform};
@@ -37,12 +38,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A device a reboot puts back to its power-on state, with the vCPUs stopped.
+pub(super) trait PlatformReset: Send + Sync {
+    fn platform_reset(&self);
+}
+
+impl PlatformReset for Mutex<VirtioPciDevice> {
+    fn platform_reset(&self) {
+        lock(self).platform_reset();
+    }
+}
+
+impl PlatformReset for QxlHandle {
+    fn platform_reset(&self) {
+        QxlHandle::platform_reset(self);
+    }
+}
+
 /// Everything a reboot puts back.
 pub(super) struct Rebooter {
     pub pause: Arc<PauseControl>,
     pub vm: Arc<VmFd>,
     pub irqchip: Arc<IrqchipPowerOnState>,
-    pub virtio_devices: Vec<Arc<Mutex<VirtioPciDevice>>>,
+    /// The PCI devices: the virtio functions and the display.
+    pub devices: Vec<Arc<dyn PlatformReset>>,
     pub mem: GuestMemory,
     pub memory_bytes: u64,
     pub memory_options: MemoryOptions,
@@ -60,8 +79,8 @@ impl Rebooter {
         self.pause
             .pause(PauseHolder::Machine, PAUSE_TIMEOUT)
             .map_err(|e| format!("cannot stop the vCPUs: {e}"))?;
-        for device in &self.virtio_devices {
-            lock(device).platform_reset();
+        for device in &self.devices {
+            device.platform_reset();
         }
         self.irqchip
             .restore(&self.vm)
@@ -90,7 +109,7 @@ impl Rebooter {
         info!(
             "rebooted in place in {} ms ({} device(s) reset, RAM cleared, {} reloaded)",
             started.elapsed().as_millis(),
-            self.virtio_devices.len(),
+            self.devices.len(),
             self.kernel.display()
         );
         Ok(())

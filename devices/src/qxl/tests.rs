@@ -377,3 +377,64 @@ fn draws_queued_before_a_mode_change_run_against_the_old_primary() {
     assert_eq!((stats.draws, stats.guest_errors), (2, 0), "{stats:?}");
     assert_eq!(handle.mode(), None);
 }
+
+#[test]
+fn the_machine_reset_leaves_nothing_of_the_last_boot() {
+    let mut g = Guest::new();
+    g.probe();
+    g.create_primary(64, 32);
+    let first = g.next;
+    let fill = g.fill(first, [0, 0, 8, 8], 0x00ff_0000);
+    g.push_command(fill, CMD_DRAW);
+    g.drain();
+    let handle = g.device.handle();
+    let drawn = handle.version();
+    assert!(handle.screen().is_some());
+    // What the guest left in both BARs: commands in the main slot, pixels in VRAM.
+    assert!(g.device.vram_bar().write_u32(256, 0x00ff_0000));
+    let ring = g.header + RAM_CMD_RING;
+    assert_eq!(g.ram().load_u32(ring + RING_PROD), Some(1));
+
+    handle.platform_reset();
+
+    assert!(
+        handle.screen().is_none(),
+        "no primary surface after the reset"
+    );
+    assert!(handle.version() > drawn, "outputs are told the screen went");
+    assert_eq!(
+        handle.stats().resets,
+        2,
+        "the probe's reset and the machine's"
+    );
+    assert_eq!(g.device.vram_bar().read_u32(256), Some(0));
+    assert_eq!(g.ram().load_u32(ring + RING_PROD), Some(0));
+    assert_eq!(g.ram().load_u32(g.header + RAM_INT_MASK), Some(0));
+    assert_eq!(
+        g.ram().read_u32(g.header + RAM_MAGIC_OFFSET),
+        Some(RAM_MAGIC),
+        "the RAM header is ready for the next driver"
+    );
+    // The memslots went too: a primary in the old surface slot is refused until the
+    // new driver adds its slots again.
+    let errors = handle.stats().guest_errors;
+    let c = g.header + RAM_CREATE_SURFACE;
+    for (field, value) in [
+        (CREATE_WIDTH, 64),
+        (CREATE_HEIGHT, 32),
+        (CREATE_STRIDE, 256),
+    ] {
+        g.ram().write_u32(c + field, value);
+    }
+    g.ram().write_u32(c + CREATE_FORMAT, 32);
+    g.ram()
+        .write_u64(c + CREATE_MEM, qxl_address(SURFACE_SLOT, 0));
+    g.out(IoPort::CreatePrimary, 0);
+    assert!(handle.screen().is_none());
+    assert_eq!(handle.stats().guest_errors, errors + 1);
+
+    // And a driver that probes again gets a working device.
+    g.probe();
+    g.create_primary(64, 32);
+    assert_eq!(handle.mode(), Some((64, 32)));
+}

@@ -236,6 +236,19 @@ impl QxlDevice {
 }
 
 impl QxlHandle {
+    /// The machine's reset (a reboot in place): what the guest's QXL_IO_RESET does, with
+    /// both memory BARs zeroed as well, so nothing of the last boot's screen, rings or
+    /// surfaces outlives it. The vCPUs are stopped; the worker waits on the state lock.
+    pub fn platform_reset(&self) {
+        let mut state = lock(&self.shared.state);
+        for (name, bar) in [("VRAM", &self.shared.vram), ("RAM", &self.shared.ram)] {
+            if let Err(err) = bar.clear() {
+                warn!("qxl: cannot clear the {name} BAR on reset: {err}");
+            }
+        }
+        self.shared.reset(&mut state);
+    }
+
     pub fn screen(&self) -> Option<Screen> {
         let version = *lock(&self.shared.screen.version);
         let state = lock(&self.shared.state);

@@ -67,7 +67,7 @@ impl Shared {
         }
     }
 
-    fn reset(&self, state: &mut State) {
+    pub(super) fn reset(&self, state: &mut State) {
         state.slots.clear();
         state.surfaces.destroy_all();
         state.cursor = CursorState::default();
