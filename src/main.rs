@@ -160,8 +160,9 @@ fn run(config: &machine::MachineConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    // What validate refuses is the user's input (a missing file, an impossible size),
-    // found before any VM exists.
+    // What validate refuses is the user's input (a missing file, an impossible size) or a
+    // host that cannot run any machine (io_uring unavailable), found before any VM exists
+    // and before the terminal is touched.
     if let Err(err) = config.validate() {
         eprintln!("ringvisor: error: {err}");
         return ExitCode::from(EXIT_BAD_INPUT);

@@ -5,12 +5,17 @@
 //! Device models depend on this crate for the handles they signal; they never touch KVM.
 
 mod irq;
+mod probe;
 pub mod reactor;
 pub mod worker;
 
 pub use irq::{IrqEvent, IrqEventError};
+pub use probe::{diagnose, probe, HostGate, IoUringUnavailable};
+#[cfg(feature = "test-hooks")]
+pub use reactor::ForbiddenOp;
 pub use reactor::{
-    pin_current_thread, QueueStats, ReactorError, ReactorSet, ReactorStats, ThreadSetup,
+    pin_current_thread, OpKind, QueueStats, ReactorError, ReactorSet, ReactorStats, RingPolicy,
+    ThreadSetup,
 };
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,

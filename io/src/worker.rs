@@ -89,13 +89,17 @@ impl IoBatch {
     }
 }
 
-/// The ring state is beyond repair (the avail index jumped past the queue size, the rings
-/// are outside guest RAM): the device must be marked DEVICE_NEEDS_RESET.
+/// The queue cannot be served any more: the device must be marked DEVICE_NEEDS_RESET.
 #[derive(Debug, thiserror::Error)]
-#[error("virtqueue {queue} is broken: {reason}")]
-pub struct QueueFault {
-    pub queue: u16,
-    pub reason: String,
+pub enum QueueFault {
+    /// The ring state is beyond repair (the avail index jumped past the queue size, the
+    /// rings are outside guest RAM).
+    #[error("virtqueue {queue} is broken: {reason}")]
+    Broken { queue: u16, reason: String },
+    /// The reactor's ring refused an op its policy does not list (-EACCES): the device
+    /// asked for host I/O its reactor kind was never meant to do.
+    #[error("the reactor's io_uring refused a {kind:?} op, which its ring policy does not allow")]
+    OpRefused { kind: crate::reactor::OpKind },
 }
 
 /// Device logic for one virtqueue, driven by the reactor that owns the queue.

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringvisor_io::{
-    IoBatch, IoOp, IrqEvent, QueueBinding, QueueFault, QueueHost, QueueWorker, ReactorSet,
+    IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost, QueueWorker, ReactorSet,
+    RingPolicy,
 };
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -47,7 +48,7 @@ impl QueueWorker for FileReader {
         let posted: Vec<u64> = self.posted.lock().unwrap().drain(..).collect();
         for &offset in &posted {
             if Some(offset) == self.fault_on {
-                return Err(QueueFault {
+                return Err(QueueFault::Broken {
                     queue: 0,
                     reason: "test fault".into(),
                 });
@@ -280,6 +281,45 @@ fn a_queue_fault_is_reported_and_the_queue_is_no_longer_served() {
         good_q.done.lock().unwrap().len() == 1
     });
     assert_eq!(good_q.done.lock().unwrap()[0].1, 8);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_ring_refuses_ops_its_policy_does_not_list_and_the_queue_faults() {
+    let path = test_file("policy");
+    let confined = |ops: &[OpKind]| {
+        ReactorSet::start_confined(&[None], None, Arc::new(|| {}), RingPolicy::new(ops)).unwrap()
+    };
+    // Delays only: the reader's delay runs, the read it queues after it is refused.
+    let reactors = confined(&[OpKind::Delay]);
+    let (b, q) = delayed_binding("q", &path, None, Some(1_000));
+    reactors.attach(b).unwrap();
+    q.posted.lock().unwrap().push(8);
+    q.kick.write(1).unwrap();
+    wait_for("the fault report", || !q.faults.lock().unwrap().is_empty());
+    assert_eq!(q.delays.lock().unwrap()[0].0, 0, "the delay ran");
+    assert_eq!(q.done.lock().unwrap()[0].1, -libc::EACCES);
+    let fault = q.faults.lock().unwrap()[0].clone();
+    assert!(fault.contains("refused a Read op"), "{fault}");
+    let stats = reactors.stats();
+    let queue = &stats[0].queues[0];
+    assert_eq!((queue.ops, queue.op_errors, queue.ops_refused), (2, 1, 1));
+    // A faulted queue is served no more.
+    q.posted.lock().unwrap().push(16);
+    q.kick.write(1).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(q.done.lock().unwrap().len(), 1);
+    drop(reactors);
+
+    // With reads on the list the same queue is served.
+    let reactors = confined(&[OpKind::Delay, OpKind::Read]);
+    let (b, q) = delayed_binding("q", &path, None, Some(1_000));
+    reactors.attach(b).unwrap();
+    q.posted.lock().unwrap().push(8);
+    q.kick.write(1).unwrap();
+    wait_for("the read", || q.done.lock().unwrap().len() == 1);
+    assert_eq!(q.done.lock().unwrap()[0].1, 8);
+    assert!(q.faults.lock().unwrap().is_empty());
     std::fs::remove_file(path).unwrap();
 }
 

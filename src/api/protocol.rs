@@ -188,6 +188,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                         "batches": q.batches,
                         "ops": q.ops,
                         "op_errors": q.op_errors,
+                        "ops_refused": q.ops_refused,
                         "irqs_sent": q.irqs_sent,
                         "irqs_suppressed": q.irqs_suppressed,
                         "kick_to_submit_ns": percentiles(&q.kick_to_submit_ns),

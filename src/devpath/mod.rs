@@ -31,8 +31,8 @@ use ringvisor_devices::virtio::net::NetError;
 use ringvisor_devices::virtio::scsi::ScsiError;
 use ringvisor_devices::virtio::{ActivateError, VirtioDevice};
 use ringvisor_io::{
-    AttachedQueue, IrqEvent, IrqEventError, QueueBinding, QueueHost, QueueHostError, ReactorError,
-    ReactorSet, ReactorStats,
+    AttachedQueue, IoUringUnavailable, IrqEvent, IrqEventError, QueueBinding, QueueHost,
+    QueueHostError, ReactorError, ReactorSet, ReactorStats,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
@@ -61,6 +61,8 @@ pub enum DevPathError {
     Net(#[from] NetError),
     #[error("cannot start the reactors: {0}")]
     Reactor(#[from] ReactorError),
+    #[error(transparent)]
+    IoUring(#[from] IoUringUnavailable),
     #[error("virtqueue driver: {0}")]
     Driver(#[from] DriverError),
     #[error("guest memory access failed: {0}")]
@@ -305,6 +307,8 @@ impl<D: VirtioDevice> Rig<D> {
         poll: Option<std::time::Duration>,
         memory: &MemoryOptions,
     ) -> Result<Self> {
+        // A host without io_uring gets its cause and fix, not a reactor thread's errno.
+        ringvisor_io::probe()?;
         let queue_count = device.queue_max_sizes().len() as u64;
         let ring_stride = SplitQueueDriver::footprint(queue_size).next_multiple_of(4096);
         if RING_BASE + queue_count * ring_stride > SCRATCH_BASE {
@@ -312,12 +316,15 @@ impl<D: VirtioDevice> Rig<D> {
         }
         let mem_bytes = (SCRATCH_BASE + queue_count * SCRATCH_PER_QUEUE).max(MIN_MEMORY_BYTES);
         let mem = memory::allocate_with(mem_bytes, memory)?;
-        // Confined as the machine's reactors are, when this process has a seccomp policy
+        // Confined as the machine's reactors of the device's kind are: their io_uring
+        // restrictions always, their seccomp filter when this process has a policy
         // (tests/seccomp.rs serves a disk through them that way).
-        let reactors = ReactorSet::start_with_setup(
+        let kind = crate::seccomp::serving_reactor(device.device_type());
+        let reactors = ReactorSet::start_confined(
             reactor_cores,
             poll,
-            Arc::new(|| crate::seccomp::confine(crate::seccomp::ThreadKind::HotReactor)),
+            Arc::new(move || crate::seccomp::confine(kind)),
+            crate::seccomp::ring_policy(kind),
         )?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();

@@ -42,16 +42,14 @@ impl Slots<'_> {
         &mut self,
         name: &str,
         device: Box<dyn VirtioDevice>,
-        low_priority: bool,
     ) -> Result<(PluggedVirtioPci, u64), MachineError> {
         let bar = self
             .bars
             .allocate(BAR0_SIZE)
             .ok_or_else(|| MachineError::NoBarSpace(name.to_owned()))?;
-        let services = if low_priority {
-            self.low_priority
-        } else {
-            self.io
+        let services = match crate::seccomp::serving_reactor(device.device_type()) {
+            crate::seccomp::ThreadKind::HotReactor => self.io,
+            _ => self.low_priority,
         };
         let plug = VirtioPciDevice::new(name, device, services, bar)
             .and_then(|device| plug_virtio_pci(device, self.root, self.mmio))
@@ -139,7 +137,7 @@ pub(super) fn plug_all(
             queues: disk.queues,
             serial: disk.serial.clone(),
         })?;
-        let (plug, bar) = slots.plug(&name, Box::new(device), false)?;
+        let (plug, bar) = slots.plug(&name, Box::new(device))?;
         info!(
             "{name}: {} on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             disk.path.display(),
@@ -158,7 +156,7 @@ pub(super) fn plug_all(
         let name = "scsi0".to_string();
         let device = ScsiDevice::new(scsi.clone())?;
         let units = device.units();
-        let (plug, bar) = slots.plug(&name, Box::new(device), false)?;
+        let (plug, bar) = slots.plug(&name, Box::new(device))?;
         info!(
             "{name}: {} logical unit(s), {} request queue(s), on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             units.len(),
@@ -189,7 +187,7 @@ pub(super) fn plug_all(
         let device = NetDevice::new(net.clone())?;
         let mac = device.mac();
         let link = device.link();
-        let (plug, bar) = slots.plug(&name, Box::new(device), false)?;
+        let (plug, bar) = slots.plug(&name, Box::new(device))?;
         // A TAP deleted under the guest takes the link down; the driver must hear it.
         link.set_notifier(plug.config_change_notifier());
         info!(
@@ -210,7 +208,7 @@ pub(super) fn plug_all(
     if let Some(console) = &config.console {
         let name = "console0";
         let device = ConsoleDevice::new(console.clone())?;
-        let (plug, bar) = slots.plug(name, Box::new(device), true)?;
+        let (plug, bar) = slots.plug(name, Box::new(device))?;
         info!(
             "{name}: console on {}, {} named port(s), on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             console.console,
@@ -236,7 +234,7 @@ pub(super) fn plug_all(
         balloon.protected.push((0, HIMEM_START.0));
         let device = BalloonDevice::new(balloon.clone())?;
         let handle = device.handle();
-        let (plug, bar) = slots.plug(name, Box::new(device), true)?;
+        let (plug, bar) = slots.plug(name, Box::new(device))?;
         info!(
             "{name}: target {} MiB, on PCI 00:{:02x}.0, BAR0 {bar:#x}",
             balloon.initial_target_bytes >> 20,

@@ -222,7 +222,7 @@ fn plug_input(
 ) -> Result<InputHandle, MachineError> {
     let device = InputDevice::new(kind).map_err(|e| MachineError::Display(e.to_string()))?;
     let handle = device.handle();
-    let (plug, _bar) = slots.plug(name, Box::new(device), true)?;
+    let (plug, _bar) = slots.plug(name, Box::new(device))?;
     info!("{name}: virtio-input on PCI 00:{:02x}.0", plug.slot);
     Ok(handle)
 }

@@ -17,7 +17,7 @@ use ringvisor_devices::virtio::block::BlockError;
 use ringvisor_devices::virtio::console::{ConsoleConfig, ConsoleError};
 use ringvisor_devices::virtio::net::{NetConfig, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiError};
-use ringvisor_io::{IrqEvent, IrqEventError, ReactorError, ReactorSet};
+use ringvisor_io::{IoUringUnavailable, IrqEvent, IrqEventError, ReactorError, ReactorSet};
 use serde_json::json;
 
 use crate::acpi::{write_tables, AcpiError, AcpiPlatform, MAX_VCPUS};
@@ -127,6 +127,8 @@ pub enum MachineError {
     Affinity(#[source] std::io::Error),
     #[error("cannot start the I/O reactors: {0}")]
     Reactors(#[from] ReactorError),
+    #[error(transparent)]
+    IoUring(#[from] IoUringUnavailable),
     #[error("--disk: {0}")]
     Disk(#[from] BlockError),
     #[error("--scsi-disk: {0}")]
@@ -180,7 +182,8 @@ impl MachineError {
 }
 
 impl MachineConfig {
-    /// Checks what can be checked without KVM, so bad input is reported before any VM exists.
+    /// Checks what can be checked without KVM, so bad input, and a host that cannot run the
+    /// machine (no hugepages, no io_uring), is reported before any VM exists.
     pub fn validate(&self) -> Result<(), MachineError> {
         let open = |path: &PathBuf| std::fs::File::open(path).map(drop);
         open(&self.kernel).map_err(|source| BootError::OpenKernel {
@@ -224,6 +227,8 @@ impl MachineConfig {
             }
         }
         self.placement()?;
+        // Last, so that a mistake in the flags is reported before the host's set-up.
+        ringvisor_io::probe()?;
         Ok(())
     }
 
@@ -249,10 +254,11 @@ fn start_reactors(
 ) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
     let poll = (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us));
-    Ok(Arc::new(ReactorSet::start_with_setup(
+    Ok(Arc::new(ReactorSet::start_confined(
         &cores,
         poll,
         Arc::new(|| seccomp::confine(ThreadKind::HotReactor)),
+        seccomp::ring_policy(ThreadKind::HotReactor),
     )?))
 }
 
@@ -304,9 +310,10 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         interrupts: router.clone(),
         ioevents: router,
     };
-    let low_priority = Arc::new(ReactorSet::start_low_priority_with_setup(
+    let low_priority = Arc::new(ReactorSet::start_low_priority_confined(
         &placement.background,
         Arc::new(|| seccomp::confine(ThreadKind::LowPriorityReactor)),
+        seccomp::ring_policy(ThreadKind::LowPriorityReactor),
     )?);
     // The threads started from here on (API, signals, stdin) inherit the background
     // cores; the vCPU threads set their own.

@@ -10,6 +10,7 @@
 mod allowlists;
 mod names;
 mod report;
+mod ring_ops;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetA
 
 pub use names::syscall_name;
 pub use report::{install_reporter, VIOLATION_EXIT_CODE};
+pub use ring_ops::{ring_ops, ring_policy, serving_reactor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

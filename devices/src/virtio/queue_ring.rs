@@ -78,7 +78,7 @@ impl QueueRing {
     }
 
     pub fn fault(&self, reason: impl Display) -> QueueFault {
-        QueueFault {
+        QueueFault::Broken {
             queue: self.index,
             reason: reason.to_string(),
         }

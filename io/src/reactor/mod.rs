@@ -1,6 +1,7 @@
 //! The per-core io_uring reactors and the set that spreads queues over them.
 
 mod ring_loop;
+mod ring_policy;
 mod stats;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::worker::{AttachedQueue, QueueBinding, QueueHost, QueueHostError};
 use ring_loop::{Control, RingLoop};
+#[cfg(feature = "test-hooks")]
+pub use ring_policy::ForbiddenOp;
+pub use ring_policy::{OpKind, RingPolicy};
 pub use stats::{QueueStats, ReactorStats};
 
 /// Submission queue entries per ring: room for several full 256-entry queues per pass.
@@ -71,7 +75,7 @@ pub struct ReactorSet {
 
 impl ReactorSet {
     /// Starts one reactor per element of `cores` (`None`: not pinned), sleeping as soon
-    /// as there is nothing to do.
+    /// as there is nothing to do, its ring allowing every kind of op.
     pub fn start(cores: &[Option<usize>]) -> Result<Self, ReactorError> {
         Self::start_with_polling(cores, None)
     }
@@ -84,18 +88,20 @@ impl ReactorSet {
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
     ) -> Result<Self, ReactorError> {
-        Self::start_class(cores, poll, ReactorClass::Hot, None)
+        Self::start_class(cores, poll, ReactorClass::Hot, None, RingPolicy::any())
     }
 
     /// As [`start_with_polling`](Self::start_with_polling), each thread running `setup`
-    /// once it is pinned, before its loop: how the VMM confines its reactors (seccomp)
-    /// without this crate knowing how.
-    pub fn start_with_setup(
+    /// once it is pinned, before its loop, and each ring restricted to `ring`: how the VMM
+    /// confines its reactors (seccomp, io_uring restrictions) without this crate knowing
+    /// which devices they serve.
+    pub fn start_confined(
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
         setup: ThreadSetup,
+        ring: RingPolicy,
     ) -> Result<Self, ReactorError> {
-        Self::start_class(cores, poll, ReactorClass::Hot, Some(setup))
+        Self::start_class(cores, poll, ReactorClass::Hot, Some(setup), ring)
     }
 
     /// The low-priority reactor: one thread, "lowprio0", at nice
@@ -108,20 +114,23 @@ impl ReactorSet {
             None,
             ReactorClass::LowPriority(cores.to_vec()),
             None,
+            RingPolicy::any(),
         )
     }
 
     /// As [`start_low_priority`](Self::start_low_priority), the thread running `setup`
-    /// before its loop.
-    pub fn start_low_priority_with_setup(
+    /// before its loop and its ring restricted to `ring`.
+    pub fn start_low_priority_confined(
         cores: &[usize],
         setup: ThreadSetup,
+        ring: RingPolicy,
     ) -> Result<Self, ReactorError> {
         Self::start_class(
             &[None],
             None,
             ReactorClass::LowPriority(cores.to_vec()),
             Some(setup),
+            ring,
         )
     }
 
@@ -130,6 +139,7 @@ impl ReactorSet {
         poll: Option<std::time::Duration>,
         class: ReactorClass,
         setup: Option<ThreadSetup>,
+        policy: RingPolicy,
     ) -> Result<Self, ReactorError> {
         if cores.is_empty() {
             return Err(ReactorError::NoReactors);
@@ -147,11 +157,19 @@ impl ReactorSet {
                     reactor: index,
                     source,
                 })?;
-            let ring = RingLoop::new(index, core, RING_ENTRIES, poll, control_rx, loop_wake)
-                .map_err(|source| ReactorError::Ring {
-                    reactor: index,
-                    source,
-                })?;
+            let ring = RingLoop::new(
+                index,
+                core,
+                RING_ENTRIES,
+                poll,
+                policy.clone(),
+                control_rx,
+                loop_wake,
+            )
+            .map_err(|source| ReactorError::Ring {
+                reactor: index,
+                source,
+            })?;
             let (name, low_cores) = match &class {
                 ReactorClass::Hot => (format!("reactor{index}"), None),
                 ReactorClass::LowPriority(cores) => {
@@ -217,6 +235,21 @@ impl ReactorSet {
                 let _ = reply.send(task());
             })),
         )?;
+        answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(reactor))
+    }
+
+    /// Submits `op` on reactor `reactor`'s own ring and returns its result (-EACCES when
+    /// the ring's restrictions refuse it).
+    #[cfg(feature = "test-hooks")]
+    pub fn try_forbidden(&self, reactor: usize, op: ForbiddenOp) -> Result<i32, QueueHostError> {
+        let handle = self
+            .reactors
+            .get(reactor)
+            .ok_or(QueueHostError::ReactorGone(reactor))?;
+        let (reply, answer) = bounded(1);
+        handle.send(reactor, Control::TryForbidden(op, reply))?;
         answer
             .recv()
             .map_err(|_| QueueHostError::ReactorGone(reactor))

@@ -26,6 +26,9 @@ pub struct QueueStats {
     pub ops: u64,
     /// Ops that completed with an error.
     pub op_errors: u64,
+    /// Ops the ring refused because its policy does not list their kind (each faults
+    /// the queue).
+    pub ops_refused: u64,
     pub irqs_sent: u64,
     /// Completions after which the guest had asked for no interrupt (EVENT_IDX).
     pub irqs_suppressed: u64,
@@ -51,6 +54,7 @@ impl QueueStats {
             batches: 0,
             ops: 0,
             op_errors: 0,
+            ops_refused: 0,
             irqs_sent: 0,
             irqs_suppressed: 0,
             kick_to_submit_ns: histogram(),

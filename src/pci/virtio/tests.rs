@@ -502,7 +502,7 @@ fn a_queue_fault_on_a_reactor_marks_the_device_for_reset() {
     rig.set_up_queues(VIRTIO_F_VERSION_1);
     rig.driver_ok();
     let binding = rig.host.bindings.lock().unwrap().remove(0);
-    let fault = QueueFault {
+    let fault = QueueFault::Broken {
         queue: 0,
         reason: "avail index jumped".into(),
     };

@@ -35,10 +35,10 @@ use super::{
 };
 pub use control::{ScsiControlStats, ScsiControlWorker, ScsiEventWorker};
 use lun::{LogicalUnit, BLOCK_SHIFT, MAX_TRANSFER_BLOCKS};
+pub use protocol::VIRTIO_ID_SCSI;
 use protocol::{
     config, LunAddress, CONTROL_QUEUE, DEFAULT_CDB_SIZE, DEFAULT_SENSE_SIZE, EVENT_INFO_SIZE,
     EVENT_QUEUE, FIRST_REQUEST_QUEUE, MAX_CDB_SIZE, MAX_LUN, MAX_SENSE_SIZE, MAX_TARGET,
-    VIRTIO_ID_SCSI,
 };
 use request::Geometry;
 use target::Luns;

@@ -54,6 +54,8 @@ impl RingLoop {
                     let _ = reply.send(self.snapshot());
                 }
                 Control::Run(task) => task(),
+                #[cfg(feature = "test-hooks")]
+                Control::TryForbidden(op, reply) => self.try_forbidden(op, reply),
                 Control::Stop => {
                     self.stopping = true;
                     let keys: Vec<usize> = self.queues.iter().map(|(key, _)| key).collect();
@@ -131,6 +133,52 @@ impl RingLoop {
             if let Some(reply) = queue.detach_reply {
                 let _ = reply.send(());
             }
+        }
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl RingLoop {
+    fn try_forbidden(&mut self, op: crate::reactor::ring_policy::ForbiddenOp, reply: Sender<i32>) {
+        use crate::reactor::ring_policy::ForbiddenOp;
+        // Both point at statics, alive as long as the kernel may read them.
+        static ROOT: &std::ffi::CStr = c"/";
+        static NOWHERE: libc::sockaddr_in = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: 0 },
+            sin_zero: [0; 8],
+        };
+        let entry = match op {
+            ForbiddenOp::OpenAt => opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), ROOT.as_ptr())
+                .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+                .build(),
+            ForbiddenOp::Connect => opcode::Connect::new(
+                types::Fd(-1),
+                std::ptr::from_ref(&NOWHERE).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+            .build(),
+        };
+        self.forbidden_reply = Some(reply);
+        if let Err(err) = self.push(&entry.user_data(user_data(super::KIND_FORBIDDEN, 0))) {
+            error!(
+                "reactor {}: cannot submit the forbidden op: {err}",
+                self.index
+            );
+            self.forbidden_done(-libc::EIO);
+        }
+    }
+
+    pub(super) fn forbidden_done(&mut self, result: i32) {
+        if result >= 0 {
+            // An open that was let through: its descriptor is ours to close.
+            // SAFETY: the kernel just handed this descriptor to this process; nothing
+            // else knows it.
+            unsafe { libc::close(result) };
+        }
+        if let Some(reply) = self.forbidden_reply.take() {
+            let _ = reply.send(result);
         }
     }
 }

@@ -16,6 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 mod control;
 
+use super::ring_policy::{OpKind, RingPolicy};
 use super::stats::{QueueStats, ReactorStats};
 use crate::worker::{IoBatch, IoOp, QueueBinding, QueueFault};
 
@@ -27,16 +28,21 @@ pub(crate) enum Control {
     Stats(Sender<ReactorStats>),
     /// Run a task on the reactor thread (the low-priority reactor's upkeep work).
     Run(Box<dyn FnOnce() + Send>),
+    /// Submit `ForbiddenOp` on the ring and reply with its result.
+    #[cfg(feature = "test-hooks")]
+    TryForbidden(super::ring_policy::ForbiddenOp, Sender<i32>),
     Stop,
 }
 
-// user_data layout: the top two bits say what completed, the rest is a slab key.
-const KIND_SHIFT: u32 = 62;
+// user_data layout: the top three bits say what completed, the rest is a slab key.
+const KIND_SHIFT: u32 = 61;
 const KEY_MASK: u64 = (1 << KIND_SHIFT) - 1;
 const KIND_OP: u64 = 0;
 const KIND_KICK: u64 = 1;
 const KIND_CONTROL: u64 = 2;
 const KIND_CANCEL: u64 = 3;
+#[cfg(feature = "test-hooks")]
+const KIND_FORBIDDEN: u64 = 4;
 
 fn user_data(kind: u64, key: usize) -> u64 {
     (kind << KIND_SHIFT) | (key as u64 & KEY_MASK)
@@ -47,34 +53,38 @@ fn user_data(kind: u64, key: usize) -> u64 {
 /// context); measured on a 2-core host, that capped one reactor at about 220k 4k reads/s.
 /// Deferred task work (6.1+; single issuer) runs completions only inside the reactor's own
 /// io_uring_enter: 500-720k/s in the same run. Older kernels get the cooperative mode
-/// (5.19+, no IPI either) or a plain ring. Returns whether the ring was built disabled,
-/// to be enabled by the reactor thread that becomes its single issuer.
-fn build_ring(entries: u32) -> std::io::Result<(IoUring, bool)> {
+/// (5.19+, no IPI either) or a plain ring. Every ring is built disabled, restricted to
+/// `policy` while it is, and enabled by the reactor thread (its single issuer).
+fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<IoUring> {
     let deferred = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_taskrun_flag()
         .setup_r_disabled()
         .build(entries);
-    match deferred {
-        Ok(ring) => return Ok((ring, true)),
+    let ring = match deferred {
+        Ok(ring) => ring,
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
             debug!("io_uring without DEFER_TASKRUN: {err}");
+            let cooperative = IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled()
+                .build(entries);
+            match cooperative {
+                Ok(ring) => ring,
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                    debug!("io_uring without COOP_TASKRUN: {err}");
+                    IoUring::builder().setup_r_disabled().build(entries)?
+                }
+                Err(err) => return Err(err),
+            }
         }
         Err(err) => return Err(err),
-    }
-    let cooperative = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .build(entries);
-    match cooperative {
-        Ok(ring) => Ok((ring, false)),
-        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-            debug!("io_uring without COOP_TASKRUN: {err}");
-            Ok((IoUring::builder().build(entries)?, false))
-        }
-        Err(err) => Err(err),
-    }
+    };
+    ring.submitter()
+        .register_restrictions(&mut policy.restrictions())?;
+    Ok(ring)
 }
 
 struct ServedQueue {
@@ -114,10 +124,10 @@ pub(crate) struct RingLoop {
     core: Option<usize>,
     /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
     poll: Option<Duration>,
+    /// Built disabled and restricted: `run` enables it on the reactor thread, the only
+    /// task allowed to submit and reap.
     ring: IoUring,
-    /// Built disabled with deferred task work: `run` enables it on the reactor thread, the
-    /// only task allowed to submit and reap.
-    deferred: bool,
+    policy: RingPolicy,
     control: Receiver<Control>,
     control_event: EventFd,
     control_buf: Box<u64>,
@@ -133,6 +143,8 @@ pub(crate) struct RingLoop {
     enters: u64,
     sqes_submitted: u64,
     sqes_per_enter: hdrhistogram::Histogram<u64>,
+    #[cfg(feature = "test-hooks")]
+    forbidden_reply: Option<Sender<i32>>,
 }
 
 impl RingLoop {
@@ -141,17 +153,18 @@ impl RingLoop {
         core: Option<usize>,
         ring_entries: u32,
         poll: Option<Duration>,
+        policy: RingPolicy,
         control: Receiver<Control>,
         control_event: EventFd,
     ) -> std::io::Result<Self> {
-        let (ring, deferred) = build_ring(ring_entries)?;
+        let ring = build_ring(ring_entries, &policy)?;
         let stats = ReactorStats::new(index, core);
         Ok(Self {
             index,
             core,
             poll,
             ring,
-            deferred,
+            policy,
             control,
             control_event,
             control_buf: Box::new(0),
@@ -165,15 +178,15 @@ impl RingLoop {
             enters: 0,
             sqes_submitted: 0,
             sqes_per_enter: stats.sqes_per_enter,
+            #[cfg(feature = "test-hooks")]
+            forbidden_reply: None,
         })
     }
 
     pub(crate) fn run(mut self) {
-        if self.deferred {
-            if let Err(err) = self.ring.submitter().register_enable_rings() {
-                error!("reactor {}: cannot enable its ring: {err}", self.index);
-                return;
-            }
+        if let Err(err) = self.ring.submitter().register_enable_rings() {
+            error!("reactor {}: cannot enable its ring: {err}", self.index);
+            return;
         }
         if let Err(err) = self.arm_control() {
             error!(
@@ -437,11 +450,12 @@ impl RingLoop {
                     .build()
             }
             IoOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
+            // `timeout` is always there for a delay.
             IoOp::Delay { .. } => match &timeout {
                 Some(timespec) => {
                     opcode::Timeout::new(&**timespec as *const types::Timespec).build()
                 }
-                None => opcode::Nop::new().build(),
+                None => return self.complete_op(queue, tag, -libc::EINVAL),
             },
         };
         let slot = self.in_flight.insert(InFlight {
@@ -514,7 +528,8 @@ impl RingLoop {
                         continue;
                     }
                     let done = self.in_flight.remove(key);
-                    let delay = matches!(done.op, IoOp::Delay { .. });
+                    let kind = done.op.kind();
+                    let delay = kind == OpKind::Delay;
                     if let Some(queue) = self.queues.get_mut(done.queue) {
                         queue.ops_in_flight = queue.ops_in_flight.saturating_sub(1);
                         if !delay {
@@ -533,8 +548,16 @@ impl RingLoop {
                         result
                     };
                     self.complete_op(done.queue, done.tag, result);
+                    if result == -libc::EACCES && !self.policy.allows(kind) {
+                        if let Some(queue) = self.queues.get_mut(done.queue) {
+                            queue.stats.ops_refused += 1;
+                        }
+                        self.fault(done.queue, &QueueFault::OpRefused { kind });
+                    }
                 }
                 KIND_KICK => self.kicked(key, result, now),
+                #[cfg(feature = "test-hooks")]
+                KIND_FORBIDDEN => self.forbidden_done(result),
                 KIND_CONTROL => {
                     self.handle_control();
                     if let Err(err) = self.arm_control() {

@@ -1,0 +1,157 @@
+//! What a reactor's ring may ask of the kernel. Through io_uring the kernel opens, connects,
+//! unlinks or sends on a thread's behalf whatever its seccomp allowlist forbids, so each
+//! ring is restricted (IORING_REGISTER_RESTRICTIONS) before it is enabled: the opcodes of
+//! the op kinds its devices use and of the reactor's own work, no SQE flag, and no register
+//! operation once it runs. The VMM names the op kinds per reactor kind, beside the threads'
+//! seccomp lists; an op off the list completes with -EACCES and faults its queue.
+
+use io_uring::opcode;
+use io_uring::register::Restriction;
+
+use crate::worker::IoOp;
+
+/// The kinds of [`IoOp`], which a ring policy allows or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Read,
+    Write,
+    Flush,
+    Fallocate,
+    Delay,
+    Accept,
+    Poll,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 7] = [
+        OpKind::Read,
+        OpKind::Write,
+        OpKind::Flush,
+        OpKind::Fallocate,
+        OpKind::Delay,
+        OpKind::Accept,
+        OpKind::Poll,
+    ];
+
+    /// The opcode the reactor submits for this kind of op (ring_loop's `submit_op`).
+    pub fn opcode(self) -> u8 {
+        match self {
+            OpKind::Read => opcode::Readv::CODE,
+            OpKind::Write => opcode::Writev::CODE,
+            OpKind::Flush => opcode::Fsync::CODE,
+            OpKind::Fallocate => opcode::Fallocate::CODE,
+            OpKind::Delay => opcode::Timeout::CODE,
+            OpKind::Accept => opcode::Accept::CODE,
+            OpKind::Poll => opcode::PollAdd::CODE,
+        }
+    }
+}
+
+impl IoOp {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            IoOp::Read { .. } => OpKind::Read,
+            IoOp::Write { .. } => OpKind::Write,
+            IoOp::Flush { .. } => OpKind::Flush,
+            IoOp::Fallocate { .. } => OpKind::Fallocate,
+            IoOp::Delay { .. } => OpKind::Delay,
+            IoOp::Accept { .. } => OpKind::Accept,
+            IoOp::Poll { .. } => OpKind::Poll,
+        }
+    }
+}
+
+/// The reactor's own opcodes, whatever it serves: reads of kick and control eventfds, and
+/// the cancellation of a detached queue's armed reads.
+const REACTOR_OPCODES: [u8; 2] = [opcode::Read::CODE, opcode::AsyncCancel::CODE];
+
+/// The op kinds one reactor's ring may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingPolicy {
+    ops: Vec<OpKind>,
+}
+
+impl RingPolicy {
+    pub fn new(ops: &[OpKind]) -> Self {
+        let mut list = ops.to_vec();
+        list.sort_by_key(|kind| kind.opcode());
+        list.dedup();
+        Self { ops: list }
+    }
+
+    /// Every kind of op: for rings that serve whatever is attached (tests, benchmarks).
+    pub fn any() -> Self {
+        Self::new(&OpKind::ALL)
+    }
+
+    pub fn allows(&self, kind: OpKind) -> bool {
+        self.ops.contains(&kind)
+    }
+
+    pub fn ops(&self) -> &[OpKind] {
+        &self.ops
+    }
+
+    /// Every opcode the ring may submit, the reactor's own included, sorted.
+    pub fn opcodes(&self) -> Vec<u8> {
+        let mut codes: Vec<u8> = self.ops.iter().map(|kind| kind.opcode()).collect();
+        codes.extend(REACTOR_OPCODES);
+        codes.sort_unstable();
+        codes.dedup();
+        codes
+    }
+
+    /// The restrictions to register while the ring is disabled: these opcodes, no SQE
+    /// flag (none is used), and, by naming no register operation, none once enabled.
+    pub(crate) fn restrictions(&self) -> Vec<Restriction> {
+        let mut list: Vec<Restriction> = self
+            .opcodes()
+            .into_iter()
+            .map(Restriction::sqe_op)
+            .collect();
+        list.push(Restriction::sqe_flags_allowed(0));
+        list
+    }
+}
+
+/// Ops no ring policy allows, for the tests of the restrictions ([`super::ReactorSet::try_forbidden`]).
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForbiddenOp {
+    /// IORING_OP_OPENAT of "/".
+    OpenAt,
+    /// IORING_OP_CONNECT of descriptor -1 (-EBADF where it is let through).
+    Connect,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opcodes_are_the_policys_and_the_reactors_own() {
+        let policy = RingPolicy::new(&[OpKind::Write, OpKind::Read, OpKind::Write]);
+        assert_eq!(policy.ops(), &[OpKind::Read, OpKind::Write]);
+        let mut expected = vec![
+            opcode::Read::CODE,
+            opcode::AsyncCancel::CODE,
+            opcode::Readv::CODE,
+            opcode::Writev::CODE,
+        ];
+        expected.sort_unstable();
+        assert_eq!(policy.opcodes(), expected);
+        assert!(policy.allows(OpKind::Read));
+        assert!(!policy.allows(OpKind::Accept));
+        // Opcodes plus the one flags rule.
+        assert_eq!(policy.restrictions().len(), expected.len() + 1);
+    }
+
+    #[test]
+    fn every_kind_has_its_own_opcode() {
+        let mut codes: Vec<u8> = OpKind::ALL.iter().map(|kind| kind.opcode()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), OpKind::ALL.len());
+        assert_eq!(RingPolicy::any().ops().len(), OpKind::ALL.len());
+    }
+}
