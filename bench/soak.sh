@@ -5,6 +5,7 @@
 # goes every second (tests/lab/scenarios/soak.sh, tests/lab/l2-tests/soak.sh).
 #
 #   bash bench/soak.sh [--secs SECS]      (root: the lab installs Debian packages)
+#   bash bench/soak.sh --summarize RUN.LOG [--secs SECS]   (the verdict of a finished run)
 #
 # Passes when both fio jobs end with no error, iperf3 and ping complete, the VMM exits 0,
 # and ringvisor's RSS without guest RAM after the first minute stays within 5% (or 8 MiB)
@@ -12,13 +13,52 @@
 set -euo pipefail
 secs=1200
 args=()
+from_log=""
 while [ $# -gt 0 ]; do
   case $1 in
     --secs) secs=${2:?--secs needs seconds}; shift 2 ;;
+    --summarize) from_log=${2:?--summarize needs a run.log}; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
 case $secs in '' | *[!0-9]* | 0) echo "soak: --secs wants a positive count" >&2; exit 2 ;; esac
+
+# summarize LOG STATUS: the verdict of a run from its console log and lab.sh's exit status.
+summarize() {
+  tr -d '\r' <"$1" | awk -v secs="$secs" -v status="$2" '
+  /^L1: soak rss t=/ {
+    # vmm_kb: the RSS without guest RAM, which grows as the guest touches new pages.
+    split($4, t, "="); split($7, k, "="); split($5, all, "=")
+    if (t[2] >= 60) { if (base == "") base = k[2]; if (k[2] > peak) peak = k[2]; last = k[2] }
+    samples = samples " " k[2]; totals = totals " " all[2]
+  }
+  # Only the result lines: each job also prints "L2: soak NAME done rc=N" as it ends.
+  /^L2: soak fio [a-z]* exit=/ { fio[$4] = $0; if ($5 != "exit=0" || $6 != "error=0") bad = 1 }
+  /^L2: soak net exit=/ { net = $0; if ($4 != "exit=0") bad = 1 }
+  /^L2: soak ping sent=/ { ping = $0; split($4, s, "="); split($5, r, "="); if (r[2] + 0 < 1) bad = 1 }
+  /^L1: soak vmm exit=/ { vmm = $0; if ($4 != "exit=0") bad = 1 }
+  END {
+    growth = (base == "") ? 0 : peak - base
+    flat = (base != "") && (growth <= base * 0.05 || growth <= 8192)
+    printf "# Soak, %d s\n\n", secs
+    printf "- %s\n- %s\n- %s\n- %s\n- %s\n", fio["blk"], fio["scsi"], net, ping, vmm
+    printf "- RSS without guest RAM (KiB, every 30 s):%s\n", samples
+    printf "- RSS with guest RAM (KiB):%s\n", totals
+    printf "- RSS without guest RAM from the first minute on: first %s, peak %s, growth %d KiB (%s)\n",
+      base, peak, growth, flat ? "flat" : "NOT flat"
+    ok = !bad && flat && status == 0 && fio["blk"] != "" && fio["scsi"] != "" && net != "" && ping != ""
+    printf "- verdict: %s\n", ok ? "PASS" : "FAIL"
+    exit ok ? 0 : 1
+  }'
+}
+if [ -n "$from_log" ]; then
+  # A finished run's lab.sh status is in its log: a loss or an error line, or neither.
+  status=0
+  grep -q '^lab: run: lost to the lab' "$from_log" && status=75
+  grep -q '^lab: error' "$from_log" && status=1
+  summarize "$from_log" "$status"
+  exit
+fi
 . "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 lab_bench_setup soak 8,8 ${args[@]+"${args[@]}"}
 env_file=$OUT/soak.env
@@ -41,27 +81,4 @@ for attempt in $(seq 1 "$attempts"); do
   [ "$attempt" -lt "$attempts" ] || break
   mv "$log" "$log.lost-$attempt"
 done
-tr -d '\r' <"$log" | awk -v secs="$secs" -v status="$status" '
-  /^L1: soak rss t=/ {
-    # vmm_kb: the RSS without guest RAM, which grows as the guest touches new pages.
-    split($4, t, "="); split($7, k, "="); split($5, all, "=")
-    if (t[2] >= 60) { if (base == "") base = k[2]; if (k[2] > peak) peak = k[2]; last = k[2] }
-    samples = samples " " k[2]; totals = totals " " all[2]
-  }
-  /^L2: soak fio / { fio[$4] = $0; if ($5 != "exit=0" || $6 != "error=0") bad = 1 }
-  /^L2: soak net / { net = $0; if ($4 != "exit=0") bad = 1 }
-  /^L2: soak ping / { ping = $0; split($4, s, "="); split($5, r, "="); if (r[2] + 0 < 1) bad = 1 }
-  /^L1: soak vmm exit=/ { vmm = $0; if ($4 != "exit=0") bad = 1 }
-  END {
-    growth = (base == "") ? 0 : peak - base
-    flat = (base != "") && (growth <= base * 0.05 || growth <= 8192)
-    printf "# Soak, %d s\n\n", secs
-    printf "- %s\n- %s\n- %s\n- %s\n- %s\n", fio["blk"], fio["scsi"], net, ping, vmm
-    printf "- RSS without guest RAM (KiB, every 30 s):%s\n", samples
-    printf "- RSS with guest RAM (KiB):%s\n", totals
-    printf "- RSS without guest RAM from the first minute on: first %s, peak %s, growth %d KiB (%s)\n",
-      base, peak, growth, flat ? "flat" : "NOT flat"
-    ok = !bad && flat && status == 0 && fio["blk"] != "" && fio["scsi"] != "" && net != "" && ping != ""
-    printf "- verdict: %s\n", ok ? "PASS" : "FAIL"
-    exit ok ? 0 : 1
-  }' | tee "$OUT/summary.md"
+summarize "$log" "$status" | tee "$OUT/summary.md"
