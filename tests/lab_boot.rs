@@ -214,6 +214,11 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
         println!("{reboot}");
         check_reboot(&reboot);
     }
+    // Fourth L1 boot: 64 vCPUs, all threads taking turns on L1's one core (about 4.5 min).
+    if let Some(cpus64) = run_lab("tests/lab/scenarios/ringvisor-cpus64.sh", &[]) {
+        println!("{cpus64}");
+        check_cpus64(&cpus64);
+    }
     assert_eq!(
         expect("L1: vmm=ringvisor exit="),
         "0",
@@ -347,6 +352,23 @@ fn check_reboot(console: &str) {
     assert!(
         qxl.starts_with("mode=") && qxl.trim_end().ends_with(" guest_errors=0"),
         "{qxl}"
+    );
+}
+
+/// 64 vCPUs (tests/lab/scenarios/ringvisor-cpus64.sh): every one brought up from the MADT,
+/// no ACPI complaint, the guest's poweroff ending ringvisor with 0.
+fn check_cpus64(console: &str) {
+    let line = fact(console, "L1: cpus64 exit=")
+        .unwrap_or_else(|| panic!("no 'L1: cpus64 exit=' line in:\n{console}"));
+    let (exit, rest) = line.split_once(" secs=").unwrap_or((line, ""));
+    assert_eq!(exit, "0", "{line}");
+    let facts = rest
+        .split_once(' ')
+        .map_or("", |(_, facts)| facts)
+        .trim_end();
+    assert_eq!(
+        facts, "L2: cpus_online=64 L2: acpi complaints=0 L2: test smoke exit=0",
+        "{line}"
     );
 }
 
