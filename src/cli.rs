@@ -197,6 +197,15 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub poll_us: u64,
 
+    /// The most io-wq workers (the kernel threads that run the blocking part of a
+    /// reactor's I/O: buffered writes that would block, flushes) each reactor may start,
+    /// 1..=1024; they run on the reactor's own cores. Default: four per virtio queue of
+    /// the busiest I/O reactor (disk, SCSI request and NIC queues), and 1 for the
+    /// low-priority reactor.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::iowq::MAX_IOWQ_WORKERS)))]
+    pub iowq_workers: Option<u32>,
+
     /// How long a graceful shutdown (`ringvisor ctl shutdown`, SIGTERM: the guest's ACPI
     /// power button) waits for the guest to power off before stopping it by force, in
     /// order; ringvisor then exits with status 3 instead of 0.
@@ -244,6 +253,7 @@ impl RunArgs {
             api_socket: self.api_socket.clone(),
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
+            iowq_workers: self.iowq_workers.and_then(std::num::NonZeroU32::new),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
             no_reboot: self.no_reboot,
             seccomp: self.seccomp,
@@ -390,6 +400,29 @@ mod tests {
         );
         assert_eq!(config.reactor_cores, Some(vec![0, 1, 3]));
         assert_eq!(config.poll_us, 50);
+        assert_eq!(config.iowq_workers, None, "the default is derived later");
+    }
+
+    #[test]
+    fn iowq_workers_take_a_positive_count() {
+        let parse = |value: &str| {
+            let flag = format!("--iowq-workers={value}");
+            Cli::try_parse_from(["ringvisor", "run", "--kernel", "/k", flag.as_str()])
+        };
+        let Command::Run(args) = parse("3").unwrap().command else {
+            panic!("not a run command")
+        };
+        assert_eq!(args.machine_config().iowq_workers.map(|n| n.get()), Some(3));
+        for bad in ["0", "-1", "many", "1025", ""] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(
+                err.exit_code(),
+                2,
+                "{bad}: bad input exits 2, as clap's other errors"
+            );
+            let message = err.to_string();
+            assert!(message.contains("--iowq-workers"), "{bad}: {message}");
+        }
     }
 
     #[test]

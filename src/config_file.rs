@@ -199,6 +199,7 @@ mod tests {
         memory = "2G,hugepages=on"
         cpus = "2,affinity=0@0,1@1"
         poll_us = 50
+        iowq-workers = 3
         disk = ["path=a.img,queues=2"]
         [[scsi-disk]]
         path = "b.img"
@@ -222,6 +223,7 @@ mod tests {
         assert!(config.memory_options.hugepages.is_some());
         assert_eq!(config.vcpu_affinity, vec![(0, vec![0]), (1, vec![1])]);
         assert_eq!(config.poll_us, 50);
+        assert_eq!(config.iowq_workers.map(|n| n.get()), Some(3));
         assert_eq!(config.disks.len(), 1);
         assert_eq!(config.disks[0].queues, 2);
         let scsi = config.scsi.unwrap();

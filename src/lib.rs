@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod console;
 pub mod devpath;
 pub mod display;
+pub mod iowq;
 pub mod kvm;
 pub mod layout;
 pub mod logger;

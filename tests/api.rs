@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ringvisor::api::{call, ApiError, ApiServer, ApiState, BalloonControl, ShutdownHook};
-use ringvisor_io::ReactorSet;
+use ringvisor_io::{IowqLimits, ReactorOptions, ReactorSet, RingPolicy};
 use serde_json::{json, Value};
 
 fn state() -> ApiState {
@@ -114,6 +114,109 @@ fn the_api_answers_info_and_stats_and_survives_bad_requests() {
     ));
     drop(server);
     assert!(!socket.exists(), "the socket file goes with the server");
+}
+
+#[test]
+fn info_lists_the_reactors_io_wq_limits_and_workers() {
+    let limits = |n| IowqLimits::uniform(std::num::NonZeroU32::new(n).unwrap());
+    let reactors = ReactorSet::start_with(
+        &[None],
+        &ReactorOptions {
+            iowq: Some(limits(2)),
+            ..ReactorOptions::default()
+        },
+    )
+    .unwrap();
+    let low = ReactorSet::start_low_priority_confined(
+        &[],
+        Some(limits(1)),
+        Arc::new(|| {}),
+        RingPolicy::any(),
+    )
+    .unwrap();
+    // An fsync always runs on an io-wq worker; one submitted from the reactor's thread
+    // runs on that thread's io-wq, the one its ring capped. Idle workers linger for
+    // seconds, long enough for `info` to list it.
+    let file = std::env::temp_dir().join(format!("ringvisor-api-iowq-{}", std::process::id()));
+    std::fs::write(&file, b"data").unwrap();
+    let synced = file.clone();
+    let result = reactors
+        .run_on(0, move || {
+            let file = std::fs::File::options().write(true).open(synced).unwrap();
+            let mut ring = io_uring::IoUring::new(4).unwrap();
+            let fsync = io_uring::opcode::Fsync::new(io_uring::types::Fd(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+            ))
+            .build();
+            // SAFETY: the entry points at no memory; the file outlives the wait below.
+            unsafe { ring.submission().push(&fsync).unwrap() };
+            ring.submit_and_wait(1).unwrap();
+            let result = ring.completion().next().unwrap().result();
+            result
+        })
+        .unwrap();
+    assert_eq!(result, 0, "the fsync succeeded");
+    std::fs::remove_file(&file).unwrap();
+
+    let socket =
+        std::env::temp_dir().join(format!("ringvisor-api-iowq-{}.sock", std::process::id()));
+    let mut state = ApiState::new(Arc::new(reactors), json!({}));
+    state.low_priority = Some(Arc::new(low));
+    let server = ApiServer::start(&socket, state).unwrap();
+    let info = ask(&socket, "info");
+    assert_eq!(info["ok"], json!(true));
+    // Other tests of this process run reactors of the same names: threads are matched by
+    // id, as the answer gives them.
+    let threads = info["result"]["threads"].as_array().unwrap();
+    let name_of = |tid: &Value| {
+        threads
+            .iter()
+            .find(|t| t["tid"] == *tid)
+            .unwrap_or_else(|| panic!("thread {tid} in {threads:?}"))["name"]
+            .clone()
+    };
+    let iowq = &info["result"]["iowq"];
+    let reactors = iowq["reactors"].as_array().unwrap();
+    assert_eq!(reactors.len(), 2, "{reactors:?}");
+    for (reactor, name, cap) in [(&reactors[0], "reactor0", 2), (&reactors[1], "lowprio0", 1)] {
+        assert_eq!(reactor["name"], json!(name));
+        assert_eq!(name_of(&reactor["tid"]), json!(name));
+        assert_eq!(
+            reactor["limits"],
+            json!({ "bounded": cap, "unbounded": cap })
+        );
+        assert_eq!(
+            reactor["cores"],
+            Value::Null,
+            "unpinned: left to the kernel"
+        );
+    }
+    let hot_tid = reactors[0]["tid"].clone();
+    let workers = iowq["workers"].as_array().unwrap();
+    let ours: Vec<&Value> = workers
+        .iter()
+        .filter(|w| w["reactor"] == json!("reactor0"))
+        .collect();
+    assert!(
+        (1..=2).contains(&ours.len()),
+        "reactor0's io-wq worker, within its cap: {workers:?}"
+    );
+    for worker in ours {
+        let name = json!(format!("iou-wrk-{hot_tid}"));
+        assert_eq!(worker["name"], name);
+        assert_eq!(
+            name_of(&worker["tid"]),
+            name,
+            "one of the process's threads"
+        );
+        assert!(!worker["cores"].as_str().unwrap().is_empty());
+    }
+    // The same limits in `stats`, per reactor.
+    let stats = ask(&socket, "stats");
+    let hot = &stats["result"]["reactors"][0];
+    assert_eq!(hot["iowq_limits"], json!({ "bounded": 2, "unbounded": 2 }));
+    assert_eq!(hot["tid"], hot_tid);
+    drop(server);
 }
 
 /// A balloon that remembers its target.

@@ -14,6 +14,7 @@ use ringvisor::devpath::{
 use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_devices::virtio::VirtioDevice;
+use ringvisor_io::{IowqLimits, ReactorOptions};
 use vm_memory::{Address, Bytes, GuestAddress};
 
 const QUEUE_SIZE: u16 = 256;
@@ -289,6 +290,102 @@ fn four_queues_on_two_reactors_run_concurrently() {
         assert!(stat.irqs_sent > 0);
     }
     rig.shutdown().unwrap();
+}
+
+/// How many threads of this process are io-wq workers of thread `tid` (`iou-wrk-<tid>`),
+/// read from /proc/self/task/*/comm.
+fn iowq_workers_of(tid: u32) -> usize {
+    let name = format!("iou-wrk-{tid}");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
+#[test]
+fn a_page_cache_disk_under_writes_and_flushes_stays_within_the_io_wq_cap() {
+    const BLOCK: usize = 64 << 10;
+    const WRITES: usize = 32;
+    const ROUNDS: usize = 4;
+    const CAP: u32 = 1;
+    let disk = TempDisk::new("iowq", DISK_BYTES);
+    let mut config = config(&disk, 2);
+    config.direct = false;
+    let options = ReactorOptions {
+        iowq: Some(IowqLimits::uniform(std::num::NonZeroU32::new(CAP).unwrap())),
+        ..ReactorOptions::default()
+    };
+    let mut rig = Rig::with_reactor_options(config, &[None], QUEUE_SIZE, &options).unwrap();
+    let tid = rig.stats()[0].tid;
+    // Other tests' rings have io-wq workers too: only the reactor's own are counted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(iowq_workers_of(tid));
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            most
+        })
+    };
+    let seed = |round: usize, block: usize| (round * 64 + block) as u8;
+    for round in 0..ROUNDS {
+        let mut statuses = Vec::new();
+        // Both queues write their own blocks, a flush after every fourth write, all
+        // posted before the kicks: the page cache and fdatasync hand work to io-wq.
+        for queue in 0..2 {
+            for i in 0..WRITES {
+                let block = queue * WRITES + i;
+                let data = pattern(seed(round, block), BLOCK);
+                let buf = alloc(&mut rig, queue, BLOCK as u64);
+                rig.mem().write_slice(&data, buf).unwrap();
+                let sector = (block * BLOCK / 512) as u64;
+                let readable = [Buffer::readable(buf, BLOCK as u32)];
+                statuses.push((queue, rig.post(queue, T_OUT, sector, &readable).unwrap()));
+                if i % 4 == 3 {
+                    statuses.push((queue, rig.post(queue, T_FLUSH, 0, &[]).unwrap()));
+                }
+            }
+        }
+        for queue in 0..2 {
+            rig.kick(queue).unwrap();
+        }
+        for queue in 0..2 {
+            let want = statuses.iter().filter(|(q, _)| *q == queue).count();
+            assert_eq!(rig.wait_used(queue, want).unwrap().len(), want);
+        }
+        for &(queue, status) in &statuses {
+            assert_eq!(rig.queue(queue).unwrap().status(status).unwrap(), S_OK);
+        }
+        for queue in 0..2 {
+            rig.queue(queue).unwrap().reset_scratch();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.join().unwrap();
+    assert_eq!(rig.stats()[0].iowq_limits, options.iowq);
+    rig.shutdown().unwrap();
+    assert!(
+        most >= 1,
+        "the flushes never reached io-wq: nothing was tested"
+    );
+    assert!(
+        most <= CAP as usize,
+        "{most} io-wq workers, over the cap of {CAP}"
+    );
+    for block in 0..2 * WRITES {
+        assert_eq!(
+            disk.read_at((block * BLOCK) as u64, BLOCK),
+            pattern(seed(ROUNDS - 1, block), BLOCK),
+            "block {block} holds the last round's data"
+        );
+    }
 }
 
 /// A loop device over a temporary file, detached on drop.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringvisor_io::{
-    IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost, QueueWorker, ReactorSet,
-    RingPolicy,
+    IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost, QueueWorker,
+    ReactorOptions, ReactorSet, RingPolicy,
 };
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -288,7 +288,13 @@ fn a_queue_fault_is_reported_and_the_queue_is_no_longer_served() {
 fn a_ring_refuses_ops_its_policy_does_not_list_and_the_queue_faults() {
     let path = test_file("policy");
     let confined = |ops: &[OpKind]| {
-        ReactorSet::start_confined(&[None], None, Arc::new(|| {}), RingPolicy::new(ops)).unwrap()
+        ReactorSet::start_confined(
+            &[None],
+            &ReactorOptions::default(),
+            Arc::new(|| {}),
+            RingPolicy::new(ops),
+        )
+        .unwrap()
     };
     // Delays only: the reader's delay runs, the read it queues after it is refused.
     let reactors = confined(&[OpKind::Delay]);

@@ -3,7 +3,9 @@
 //! Each request is one line holding a JSON object with a `"cmd"` string; each answer is
 //! one line: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Commands:
 //!
-//! - `info`: the machine (vCPUs, memory, devices) and the reactors' placement.
+//! - `info`: the machine (vCPUs, memory, devices), the reactors' placement, every thread
+//!   and the cores it may run on, and `iowq`: each reactor's io-wq limits and the io-wq
+//!   worker threads (id, name, reactor, cores).
 //! - `stats`: every reactor's counters and, per queue, its counters, the device's own
 //!   counters and the latency histograms (kick→submit, submit→complete) as percentiles.
 //! - `histograms`: every I/O queue's three latency histograms (kick→submit,
@@ -28,7 +30,7 @@ mod protocol;
 mod server;
 
 pub use protocol::{
-    histograms_json, parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES,
+    histograms_json, iowq_json, parse_request, stats_json, Request, COMMANDS, MAX_REQUEST_BYTES,
 };
 pub use server::{ApiError, ApiServer, ApiState, BalloonControl, DisplayControl, ShutdownHook};
 

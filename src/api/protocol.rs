@@ -2,7 +2,7 @@
 //! may be broken or hostile: parsing never panics and refuses anything unexpected.
 
 use hdrhistogram::Histogram;
-use ringvisor_io::ReactorStats;
+use ringvisor_io::{IowqLimits, IowqWorker, ReactorStats};
 use serde_json::{json, Map, Value};
 
 /// The longest request line accepted.
@@ -169,6 +169,56 @@ pub fn histograms_json(io: &[ReactorStats]) -> Value {
     json!({ "queues": queues })
 }
 
+fn limits_json(limits: Option<IowqLimits>) -> Value {
+    match limits {
+        Some(limits) => json!({ "bounded": limits.bounded, "unbounded": limits.unbounded }),
+        None => Value::Null,
+    }
+}
+
+/// The `iowq` part of the `info` result: per reactor (I/O ones `reactorN`, then the
+/// low-priority `lowprioN`), its thread, the io-wq limits in force (null: the kernel's)
+/// and the cores its workers are kept on (null: any); then every io-wq worker thread of
+/// the process with the reactor it works for (null: another thread's io-wq).
+pub fn iowq_json(
+    io: &[ReactorStats],
+    low_priority: &[ReactorStats],
+    workers: &[IowqWorker],
+) -> Value {
+    let named = io
+        .iter()
+        .map(|r| (format!("reactor{}", r.reactor), r))
+        .chain(
+            low_priority
+                .iter()
+                .map(|r| (format!("lowprio{}", r.reactor), r)),
+        );
+    let mut owners: Vec<(u32, String)> = Vec::new();
+    let mut reactors = Vec::new();
+    for (name, r) in named {
+        owners.push((r.tid, name.clone()));
+        let cores =
+            (!r.iowq_cores.is_empty()).then(|| crate::placement::cpu_list_string(&r.iowq_cores));
+        reactors.push(json!({
+            "name": name,
+            "tid": r.tid,
+            "limits": limits_json(r.iowq_limits),
+            "cores": cores,
+        }));
+    }
+    let workers: Vec<Value> = workers
+        .iter()
+        .map(|w| {
+            let reactor = owners
+                .iter()
+                .find(|(tid, _)| *tid == w.submitter)
+                .map(|(_, name)| name.as_str());
+            json!({ "tid": w.tid, "name": w.name, "reactor": reactor, "cores": w.cores })
+        })
+        .collect();
+    json!({ "reactors": reactors, "workers": workers })
+}
+
 fn reactors_json(stats: &[ReactorStats]) -> Value {
     let reactors: Vec<Value> = stats
         .iter()
@@ -202,6 +252,8 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
             json!({
                 "reactor": r.reactor,
                 "core": r.core,
+                "tid": r.tid,
+                "iowq_limits": limits_json(r.iowq_limits),
                 "enters": r.enters,
                 "sqes_submitted": r.sqes_submitted,
                 "sqes_per_enter": percentiles(&r.sqes_per_enter),
@@ -275,5 +327,38 @@ mod tests {
             "a".repeat(MAX_REQUEST_BYTES)
         );
         assert!(parse_request(&long).unwrap_err().contains("longer than"));
+    }
+
+    #[test]
+    fn iowq_lists_each_reactors_limits_and_ties_workers_to_reactors() {
+        use std::num::NonZeroU32;
+        let limits = IowqLimits::uniform(NonZeroU32::new(3).unwrap());
+        let mut hot = ReactorStats::new(0, Some(2));
+        hot.tid = 100;
+        hot.iowq_limits = Some(limits);
+        hot.iowq_cores = vec![2];
+        let mut low = ReactorStats::new(0, None);
+        low.tid = 200;
+        let worker = |tid: u32, submitter: u32| IowqWorker {
+            tid,
+            name: format!("iou-wrk-{submitter}"),
+            submitter,
+            cores: "2".into(),
+        };
+        let value = iowq_json(&[hot], &[low], &[worker(101, 100), worker(301, 300)]);
+        assert_eq!(
+            value["reactors"],
+            json!([
+                { "name": "reactor0", "tid": 100, "limits": { "bounded": 3, "unbounded": 3 }, "cores": "2" },
+                { "name": "lowprio0", "tid": 200, "limits": null, "cores": null },
+            ])
+        );
+        assert_eq!(
+            value["workers"],
+            json!([
+                { "tid": 101, "name": "iou-wrk-100", "reactor": "reactor0", "cores": "2" },
+                { "tid": 301, "name": "iou-wrk-300", "reactor": null, "cores": "2" },
+            ])
+        );
     }
 }

@@ -10,12 +10,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use log::{debug, warn};
-use ringvisor_io::ReactorSet;
+use ringvisor_io::{iowq_workers, ReactorSet};
 use serde_json::{json, Value};
 
 use crate::kvm::{PauseControl, PauseHolder};
 
-use super::protocol::{histograms_json, parse_request, stats_json, Request, MAX_REQUEST_BYTES};
+use super::protocol::{
+    histograms_json, iowq_json, parse_request, stats_json, Request, MAX_REQUEST_BYTES,
+};
 
 /// How long a pause may wait for every vCPU to stop.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,9 +103,16 @@ impl ApiState {
                     .into_iter()
                     .map(|(name, tid, cores)| json!({ "name": name, "tid": tid, "cores": cores }))
                     .collect();
+                let low = self
+                    .low_priority
+                    .as_ref()
+                    .map(|set| set.stats())
+                    .unwrap_or_default();
+                let iowq = iowq_json(&self.reactors.stats(), &low, &iowq_workers());
                 let mut info = self.info.clone();
                 if let Value::Object(map) = &mut info {
                     map.insert("threads".into(), Value::Array(threads));
+                    map.insert("iowq".into(), iowq);
                 }
                 json!({ "ok": true, "result": info })
             }

@@ -143,6 +143,24 @@ impl Rig<BlockDevice> {
         )
     }
 
+    /// As [`new`](Self::new), the reactors started with `reactor` (polling, io-wq
+    /// limits).
+    pub fn with_reactor_options(
+        config: BlockConfig,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        reactor: &ringvisor_io::ReactorOptions,
+    ) -> Result<Self> {
+        Rig::with_device_options(
+            BlockDevice::new(config)?,
+            "blk",
+            reactor_cores,
+            queue_size,
+            reactor,
+            &MemoryOptions::default(),
+        )
+    }
+
     /// Posts a request with header and status from scratch memory; returns the status
     /// address.
     pub fn post(

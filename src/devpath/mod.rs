@@ -32,7 +32,7 @@ use ringvisor_devices::virtio::scsi::ScsiError;
 use ringvisor_devices::virtio::{ActivateError, VirtioDevice};
 use ringvisor_io::{
     AttachedQueue, IoUringUnavailable, IrqEvent, IrqEventError, QueueBinding, QueueHost,
-    QueueHostError, ReactorError, ReactorSet, ReactorStats,
+    QueueHostError, ReactorError, ReactorOptions, ReactorSet, ReactorStats,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
@@ -298,13 +298,37 @@ impl<D: VirtioDevice> Rig<D> {
     }
 
     /// As [`with_device`](Self::with_device), with guest memory backed as `memory` says
-    /// (huge pages, prefaulted).
+    /// (huge pages, prefaulted). The reactors' io-wq limits are the machine's defaults
+    /// for the device's reactor kind, counting every queue of the device.
     pub fn with_device_memory(
-        mut device: D,
+        device: D,
         name: &str,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
         poll: Option<std::time::Duration>,
+        memory: &MemoryOptions,
+    ) -> Result<Self> {
+        let iowq = match crate::seccomp::serving_reactor(device.device_type()) {
+            crate::seccomp::ThreadKind::HotReactor => {
+                crate::iowq::hot_limits(None, device.queue_max_sizes().len(), reactor_cores.len())
+            }
+            _ => crate::iowq::low_priority_limits(None),
+        };
+        let options = ReactorOptions {
+            poll,
+            iowq: Some(iowq),
+        };
+        Self::with_device_options(device, name, reactor_cores, queue_size, &options, memory)
+    }
+
+    /// As [`with_device_memory`](Self::with_device_memory), the reactors started with
+    /// `reactor` (polling, io-wq limits).
+    pub fn with_device_options(
+        mut device: D,
+        name: &str,
+        reactor_cores: &[Option<usize>],
+        queue_size: u16,
+        reactor: &ReactorOptions,
         memory: &MemoryOptions,
     ) -> Result<Self> {
         // A host without io_uring gets its cause and fix, not a reactor thread's errno.
@@ -322,7 +346,7 @@ impl<D: VirtioDevice> Rig<D> {
         let kind = crate::seccomp::serving_reactor(device.device_type());
         let reactors = ReactorSet::start_confined(
             reactor_cores,
-            poll,
+            reactor,
             Arc::new(move || crate::seccomp::confine(kind)),
             crate::seccomp::ring_policy(kind),
         )?;

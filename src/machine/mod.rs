@@ -17,12 +17,15 @@ use ringvisor_devices::virtio::block::BlockError;
 use ringvisor_devices::virtio::console::{ConsoleConfig, ConsoleError};
 use ringvisor_devices::virtio::net::{NetConfig, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiError};
-use ringvisor_io::{IoUringUnavailable, IrqEvent, IrqEventError, ReactorError, ReactorSet};
+use ringvisor_io::{
+    IoUringUnavailable, IrqEvent, IrqEventError, ReactorError, ReactorOptions, ReactorSet,
+};
 use serde_json::json;
 
 use crate::acpi::{write_tables, AcpiError, AcpiPlatform, MAX_VCPUS};
 use crate::api::{ApiError, ApiServer, ApiState};
 use crate::boot::{load_linux, BootError};
+use crate::iowq;
 use crate::kvm::{KvmVm, PauseControl, PauseError, VcpuError, VcpuStop, VmError};
 use crate::layout::{GED_GSI, PCI_ECAM_SIZE, PCI_ECAM_START};
 use crate::memory::{self, MemoryError, MemoryOptions};
@@ -64,6 +67,9 @@ pub struct MachineConfig {
     pub reactor_cores: Option<Vec<usize>>,
     /// Reactor adaptive polling budget in microseconds; 0: never spin.
     pub poll_us: u64,
+    /// The most io-wq workers per reactor (`--iowq-workers`); `None`: derived from the
+    /// queues (see `crate::iowq`).
+    pub iowq_workers: Option<std::num::NonZeroU32>,
     /// How long a graceful shutdown waits for the guest to power off.
     pub shutdown_timeout: std::time::Duration,
     /// A guest reset ends the machine (exit 0) instead of rebooting it in place.
@@ -253,10 +259,18 @@ fn start_reactors(
     placement: &Placement,
 ) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
-    let poll = (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us));
+    let hot_queues = iowq::hot_queue_count(&config.disks, config.scsi.as_ref(), &config.nets);
+    let options = ReactorOptions {
+        poll: (config.poll_us > 0).then(|| std::time::Duration::from_micros(config.poll_us)),
+        iowq: Some(iowq::hot_limits(
+            config.iowq_workers,
+            hot_queues,
+            cores.len(),
+        )),
+    };
     Ok(Arc::new(ReactorSet::start_confined(
         &cores,
-        poll,
+        &options,
         Arc::new(|| seccomp::confine(ThreadKind::HotReactor)),
         seccomp::ring_policy(ThreadKind::HotReactor),
     )?))
@@ -312,6 +326,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     };
     let low_priority = Arc::new(ReactorSet::start_low_priority_confined(
         &placement.background,
+        Some(iowq::low_priority_limits(config.iowq_workers)),
         Arc::new(|| seccomp::confine(ThreadKind::LowPriorityReactor)),
         seccomp::ring_policy(ThreadKind::LowPriorityReactor),
     )?);

@@ -1,5 +1,6 @@
 //! The per-core io_uring reactors and the set that spreads queues over them.
 
+mod iowq;
 mod ring_loop;
 mod ring_policy;
 mod stats;
@@ -12,7 +13,9 @@ use log::warn;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::worker::{AttachedQueue, QueueBinding, QueueHost, QueueHostError};
-use ring_loop::{Control, RingLoop};
+use ring_loop::{Control, IowqPlan, LoopConfig, RingLoop};
+
+pub use iowq::{iowq_workers, IowqLimits, IowqWorker};
 #[cfg(feature = "test-hooks")]
 pub use ring_policy::ForbiddenOp;
 pub use ring_policy::{OpKind, RingPolicy};
@@ -63,8 +66,21 @@ impl ReactorHandle {
 }
 
 /// Work a reactor thread does on itself before it serves anything (see
-/// [`ReactorSet::start_with_setup`]).
+/// [`ReactorSet::start_confined`]).
 pub type ThreadSetup = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// How the reactors of a set behave, beyond where they run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReactorOptions {
+    /// Adaptive polling: a reactor that runs out of work keeps guest notifications off
+    /// and spins on its avail rings and completion queue for up to this long before it
+    /// re-enables them and sleeps (QEMU's poll-max-ns): fewer kicks (VM exits) and
+    /// wake-ups under load, for a core's worth of spinning. `None`: sleep at once.
+    pub poll: Option<std::time::Duration>,
+    /// The most io-wq workers each reactor's ring may run; `None`: the kernel's limits.
+    /// Whatever the limits, a pinned reactor keeps its workers on its own core.
+    pub iowq: Option<IowqLimits>,
+}
 
 /// One reactor thread per entry of the placement, each pinned to its core when one is
 /// given; queues go to reactors round-robin as devices activate.
@@ -77,31 +93,42 @@ impl ReactorSet {
     /// Starts one reactor per element of `cores` (`None`: not pinned), sleeping as soon
     /// as there is nothing to do, its ring allowing every kind of op.
     pub fn start(cores: &[Option<usize>]) -> Result<Self, ReactorError> {
-        Self::start_with_polling(cores, None)
+        Self::start_with(cores, &ReactorOptions::default())
     }
 
-    /// As [`start`](Self::start); with `poll`, a reactor that runs out of work keeps
-    /// guest notifications off and spins on its avail rings and completion queue for up to
-    /// that long before it re-enables them and sleeps (QEMU's poll-max-ns): fewer kicks
-    /// (VM exits) and wake-ups under load, for a core's worth of spinning.
+    /// As [`start`](Self::start), polling as [`ReactorOptions::poll`] says.
     pub fn start_with_polling(
         cores: &[Option<usize>],
         poll: Option<std::time::Duration>,
     ) -> Result<Self, ReactorError> {
-        Self::start_class(cores, poll, ReactorClass::Hot, None, RingPolicy::any())
+        Self::start_with(
+            cores,
+            &ReactorOptions {
+                poll,
+                ..ReactorOptions::default()
+            },
+        )
     }
 
-    /// As [`start_with_polling`](Self::start_with_polling), each thread running `setup`
-    /// once it is pinned, before its loop, and each ring restricted to `ring`: how the VMM
+    /// As [`start`](Self::start), with `options`.
+    pub fn start_with(
+        cores: &[Option<usize>],
+        options: &ReactorOptions,
+    ) -> Result<Self, ReactorError> {
+        Self::start_class(cores, options, ReactorClass::Hot, None, RingPolicy::any())
+    }
+
+    /// As [`start_with`](Self::start_with), each thread running `setup` once it is pinned
+    /// and its ring built, before its loop, and each ring restricted to `ring`: how the VMM
     /// confines its reactors (seccomp, io_uring restrictions) without this crate knowing
     /// which devices they serve.
     pub fn start_confined(
         cores: &[Option<usize>],
-        poll: Option<std::time::Duration>,
+        options: &ReactorOptions,
         setup: ThreadSetup,
         ring: RingPolicy,
     ) -> Result<Self, ReactorError> {
-        Self::start_class(cores, poll, ReactorClass::Hot, Some(setup), ring)
+        Self::start_class(cores, options, ReactorClass::Hot, Some(setup), ring)
     }
 
     /// The low-priority reactor: one thread, "lowprio0", at nice
@@ -111,23 +138,25 @@ impl ReactorSet {
     pub fn start_low_priority(cores: &[usize]) -> Result<Self, ReactorError> {
         Self::start_class(
             &[None],
-            None,
+            &ReactorOptions::default(),
             ReactorClass::LowPriority(cores.to_vec()),
             None,
             RingPolicy::any(),
         )
     }
 
-    /// As [`start_low_priority`](Self::start_low_priority), the thread running `setup`
-    /// before its loop and its ring restricted to `ring`.
+    /// As [`start_low_priority`](Self::start_low_priority), its io-wq capped at `iowq`
+    /// (and kept on `cores`, when given), the thread running `setup` before its loop and
+    /// its ring restricted to `ring`.
     pub fn start_low_priority_confined(
         cores: &[usize],
+        iowq: Option<IowqLimits>,
         setup: ThreadSetup,
         ring: RingPolicy,
     ) -> Result<Self, ReactorError> {
         Self::start_class(
             &[None],
-            None,
+            &ReactorOptions { poll: None, iowq },
             ReactorClass::LowPriority(cores.to_vec()),
             Some(setup),
             ring,
@@ -136,7 +165,7 @@ impl ReactorSet {
 
     fn start_class(
         cores: &[Option<usize>],
-        poll: Option<std::time::Duration>,
+        options: &ReactorOptions,
         class: ReactorClass,
         setup: Option<ThreadSetup>,
         policy: RingPolicy,
@@ -144,7 +173,11 @@ impl ReactorSet {
         if cores.is_empty() {
             return Err(ReactorError::NoReactors);
         }
-        let mut reactors = Vec::with_capacity(cores.len());
+        // Reactors started before a failure are stopped by the set's drop.
+        let mut set = Self {
+            reactors: Vec::with_capacity(cores.len()),
+            next: AtomicUsize::new(0),
+        };
         for (index, &core) in cores.iter().enumerate() {
             let (control_tx, control_rx) = unbounded();
             let wake = EventFd::new(EFD_NONBLOCK).map_err(|source| ReactorError::ControlEvent {
@@ -157,25 +190,31 @@ impl ReactorSet {
                     reactor: index,
                     source,
                 })?;
-            let ring = RingLoop::new(
-                index,
-                core,
-                RING_ENTRIES,
-                poll,
-                policy.clone(),
-                control_rx,
-                loop_wake,
-            )
-            .map_err(|source| ReactorError::Ring {
-                reactor: index,
-                source,
-            })?;
             let (name, low_cores) = match &class {
                 ReactorClass::Hot => (format!("reactor{index}"), None),
                 ReactorClass::LowPriority(cores) => {
                     (format!("lowprio{index}"), Some(cores.clone()))
                 }
             };
+            // The io-wq workers share the reactor's cores: blocking work stays off the
+            // vCPUs' cores as the reactor does.
+            let iowq_cores = match (core, &low_cores) {
+                (Some(core), _) => vec![core],
+                (None, Some(cores)) => cores.clone(),
+                (None, None) => Vec::new(),
+            };
+            let config = LoopConfig {
+                index,
+                core,
+                ring_entries: RING_ENTRIES,
+                poll: options.poll,
+                policy: policy.clone(),
+                iowq: IowqPlan {
+                    limits: options.iowq,
+                    cores: iowq_cores,
+                },
+            };
+            let (built_tx, built_rx) = bounded(1);
             let setup = setup.clone();
             let thread = std::thread::Builder::new()
                 .name(name)
@@ -186,6 +225,16 @@ impl ReactorSet {
                     if let Some(cores) = low_cores {
                         lower_priority(index, &cores);
                     }
+                    // Built here rather than by the caller: the io-wq the ring's set-up
+                    // configures is the building thread's (see ring_loop::setup).
+                    let ring = match RingLoop::new(config, control_rx, loop_wake) {
+                        Ok(ring) => ring,
+                        Err(err) => {
+                            let _ = built_tx.send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = built_tx.send(Ok(()));
                     if let Some(setup) = setup {
                         setup();
                     }
@@ -195,16 +244,25 @@ impl ReactorSet {
                     reactor: index,
                     source,
                 })?;
-            reactors.push(ReactorHandle {
+            let built = built_rx.recv().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the reactor thread ended before its ring was built",
+                ))
+            });
+            if let Err(source) = built {
+                let _ = thread.join();
+                return Err(ReactorError::Ring {
+                    reactor: index,
+                    source,
+                });
+            }
+            set.reactors.push(ReactorHandle {
                 control: control_tx,
                 wake,
                 thread: Some(thread),
             });
         }
-        Ok(Self {
-            reactors,
-            next: AtomicUsize::new(0),
-        })
+        Ok(set)
     }
 
     pub fn len(&self) -> usize {
@@ -325,10 +383,19 @@ impl Drop for ReactorSet {
     }
 }
 
-/// Pins the calling thread to `core`; a failure (core offline, not in the allowed set)
-/// leaves it unpinned with a warning rather than stopping the VM.
 /// Restricts the calling thread to `cores` (a thread's affinity is its own on Linux).
 pub fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
+    let set = cpu_set(cores)?;
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `cores` as a cpu_set_t; EINVAL for a core the set cannot hold.
+pub(crate) fn cpu_set(cores: &[usize]) -> std::io::Result<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &core in cores {
@@ -338,14 +405,11 @@ pub fn pin_current_thread(cores: &[usize]) -> std::io::Result<()> {
         // SAFETY: CPU_SET indexes within the set: `core` is below CPU_SETSIZE.
         unsafe { libc::CPU_SET(core, &mut set) };
     }
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(set)
 }
 
+/// Pins the calling thread to `cores`; a failure (core offline, not in the allowed set)
+/// leaves it unpinned with a warning rather than stopping the VM.
 fn pin_to_cores(reactor: usize, cores: &[usize]) {
     if let Err(err) = pin_current_thread(cores) {
         warn!("reactor {reactor}: cannot pin to cores {cores:?}: {err}");

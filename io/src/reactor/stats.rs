@@ -3,6 +3,8 @@
 
 use hdrhistogram::Histogram;
 
+use super::iowq::IowqLimits;
+
 /// Latencies are recorded in nanoseconds, up to 60 s, with 3 significant digits.
 const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
 const HISTOGRAM_SIGFIG: u8 = 3;
@@ -66,11 +68,20 @@ impl QueueStats {
     }
 }
 
-/// What one reactor did: its io_uring_enter calls and how many SQEs each carried.
+/// What one reactor did: its io_uring_enter calls and how many SQEs each carried; and
+/// where its blocking work runs.
 #[derive(Debug, Clone)]
 pub struct ReactorStats {
     pub reactor: usize,
     pub core: Option<usize>,
+    /// The reactor thread's id: its io-wq workers are named `iou-wrk-<tid>`.
+    pub tid: u32,
+    /// The io-wq worker limits in force on its ring; `None`: the kernel's own (none were
+    /// asked for, or the kernel refused them).
+    pub iowq_limits: Option<IowqLimits>,
+    /// The cores its io-wq workers are kept on; empty: left to the kernel (none were
+    /// asked for, or the kernel refused them).
+    pub iowq_cores: Vec<usize>,
     pub enters: u64,
     pub sqes_submitted: u64,
     /// SQEs handed to the kernel per io_uring_enter that submitted any.
@@ -79,10 +90,13 @@ pub struct ReactorStats {
 }
 
 impl ReactorStats {
-    pub(crate) fn new(reactor: usize, core: Option<usize>) -> Self {
+    pub fn new(reactor: usize, core: Option<usize>) -> Self {
         Self {
             reactor,
             core,
+            tid: 0,
+            iowq_limits: None,
+            iowq_cores: Vec::new(),
             enters: 0,
             sqes_submitted: 0,
             sqes_per_enter: Histogram::new_with_bounds(1, 1 << 16, 2)

@@ -108,6 +108,9 @@ impl RingLoop {
         stats.enters = self.enters;
         stats.sqes_submitted = self.sqes_submitted;
         stats.sqes_per_enter = self.sqes_per_enter.clone();
+        stats.tid = self.tid;
+        stats.iowq_limits = self.iowq.limits;
+        stats.iowq_cores = self.iowq.cores.clone();
         stats.queues = self
             .queues
             .iter()

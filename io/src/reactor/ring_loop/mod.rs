@@ -15,6 +15,9 @@ use slab::Slab;
 use vmm_sys_util::eventfd::EventFd;
 
 mod control;
+mod setup;
+
+pub(crate) use setup::{IowqPlan, LoopConfig};
 
 use super::ring_policy::{OpKind, RingPolicy};
 use super::stats::{QueueStats, ReactorStats};
@@ -46,45 +49,6 @@ const KIND_FORBIDDEN: u64 = 4;
 
 fn user_data(kind: u64, key: usize) -> u64 {
     (kind << KIND_SHIFT) | (key as u64 & KEY_MASK)
-}
-
-/// The reactor's ring. By default the kernel completes each op through task work that
-/// interrupts the submitting thread (an IPI per completion from io-wq workers or IRQ
-/// context); measured on a 2-core host, that capped one reactor at about 220k 4k reads/s.
-/// Deferred task work (6.1+; single issuer) runs completions only inside the reactor's own
-/// io_uring_enter: 500-720k/s in the same run. Older kernels get the cooperative mode
-/// (5.19+, no IPI either) or a plain ring. Every ring is built disabled, restricted to
-/// `policy` while it is, and enabled by the reactor thread (its single issuer).
-fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<IoUring> {
-    let deferred = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .setup_r_disabled()
-        .build(entries);
-    let ring = match deferred {
-        Ok(ring) => ring,
-        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-            debug!("io_uring without DEFER_TASKRUN: {err}");
-            let cooperative = IoUring::builder()
-                .setup_coop_taskrun()
-                .setup_taskrun_flag()
-                .setup_r_disabled()
-                .build(entries);
-            match cooperative {
-                Ok(ring) => ring,
-                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                    debug!("io_uring without COOP_TASKRUN: {err}");
-                    IoUring::builder().setup_r_disabled().build(entries)?
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(err) => return Err(err),
-    };
-    ring.submitter()
-        .register_restrictions(&mut policy.restrictions())?;
-    Ok(ring)
 }
 
 struct ServedQueue {
@@ -137,6 +101,10 @@ pub(crate) struct RingLoop {
     /// SQEs pushed since the last io_uring_enter.
     unsubmitted: usize,
     stopping: bool,
+    /// What the reactor asks of its io-wq; once `run` has registered it, what is in force.
+    iowq: IowqPlan,
+    /// The reactor thread's id (its io-wq workers are `iou-wrk-<tid>`); set by `run`.
+    tid: u32,
     /// Reused lists (queue keys to drain, reaped CQEs) so a pass allocates nothing.
     scratch_keys: Vec<usize>,
     scratch_completions: Vec<(u64, i32)>,
@@ -148,16 +116,21 @@ pub(crate) struct RingLoop {
 }
 
 impl RingLoop {
+    /// Builds the ring; call it on the reactor thread (see `setup::register_iowq`).
     pub(crate) fn new(
-        index: usize,
-        core: Option<usize>,
-        ring_entries: u32,
-        poll: Option<Duration>,
-        policy: RingPolicy,
+        config: LoopConfig,
         control: Receiver<Control>,
         control_event: EventFd,
     ) -> std::io::Result<Self> {
-        let ring = build_ring(ring_entries, &policy)?;
+        let LoopConfig {
+            index,
+            core,
+            ring_entries,
+            poll,
+            policy,
+            iowq,
+        } = config;
+        let ring = setup::build_ring(ring_entries, &policy)?;
         let stats = ReactorStats::new(index, core);
         Ok(Self {
             index,
@@ -165,6 +138,8 @@ impl RingLoop {
             poll,
             ring,
             policy,
+            iowq,
+            tid: 0,
             control,
             control_event,
             control_buf: Box::new(0),
@@ -184,6 +159,9 @@ impl RingLoop {
     }
 
     pub(crate) fn run(mut self) {
+        // SAFETY: gettid has no preconditions.
+        self.tid = u32::try_from(unsafe { libc::gettid() }).unwrap_or_default();
+        self.iowq = setup::register_iowq(&self.ring, &self.iowq, self.index);
         if let Err(err) = self.ring.submitter().register_enable_rings() {
             error!("reactor {}: cannot enable its ring: {err}", self.index);
             return;

@@ -1,0 +1,111 @@
+//! How a reactor's ring comes to be: built disabled and restricted, then, on the reactor
+//! thread and while still disabled, its io-wq capped and placed.
+
+use std::time::Duration;
+
+use io_uring::IoUring;
+use log::{debug, warn};
+
+use crate::reactor::iowq::IowqLimits;
+use crate::reactor::ring_policy::RingPolicy;
+
+/// How one reactor's loop and ring are set up.
+pub(crate) struct LoopConfig {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub ring_entries: u32,
+    /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
+    pub poll: Option<Duration>,
+    pub policy: RingPolicy,
+    pub iowq: IowqPlan,
+}
+
+/// What the reactor asks of its io-wq.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IowqPlan {
+    /// `None`: the kernel's limits.
+    pub limits: Option<IowqLimits>,
+    /// The cores the workers may run on; empty: left to the kernel (any allowed core).
+    pub cores: Vec<usize>,
+}
+
+/// The reactor's ring. By default the kernel completes each op through task work that
+/// interrupts the submitting thread (an IPI per completion from io-wq workers or IRQ
+/// context); measured on a 2-core host, that capped one reactor at about 220k 4k reads/s.
+/// Deferred task work (6.1+; single issuer) runs completions only inside the reactor's own
+/// io_uring_enter: 500-720k/s in the same run. Older kernels get the cooperative mode
+/// (5.19+, no IPI either) or a plain ring. Every ring is built disabled, restricted to
+/// `policy` while it is, and enabled by the reactor thread (its single issuer).
+pub(super) fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<IoUring> {
+    let deferred = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_r_disabled()
+        .build(entries);
+    let ring = match deferred {
+        Ok(ring) => ring,
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+            debug!("io_uring without DEFER_TASKRUN: {err}");
+            let cooperative = IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_r_disabled()
+                .build(entries);
+            match cooperative {
+                Ok(ring) => ring,
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                    debug!("io_uring without COOP_TASKRUN: {err}");
+                    IoUring::builder().setup_r_disabled().build(entries)?
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(err) => return Err(err),
+    };
+    ring.submitter()
+        .register_restrictions(&mut policy.restrictions())?;
+    Ok(ring)
+}
+
+/// Caps and places the io-wq of the calling thread, which must be the reactor thread that
+/// built `ring` and the ring still disabled; returns the part of `plan` now in force.
+///
+/// Both registrations act on the calling task's io-wq, not the ring's: IOWQ_AFF fails
+/// with EINVAL on a thread that has no io_uring context yet (one that neither built nor
+/// submitted to a ring), hence the ring is built on the reactor thread. MAX_WORKERS is
+/// also kept by the ring for threads that attach later. The ring's restrictions refuse
+/// every register operation once it is enabled, so this is the only moment. A kernel that
+/// refuses (before 5.15, a core outside the cpuset) leaves the kernel's choice, with a
+/// warning: the reactor works either way.
+pub(super) fn register_iowq(ring: &IoUring, plan: &IowqPlan, reactor: usize) -> IowqPlan {
+    let mut in_force = IowqPlan::default();
+    if !plan.cores.is_empty() {
+        let placed = crate::reactor::cpu_set(&plan.cores)
+            .and_then(|set| ring.submitter().register_iowq_aff(&set));
+        match placed {
+            Ok(()) => in_force.cores.clone_from(&plan.cores),
+            Err(err) => warn!(
+                "reactor {reactor}: cannot keep its io-wq workers on cores {:?}: {err}",
+                plan.cores
+            ),
+        }
+    }
+    if let Some(limits) = plan.limits {
+        let mut max = limits.as_register_arg();
+        match ring.submitter().register_iowq_max_workers(&mut max) {
+            Ok(()) => {
+                // The kernel hands back the limits it replaced.
+                debug!(
+                    "reactor {reactor}: io-wq workers at most {limits:?} (were {} and {})",
+                    max[0], max[1]
+                );
+                in_force.limits = Some(limits);
+            }
+            Err(err) => {
+                warn!("reactor {reactor}: cannot cap its io-wq workers at {limits:?}: {err}")
+            }
+        }
+    }
+    in_force
+}
