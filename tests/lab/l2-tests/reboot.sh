@@ -5,6 +5,9 @@
 mark=$(dd if=/dev/vda bs=16 count=1 2>/dev/null | tr -d '\000')
 if [ "$mark" = "rv-reboot 1" ]; then
   echo "L2: reboot boot=2 mark=found"
+  # L1 asks ringvisor's API about the rebooted machine now (ringvisor-reboot.sh): the
+  # poweroff that follows this test must not race it.
+  sleep 10
   exit 0
 fi
 echo "L2: reboot boot=1"

@@ -16,6 +16,7 @@ dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
   for i in $(seq 1 3000); do grep -q '^L2: reboot boot=2' /tmp/cpus8.out && break; sleep 0.1; done
   ringvisor ctl --socket /tmp/reboot.sock info >/tmp/reboot-info.json 2>&1
   echo "L1: reboot api exit=$? same_pid=$([ "$(pidof ringvisor)" = "$pid1" ] && echo yes || echo no)"
+  grep -q '"cpus"' /tmp/reboot-info.json || echo "L1: reboot api said: $(head -c 300 /tmp/reboot-info.json | tr '\n' ' ')"
   # fbcon sets the mode a moment after the driver binds.
   for i in $(seq 1 300); do
     status=$(ringvisor ctl --socket /tmp/reboot.sock display 2>/dev/null | tr -d ' \n')
