@@ -26,7 +26,11 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=1";
     about = "A KVM virtual machine monitor whose I/O plane is io_uring",
     long_about = "ringvisor runs Linux guests under KVM. Start one with `ringvisor run --kernel \
                   bzImage`: the guest's serial console (ttyS0) is this terminal, and ringvisor \
-                  exits with status 0 when the guest powers off or reboots."
+                  exits with status 0 when the guest powers off or reboots. Other exit \
+                  statuses: 1 a failure, 2 bad input, 3 the guest ignored the power button \
+                  for --shutdown-timeout, 4 an I/O reactor's io_uring failed (its devices \
+                  marked for a reset, the machine stopped in order, disks flushed), 159 a \
+                  system call off the seccomp allowlists."
 )]
 pub struct Cli {
     /// How much ringvisor itself says on stderr: error, warn, info or debug.

@@ -145,11 +145,12 @@ fn print_topology(config: &machine::MachineConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Exit status when the guest ignored the power button for --shutdown-timeout and was
-/// stopped by force (in order, disks flushed).
-const EXIT_SHUTDOWN_TIMED_OUT: u8 = 3;
-/// Exit status of bad input: the same as clap's for a malformed flag.
-const EXIT_BAD_INPUT: u8 = 2;
+// The exit statuses of `run`: 0 when the guest powered off or reset; 1 for a failure;
+// machine::EXIT_BAD_INPUT (2) for bad input; machine::EXIT_SHUTDOWN_TIMED_OUT (3) when the
+// guest ignored the power button; machine::EXIT_REACTOR_FAILED (4) when an I/O reactor's
+// io_uring failed (both stopped in order, disks flushed); seccomp::VIOLATION_EXIT_CODE
+// (159) for a forbidden system call. GuestExit::exit_status maps a stop to its status.
+use ringvisor::machine::EXIT_BAD_INPUT;
 
 fn run(config: &machine::MachineConfig) -> ExitCode {
     let failed = |err: machine::MachineError| {
@@ -173,10 +174,7 @@ fn run(config: &machine::MachineConfig) -> ExitCode {
     match outcome {
         Ok(exit) => {
             info!("guest stopped: {exit:?}");
-            match exit {
-                machine::GuestExit::ShutdownTimedOut => ExitCode::from(EXIT_SHUTDOWN_TIMED_OUT),
-                _ => ExitCode::SUCCESS,
-            }
+            ExitCode::from(exit.exit_status())
         }
         Err(err) => failed(err),
     }

@@ -129,7 +129,10 @@ fn info_lists_the_reactors_io_wq_limits_and_workers() {
     .unwrap();
     let low = ReactorSet::start_low_priority_confined(
         &[],
-        Some(limits(1)),
+        &ReactorOptions {
+            iowq: Some(limits(1)),
+            ..ReactorOptions::default()
+        },
         Arc::new(|| {}),
         RingPolicy::any(),
     )

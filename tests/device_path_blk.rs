@@ -14,7 +14,7 @@ use ringvisor::devpath::{
 use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_devices::virtio::VirtioDevice;
-use ringvisor_io::{IowqLimits, ReactorOptions};
+use ringvisor_io::{IowqLimits, ReactorFailure, ReactorOptions};
 use vm_memory::{Address, Bytes, GuestAddress};
 
 const QUEUE_SIZE: u16 = 256;
@@ -223,6 +223,48 @@ fn bad_requests_get_an_error_status_and_the_device_keeps_serving() {
     assert_eq!(write_pattern(&mut rig, 0, 8, &data).0, S_OK);
     assert_eq!(read(&mut rig, 0, 8, 4096), (S_OK, data));
     rig.shutdown().unwrap();
+}
+
+#[test]
+fn a_failed_reactor_marks_its_queues_device_for_a_reset_and_the_other_serves_on() {
+    use std::sync::{Arc, Mutex};
+    let disk = TempDisk::new("reactor-fails", DISK_BYTES);
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let told = failures.clone();
+    let options = ReactorOptions {
+        on_failure: Some(Arc::new(move |failure| told.lock().unwrap().push(failure))),
+        ..ReactorOptions::default()
+    };
+    let mut rig =
+        Rig::with_reactor_options(config(&disk, 2), &[None, None], QUEUE_SIZE, &options).unwrap();
+    let stats = rig.stats();
+    let on_second: Vec<&str> = stats[1].queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(on_second, ["blk/q1"]);
+    assert_eq!(write_pattern(&mut rig, 1, 0, &pattern(1, 4096)).0, S_OK);
+
+    rig.split_mut().1.fail_next_enter(1, libc::EBADF).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while failures.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no failure reported");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let failure = ReactorFailure {
+        reactor: 1,
+        errno: libc::EBADF,
+    };
+    assert_eq!(failures.lock().unwrap()[..], [failure]);
+    // What the transport's on_fault turns into DEVICE_NEEDS_RESET: the queue of the
+    // failed reactor, and only that one.
+    let faults = rig.faults();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert!(
+        faults[0].starts_with("blk/q1: reactor 1 failed: io_uring_enter returned Bad file"),
+        "{}",
+        faults[0]
+    );
+    assert_eq!(write_pattern(&mut rig, 0, 8, &pattern(2, 4096)).0, S_OK);
+    assert_eq!(disk.read_at(4096, 4096), pattern(2, 4096));
+    assert_eq!(disk.read_at(0, 4096), pattern(1, 4096));
 }
 
 #[test]

@@ -14,8 +14,9 @@ pub use probe::{diagnose, probe, HostGate, IoUringUnavailable};
 #[cfg(feature = "test-hooks")]
 pub use reactor::ForbiddenOp;
 pub use reactor::{
-    iowq_workers, pin_current_thread, IowqLimits, IowqWorker, OpKind, QueueStats, ReactorError,
-    ReactorOptions, ReactorSet, ReactorStats, RingPolicy, ThreadSetup,
+    iowq_workers, pin_current_thread, FailureHook, IowqLimits, IowqWorker, OpKind, QueueStats,
+    ReactorError, ReactorFailure, ReactorOptions, ReactorSet, ReactorStats, RingPolicy,
+    ThreadSetup,
 };
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,

@@ -100,6 +100,13 @@ pub enum QueueFault {
     /// asked for host I/O its reactor kind was never meant to do.
     #[error("the reactor's io_uring refused a {kind:?} op, which its ring policy does not allow")]
     OpRefused { kind: crate::reactor::OpKind },
+    /// io_uring_enter failed on the queue's reactor with an error that is not transient: the
+    /// reactor serves none of its queues any more.
+    #[error(
+        "reactor {reactor} failed: io_uring_enter returned {}",
+        std::io::Error::from_raw_os_error(*errno)
+    )]
+    ReactorFailed { reactor: usize, errno: i32 },
 }
 
 /// Device logic for one virtqueue, driven by the reactor that owns the queue.

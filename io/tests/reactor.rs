@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringvisor_io::{
-    IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost, QueueWorker,
-    ReactorOptions, ReactorSet, RingPolicy,
+    AttachedQueue, IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost,
+    QueueWorker, ReactorFailure, ReactorOptions, ReactorSet, RingPolicy,
 };
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -428,4 +428,164 @@ fn the_low_priority_reactor_runs_niced_and_serves_queues() {
         .unwrap();
     assert_eq!(ran_on.as_deref(), Some("lowprio0"));
     assert!(set.run_on(1, || ()).is_err(), "there is one reactor");
+}
+
+/// Reactors whose failure hook records what it is told.
+fn reactors_reporting_failures(count: usize) -> (ReactorSet, Arc<Mutex<Vec<ReactorFailure>>>) {
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let told = failures.clone();
+    let options = ReactorOptions {
+        on_failure: Some(Arc::new(move |failure| told.lock().unwrap().push(failure))),
+        ..ReactorOptions::default()
+    };
+    (
+        ReactorSet::start_with(&vec![None; count], &options).unwrap(),
+        failures,
+    )
+}
+
+/// Attaches `binding` to reactor `reactor` of `set`.
+fn attach_on(set: &ReactorSet, reactor: usize, binding: QueueBinding) -> AttachedQueue {
+    let attached = set
+        .attach_beside(binding, AttachedQueue { reactor, key: 0 })
+        .unwrap();
+    assert_eq!(attached.reactor, reactor);
+    attached
+}
+
+/// Posts three reads behind 30 s delays on `queue` and waits until reactor `reactor` has
+/// handed the delays to the kernel (its stats are answered after the enter that did).
+fn three_delays_in_flight(set: &ReactorSet, reactor: usize, queue: &TestQueue, name: &str) {
+    queue.posted.lock().unwrap().extend([0u64, 8, 16]);
+    queue.kick.write(1).unwrap();
+    wait_for("three delays in flight", || {
+        set.stats()[reactor]
+            .queues
+            .iter()
+            .any(|q| q.name == name && q.ops == 3)
+    });
+}
+
+#[test]
+fn a_failed_enter_faults_every_queue_of_the_reactor_waits_for_the_kernel_and_tells_the_set_once() {
+    let path = test_file("enter-fails");
+    for errno in [libc::EBADF, libc::EFAULT] {
+        let (reactors, failures) = reactors_reporting_failures(2);
+        let (slow, slow_q) = delayed_binding("slow", &path, None, Some(30_000_000_000));
+        let (idle, idle_q) = binding("idle", &path, None);
+        let (other, other_q) = binding("other", &path, None);
+        attach_on(&reactors, 1, slow);
+        attach_on(&reactors, 1, idle);
+        attach_on(&reactors, 0, other);
+        three_delays_in_flight(&reactors, 1, &slow_q, "slow");
+
+        reactors.fail_next_enter(1, errno).unwrap();
+        wait_for("the failure report", || {
+            !failures.lock().unwrap().is_empty()
+        });
+        let reported = ReactorFailure { reactor: 1, errno };
+        assert_eq!(failures.lock().unwrap()[..], [reported]);
+        let why = std::io::Error::from_raw_os_error(errno).to_string();
+        for queue in [&slow_q, &idle_q] {
+            let faults = queue.faults.lock().unwrap().clone();
+            assert_eq!(faults.len(), 1, "{faults:?}");
+            assert!(faults[0].contains("reactor 1 failed") && faults[0].contains(&why));
+        }
+        // The hook comes last: by then the kernel had handed back every op it held (the
+        // delays cancelled, each completed through the worker), and no read followed them.
+        for (result, _) in slow_q.delays.lock().unwrap().iter() {
+            assert_eq!(*result, -libc::ECANCELED);
+        }
+        assert!(slow_q.done.lock().unwrap().is_empty());
+        // The reactor thread ends, its queues and their workers dropped (nothing leaked).
+        wait_for("the failed reactor to end", || {
+            reactors.run_on(1, || ()).is_err()
+        });
+        wait_for("the workers dropped", || {
+            Arc::strong_count(&slow_q.done) == 1 && Arc::strong_count(&idle_q.done) == 1
+        });
+        assert_eq!(failures.lock().unwrap().len(), 1, "the hook is called once");
+
+        // The other reactor goes on serving.
+        other_q.posted.lock().unwrap().push(24);
+        other_q.kick.write(1).unwrap();
+        wait_for("the other reactor's read", || {
+            other_q.done.lock().unwrap().len() == 1
+        });
+        assert_eq!(other_q.done.lock().unwrap()[0], (24, 8, 3u64.to_le_bytes()));
+        assert!(other_q.faults.lock().unwrap().is_empty());
+        drop(reactors);
+        assert_eq!(failures.lock().unwrap().len(), 1);
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_ring_that_never_gives_its_ops_back_is_left_with_its_buffers() {
+    let path = test_file("enter-never-recovers");
+    let (reactors, failures) = reactors_reporting_failures(1);
+    let (slow, slow_q) = delayed_binding("slow", &path, None, Some(30_000_000_000));
+    attach_on(&reactors, 0, slow);
+    three_delays_in_flight(&reactors, 0, &slow_q, "slow");
+    // Every enter fails: with deferred task work no completion is ever posted, so the
+    // delays stay with the kernel past the wait's bound.
+    let failed_at = Instant::now();
+    reactors.fail_enters(0, libc::EBADF, usize::MAX).unwrap();
+    wait_for("the failure report", || {
+        !failures.lock().unwrap().is_empty()
+    });
+    assert!(
+        failed_at.elapsed() >= Duration::from_secs(4),
+        "the kernel was waited for"
+    );
+    assert_eq!(
+        failures.lock().unwrap()[..],
+        [ReactorFailure {
+            reactor: 0,
+            errno: libc::EBADF
+        }]
+    );
+    assert_eq!(slow_q.faults.lock().unwrap().len(), 1);
+    wait_for("the failed reactor to end", || {
+        reactors.run_on(0, || ()).is_err()
+    });
+    // The worker, whose buffers the delayed reads were to fill, was leaked with the
+    // in-flight ops rather than freed under the kernel.
+    assert_eq!(Arc::strong_count(&slow_q.done), 2);
+    assert!(slow_q
+        .delays
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(result, _)| *result == i32::MIN));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn interrupted_or_busy_enters_are_retried_and_the_reactor_keeps_serving() {
+    let path = test_file("enter-retried");
+    let (reactors, failures) = reactors_reporting_failures(1);
+    let (b, q) = binding("q", &path, None);
+    attach_on(&reactors, 0, b);
+    // EAGAIN and EBUSY many times over: retried after reading the completion queue, and
+    // with a back-off rather than a spin.
+    for (round, (errno, count)) in [(libc::EINTR, 3), (libc::EAGAIN, 20), (libc::EBUSY, 20)]
+        .into_iter()
+        .enumerate()
+    {
+        reactors.fail_enters(0, errno, count).unwrap();
+        let offset = 8 * round as u64;
+        q.posted.lock().unwrap().push(offset);
+        q.kick.write(1).unwrap();
+        wait_for("the read", || q.done.lock().unwrap().len() == round + 1);
+        assert_eq!(
+            q.done.lock().unwrap()[round],
+            (offset, 8, (offset / 8).to_le_bytes()),
+            "errno {errno}"
+        );
+    }
+    assert!(q.faults.lock().unwrap().is_empty());
+    assert!(failures.lock().unwrap().is_empty());
+    assert!(reactors.run_on(0, || ()).is_ok());
+    std::fs::remove_file(path).unwrap();
 }

@@ -317,12 +317,13 @@ impl<D: VirtioDevice> Rig<D> {
         let options = ReactorOptions {
             poll,
             iowq: Some(iowq),
+            ..ReactorOptions::default()
         };
         Self::with_device_options(device, name, reactor_cores, queue_size, &options, memory)
     }
 
     /// As [`with_device_memory`](Self::with_device_memory), the reactors started with
-    /// `reactor` (polling, io-wq limits).
+    /// `reactor` (polling, io-wq limits, failure hook).
     pub fn with_device_options(
         mut device: D,
         name: &str,

@@ -18,7 +18,8 @@ use ringvisor_devices::virtio::console::{ConsoleConfig, ConsoleError};
 use ringvisor_devices::virtio::net::{NetConfig, NetError};
 use ringvisor_devices::virtio::scsi::{assign_addresses, ScsiConfig, ScsiError};
 use ringvisor_io::{
-    IoUringUnavailable, IrqEvent, IrqEventError, ReactorError, ReactorOptions, ReactorSet,
+    FailureHook, IoUringUnavailable, IrqEvent, IrqEventError, ReactorError, ReactorFailure,
+    ReactorOptions, ReactorSet,
 };
 use serde_json::json;
 
@@ -78,7 +79,16 @@ pub struct MachineConfig {
     pub seccomp: SeccompMode,
 }
 
-/// How a guest that ran to its end stopped.
+/// Exit status of bad input: the same as clap's for a malformed flag.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit status when the guest ignored the power button for --shutdown-timeout and was
+/// stopped by force (in order, disks flushed).
+pub const EXIT_SHUTDOWN_TIMED_OUT: u8 = 3;
+/// Exit status when an I/O reactor's io_uring failed: its devices were marked
+/// DEVICE_NEEDS_RESET and the machine was stopped by force, in order, disks flushed.
+pub const EXIT_REACTOR_FAILED: u8 = 4;
+
+/// How a machine that ran to its end stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestExit {
     Reset,
@@ -89,18 +99,47 @@ pub enum GuestExit {
     /// The power button was pressed and the guest did not power off within the shutdown
     /// timeout; then stopped by force, in order.
     ShutdownTimedOut,
+    /// A reactor's io_uring failed and nothing served its devices any more; then stopped
+    /// by force, in order.
+    ReactorFailed(ReactorFailure),
 }
 
-/// What the main thread hears: a vCPU's report, a reset to reboot from, or a shutdown
-/// or reboot that is done.
+impl GuestExit {
+    /// The exit status of `ringvisor run` for a machine that ended this way.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            GuestExit::Reset | GuestExit::Poweroff | GuestExit::Shutdown => 0,
+            GuestExit::ShutdownTimedOut => EXIT_SHUTDOWN_TIMED_OUT,
+            GuestExit::ReactorFailed(_) => EXIT_REACTOR_FAILED,
+        }
+    }
+}
+
+/// What the main thread hears: a vCPU's report, a reset to reboot from, a reactor that
+/// failed, or a shutdown or reboot that is done.
 pub(crate) enum MachineStop {
     Vcpu(VcpuStop),
     /// The guest reset while the machine was in its `generation`th boot.
     Reset {
         generation: u64,
     },
+    /// A reactor stopped because its ring failed (its set's failure hook).
+    ReactorFailed(ReactorFailure),
     Finished(GuestExit),
     RebootFailed(String),
+}
+
+impl MachineStop {
+    /// For the reports that end the machine in order without asking the guest (vCPUs
+    /// paused, disk I/O drained, every disk flushed: the shutdown thread's work), how it
+    /// then ends.
+    fn ends_in_order(&self) -> Option<GuestExit> {
+        match self {
+            MachineStop::Vcpu(VcpuStop::Poweroff) => Some(GuestExit::Poweroff),
+            MachineStop::ReactorFailed(failure) => Some(GuestExit::ReactorFailed(*failure)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +296,7 @@ impl MachineConfig {
 fn start_reactors(
     config: &MachineConfig,
     placement: &Placement,
+    on_failure: FailureHook,
 ) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
     let hot_queues = iowq::hot_queue_count(&config.disks, config.scsi.as_ref(), &config.nets);
@@ -267,6 +307,7 @@ fn start_reactors(
             hot_queues,
             cores.len(),
         )),
+        on_failure: Some(on_failure),
     };
     Ok(Arc::new(ReactorSet::start_confined(
         &cores,
@@ -316,7 +357,16 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     let mut root = PciRootBus::new();
     root.add(Box::new(PciHostBridge::new()));
     let mmio = Arc::new(MmioBus::new());
-    let reactors = start_reactors(config, &placement)?;
+    let (stops, stopped) = mpsc::channel();
+    // A reactor whose ring failed has marked its devices DEVICE_NEEDS_RESET; the machine
+    // then stops in order, as for a forced shutdown, rather than run on without them.
+    let reactor_failed: FailureHook = {
+        let stops = stops.clone();
+        Arc::new(move |failure| {
+            let _ = stops.send(MachineStop::ReactorFailed(failure));
+        })
+    };
+    let reactors = start_reactors(config, &placement, Arc::clone(&reactor_failed))?;
     let router = vm.irq_router();
     let services = VirtioPciServices {
         mem: mem.clone(),
@@ -326,7 +376,11 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     };
     let low_priority = Arc::new(ReactorSet::start_low_priority_confined(
         &placement.background,
-        Some(iowq::low_priority_limits(config.iowq_workers)),
+        &ReactorOptions {
+            iowq: Some(iowq::low_priority_limits(config.iowq_workers)),
+            on_failure: Some(reactor_failed),
+            ..ReactorOptions::default()
+        },
         Arc::new(|| seccomp::confine(ThreadKind::LowPriorityReactor)),
         seccomp::ring_policy(ThreadKind::LowPriorityReactor),
     )?);
@@ -384,7 +438,6 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     ))));
     mmio.map(ecam, PCI_ECAM_START, PCI_ECAM_SIZE)
         .map_err(|e| MachineError::Ecam(e.to_string()))?;
-    let (stops, stopped) = mpsc::channel();
     let orderly = Arc::new(shutdown::OrderlyShutdown {
         pause: Arc::clone(&pause),
         reactors: Arc::clone(&reactors),
@@ -502,7 +555,24 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
     // outcome, and the caller then exits the process, which ends the other vCPU threads.
     let mut rebooting: Option<u64> = None;
     loop {
-        match stopped.recv() {
+        let stop = stopped.recv();
+        if let Some(exit) = stop.as_ref().ok().and_then(MachineStop::ends_in_order) {
+            match exit {
+                GuestExit::ReactorFailed(failure) => warn!(
+                    "{failure}: its devices need a reset; stopping the machine in order \
+                     (exit status {EXIT_REACTOR_FAILED})"
+                ),
+                _ => info!("the guest powered off; flushing the disks"),
+            }
+            if shutdown_requests
+                .send(shutdown::ShutdownRequest::Finish(exit))
+                .is_err()
+            {
+                return Ok(exit);
+            }
+            continue;
+        }
+        match stop {
             Ok(MachineStop::Reset { generation }) => {
                 // Several vCPUs may see the same reset; the first one's is the reboot.
                 if rebooting.replace(generation) == Some(generation) {
@@ -520,22 +590,50 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
                 }
             }
             Ok(MachineStop::RebootFailed(reason)) => return Err(MachineError::Reboot(reason)),
-            Ok(MachineStop::Vcpu(VcpuStop::Poweroff)) => {
-                info!("the guest powered off; flushing the disks");
-                if shutdown_requests
-                    .send(shutdown::ShutdownRequest::GuestPoweredOff)
-                    .is_err()
-                {
-                    return Ok(GuestExit::Poweroff);
-                }
-            }
             Ok(MachineStop::Vcpu(VcpuStop::Failed(err))) => return Err(err.into()),
             // run_vcpu turns these into a reboot or a failure; it never reports them.
             Ok(MachineStop::Vcpu(VcpuStop::Reset | VcpuStop::TripleFault | VcpuStop::Rebooted)) => {
                 continue
             }
+            // Handled above, with the stop in order they ask for.
+            Ok(MachineStop::Vcpu(VcpuStop::Poweroff) | MachineStop::ReactorFailed(_)) => continue,
             Ok(MachineStop::Finished(exit)) => return Ok(exit),
             Err(_) => return Err(MachineError::VcpusVanished),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reactor_stops_the_machine_in_order_with_an_exit_status_of_its_own() {
+        let failure = ReactorFailure {
+            reactor: 1,
+            errno: libc::EBADF,
+        };
+        let exit = MachineStop::ReactorFailed(failure).ends_in_order();
+        assert_eq!(exit, Some(GuestExit::ReactorFailed(failure)));
+        let status = exit.map(GuestExit::exit_status);
+        assert_eq!(status, Some(EXIT_REACTOR_FAILED));
+        // Told apart from every other way `ringvisor run` ends: the other stops, a failure
+        // (1), bad input, and a seccomp violation.
+        let mut others: Vec<u8> = [
+            GuestExit::Reset,
+            GuestExit::Poweroff,
+            GuestExit::Shutdown,
+            GuestExit::ShutdownTimedOut,
+        ]
+        .map(GuestExit::exit_status)
+        .to_vec();
+        others.extend([1, EXIT_BAD_INPUT]);
+        others.push(u8::try_from(crate::seccomp::VIOLATION_EXIT_CODE).unwrap());
+        assert!(!others.contains(&EXIT_REACTOR_FAILED), "{others:?}");
+        assert_ne!(EXIT_REACTOR_FAILED, 0);
+        // A guest poweroff goes the same way, ending in 0.
+        let poweroff = MachineStop::Vcpu(VcpuStop::Poweroff).ends_in_order();
+        assert_eq!(poweroff.map(GuestExit::exit_status), Some(0));
+        assert_eq!(MachineStop::Reset { generation: 0 }.ends_in_order(), None);
     }
 }

@@ -9,6 +9,9 @@
 //!   drain and flush without asking the guest.
 //! - A guest reset: a reboot in place (`super::reboot`), or with `--no-reboot` the same
 //!   flush and exit 0. A reboot that fails flushes too, then ends the VMM with an error.
+//! - An I/O reactor's io_uring failed (its set's failure hook; its devices are marked
+//!   DEVICE_NEEDS_RESET and nothing serves them): the forced stop's pause, drain and
+//!   flush, then exit 4 (`super::EXIT_REACTOR_FAILED`).
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -122,8 +125,8 @@ pub(super) enum ShutdownRequest {
     PowerButton,
     /// Stop now, without asking the guest.
     Force,
-    /// The guest powered off: flush and end.
-    GuestPoweredOff,
+    /// The guest powered off, or a reactor failed: flush and end as this says.
+    Finish(GuestExit),
 }
 
 /// The API's and the signal thread's handle on the shutdown thread.
@@ -188,9 +191,7 @@ pub(super) fn spawn_shutdown_thread(
                         info!("stopping the guest by force, in order");
                         return orderly.finish_with(GuestExit::Shutdown);
                     }
-                    Ok(ShutdownRequest::GuestPoweredOff) => {
-                        return orderly.finish_with(GuestExit::Poweroff);
-                    }
+                    Ok(ShutdownRequest::Finish(exit)) => return orderly.finish_with(exit),
                     Ok(ShutdownRequest::GuestReset) => {
                         return orderly.finish_with(GuestExit::Reset);
                     }

@@ -15,6 +15,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::worker::{AttachedQueue, QueueBinding, QueueHost, QueueHostError};
 use ring_loop::{Control, IowqPlan, LoopConfig, RingLoop};
 
+pub use ring_loop::{FailureHook, ReactorFailure};
+
 pub use iowq::{iowq_workers, IowqLimits, IowqWorker};
 #[cfg(feature = "test-hooks")]
 pub use ring_policy::ForbiddenOp;
@@ -70,7 +72,7 @@ impl ReactorHandle {
 pub type ThreadSetup = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// How the reactors of a set behave, beyond where they run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ReactorOptions {
     /// Adaptive polling: a reactor that runs out of work keeps guest notifications off
     /// and spins on its avail rings and completion queue for up to this long before it
@@ -80,6 +82,20 @@ pub struct ReactorOptions {
     /// The most io-wq workers each reactor's ring may run; `None`: the kernel's limits.
     /// Whatever the limits, a pinned reactor keeps its workers on its own core.
     pub iowq: Option<IowqLimits>,
+    /// Told when a reactor of the set stops because its ring failed (see
+    /// [`FailureHook`]); `None`: the failure is logged and the devices of its queues are
+    /// marked DEVICE_NEEDS_RESET, and that is all.
+    pub on_failure: Option<FailureHook>,
+}
+
+impl std::fmt::Debug for ReactorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReactorOptions")
+            .field("poll", &self.poll)
+            .field("iowq", &self.iowq)
+            .field("on_failure", &self.on_failure.as_ref().map(|_| "set"))
+            .finish()
+    }
 }
 
 /// One reactor thread per entry of the placement, each pinned to its core when one is
@@ -145,18 +161,22 @@ impl ReactorSet {
         )
     }
 
-    /// As [`start_low_priority`](Self::start_low_priority), its io-wq capped at `iowq`
-    /// (and kept on `cores`, when given), the thread running `setup` before its loop and
-    /// its ring restricted to `ring`.
+    /// As [`start_low_priority`](Self::start_low_priority), its io-wq capped at
+    /// `options.iowq` (and kept on `cores`, when given), its failures told to
+    /// `options.on_failure`, the thread running `setup` before its loop and its ring
+    /// restricted to `ring`. It never polls, whatever `options.poll` says.
     pub fn start_low_priority_confined(
         cores: &[usize],
-        iowq: Option<IowqLimits>,
+        options: &ReactorOptions,
         setup: ThreadSetup,
         ring: RingPolicy,
     ) -> Result<Self, ReactorError> {
         Self::start_class(
             &[None],
-            &ReactorOptions { poll: None, iowq },
+            &ReactorOptions {
+                poll: None,
+                ..options.clone()
+            },
             ReactorClass::LowPriority(cores.to_vec()),
             Some(setup),
             ring,
@@ -213,6 +233,7 @@ impl ReactorSet {
                     limits: options.iowq,
                     cores: iowq_cores,
                 },
+                on_failure: options.on_failure.clone(),
             };
             let (built_tx, built_rx) = bounded(1);
             let setup = setup.clone();
@@ -308,6 +329,41 @@ impl ReactorSet {
             .ok_or(QueueHostError::ReactorGone(reactor))?;
         let (reply, answer) = bounded(1);
         handle.send(reactor, Control::TryForbidden(op, reply))?;
+        answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(reactor))
+    }
+
+    /// Makes reactor `reactor`'s next io_uring_enter fail with `errno` instead of entering
+    /// the kernel (nothing is submitted), as a failing kernel would: how the tests reach
+    /// the handling of a failed enter on a live reactor.
+    #[cfg(feature = "test-hooks")]
+    pub fn fail_next_enter(&self, reactor: usize, errno: i32) -> Result<(), QueueHostError> {
+        self.fail_enters(reactor, errno, 1)
+    }
+
+    /// As [`fail_next_enter`](Self::fail_next_enter), for the next `count` enters
+    /// (`usize::MAX`: a ring that never recovers).
+    #[cfg(feature = "test-hooks")]
+    pub fn fail_enters(
+        &self,
+        reactor: usize,
+        errno: i32,
+        count: usize,
+    ) -> Result<(), QueueHostError> {
+        let handle = self
+            .reactors
+            .get(reactor)
+            .ok_or(QueueHostError::ReactorGone(reactor))?;
+        let (reply, answer) = bounded(1);
+        handle.send(
+            reactor,
+            Control::FailEnters {
+                errno,
+                count,
+                reply,
+            },
+        )?;
         answer
             .recv()
             .map_err(|_| QueueHostError::ReactorGone(reactor))

@@ -498,26 +498,35 @@ fn an_enabled_queue_is_frozen() {
 
 #[test]
 fn a_queue_fault_on_a_reactor_marks_the_device_for_reset() {
-    let mut rig = rig();
-    rig.set_up_queues(VIRTIO_F_VERSION_1);
-    rig.driver_ok();
-    let binding = rig.host.bindings.lock().unwrap().remove(0);
-    let fault = QueueFault::Broken {
-        queue: 0,
-        reason: "avail index jumped".into(),
-    };
-    // Runs on a reactor thread in real life: no device lock involved.
-    std::thread::spawn(move || (binding.on_fault)(&fault))
-        .join()
-        .unwrap();
-    assert_ne!(rig.status() & STATUS_DEVICE_NEEDS_RESET, 0);
-    assert_ne!(rig.status() & STATUS_DRIVER_OK, 0, "other bits stay");
-    assert_eq!(rig.dev.vector_event(2).unwrap().take_pending(), 1);
-    // The driver cannot clear it but by resetting.
-    rig.set_status(0x0f);
-    assert_ne!(rig.status() & STATUS_DEVICE_NEEDS_RESET, 0);
-    rig.set_status(0);
-    assert_eq!(rig.status(), 0);
+    let faults = [
+        QueueFault::Broken {
+            queue: 0,
+            reason: "avail index jumped".into(),
+        },
+        // The whole reactor failed (io_uring_enter): each of its queues is told so.
+        QueueFault::ReactorFailed {
+            reactor: 0,
+            errno: libc::EBADF,
+        },
+    ];
+    for fault in faults {
+        let mut rig = rig();
+        rig.set_up_queues(VIRTIO_F_VERSION_1);
+        rig.driver_ok();
+        let binding = rig.host.bindings.lock().unwrap().remove(0);
+        // Runs on a reactor thread in real life: no device lock involved.
+        std::thread::spawn(move || (binding.on_fault)(&fault))
+            .join()
+            .unwrap();
+        assert_ne!(rig.status() & STATUS_DEVICE_NEEDS_RESET, 0);
+        assert_ne!(rig.status() & STATUS_DRIVER_OK, 0, "other bits stay");
+        assert_eq!(rig.dev.vector_event(2).unwrap().take_pending(), 1);
+        // The driver cannot clear it but by resetting.
+        rig.set_status(0x0f);
+        assert_ne!(rig.status() & STATUS_DEVICE_NEEDS_RESET, 0);
+        rig.set_status(0);
+        assert_eq!(rig.status(), 0);
+    }
 }
 
 #[test]

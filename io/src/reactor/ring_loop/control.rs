@@ -21,7 +21,9 @@ impl RingLoop {
         )
         .build()
         .user_data(user_data(KIND_CONTROL, 0));
-        self.push(&entry)
+        self.push(&entry)?;
+        self.control_armed = true;
+        Ok(())
     }
 
     pub(super) fn handle_control(&mut self) {
@@ -56,6 +58,15 @@ impl RingLoop {
                 Control::Run(task) => task(),
                 #[cfg(feature = "test-hooks")]
                 Control::TryForbidden(op, reply) => self.try_forbidden(op, reply),
+                #[cfg(feature = "test-hooks")]
+                Control::FailEnters {
+                    errno,
+                    count,
+                    reply,
+                } => {
+                    self.health.inject(errno, count);
+                    let _ = reply.send(());
+                }
                 Control::Stop => {
                     self.stopping = true;
                     let keys: Vec<usize> = self.queues.iter().map(|(key, _)| key).collect();

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{opcode, squeue, types, IoUring};
-use log::{debug, error, warn};
+use log::{error, warn};
 use slab::Slab;
 use vmm_sys_util::eventfd::EventFd;
 
 mod control;
+mod failure;
 mod setup;
 
+pub use failure::{FailureHook, ReactorFailure};
 pub(crate) use setup::{IowqPlan, LoopConfig};
 
 use super::ring_policy::{OpKind, RingPolicy};
@@ -34,6 +36,14 @@ pub(crate) enum Control {
     /// Submit `ForbiddenOp` on the ring and reply with its result.
     #[cfg(feature = "test-hooks")]
     TryForbidden(super::ring_policy::ForbiddenOp, Sender<i32>),
+    /// Make the next `count` io_uring_enter calls fail with `errno`; the reply comes once
+    /// that is armed.
+    #[cfg(feature = "test-hooks")]
+    FailEnters {
+        errno: i32,
+        count: usize,
+        reply: Sender<()>,
+    },
     Stop,
 }
 
@@ -95,6 +105,8 @@ pub(crate) struct RingLoop {
     control: Receiver<Control>,
     control_event: EventFd,
     control_buf: Box<u64>,
+    /// The read of the control eventfd is with the kernel.
+    control_armed: bool,
     queues: Slab<ServedQueue>,
     in_flight: Slab<InFlight>,
     batch: IoBatch,
@@ -105,9 +117,12 @@ pub(crate) struct RingLoop {
     iowq: IowqPlan,
     /// The reactor thread's id (its io-wq workers are `iou-wrk-<tid>`); set by `run`.
     tid: u32,
-    /// Reused lists (queue keys to drain, reaped CQEs) so a pass allocates nothing.
+    /// Reused lists (queue keys to drain and to poll, reaped CQEs) so a pass allocates
+    /// nothing.
     scratch_keys: Vec<usize>,
+    scratch_polled: Vec<usize>,
     scratch_completions: Vec<(u64, i32)>,
+    health: failure::EnterHealth,
     enters: u64,
     sqes_submitted: u64,
     sqes_per_enter: hdrhistogram::Histogram<u64>,
@@ -129,6 +144,7 @@ impl RingLoop {
             poll,
             policy,
             iowq,
+            on_failure,
         } = config;
         let ring = setup::build_ring(ring_entries, &policy)?;
         let stats = ReactorStats::new(index, core);
@@ -143,13 +159,16 @@ impl RingLoop {
             control,
             control_event,
             control_buf: Box::new(0),
+            control_armed: false,
             queues: Slab::new(),
             in_flight: Slab::new(),
             batch: IoBatch::new(),
             unsubmitted: 0,
             stopping: false,
             scratch_keys: Vec::new(),
+            scratch_polled: Vec::new(),
             scratch_completions: Vec::new(),
+            health: failure::EnterHealth::new(on_failure),
             enters: 0,
             sqes_submitted: 0,
             sqes_per_enter: stats.sqes_per_enter,
@@ -174,19 +193,23 @@ impl RingLoop {
             return;
         }
         loop {
+            // An enter that failed while pushing (a full submission queue) broke the ring.
+            if let Some(err) = self.broken() {
+                return self.fail(err);
+            }
             self.drain_ready_queues();
             // Requests completed during the drain (no host I/O) must be signalled before
             // the thread sleeps: only wait when there is nothing to do and nothing to say.
-            let mut idle = !self
-                .queues
-                .iter()
-                .any(|(_, q)| (q.ready && !q.faulted) || q.used_added);
+            let mut idle = self.health.stash.is_empty()
+                && !self
+                    .queues
+                    .iter()
+                    .any(|(_, q)| (q.ready && !q.faulted) || q.used_added);
             if idle {
                 idle = self.poll_for_work();
             }
             if let Err(err) = self.enter(if idle { 1 } else { 0 }) {
-                error!("reactor {}: io_uring_enter failed: {err}", self.index);
-                return;
+                return self.fail(err);
             }
             self.reap();
             self.signal_interrupts();
@@ -213,11 +236,16 @@ impl RingLoop {
         }
     }
 
+    /// Ok also when the enter is to be retried (EINTR, EAGAIN, EBUSY: see `failure`); an
+    /// error means the ring is beyond use, and every later enter fails with it too.
     fn enter(&mut self, want: usize) -> std::io::Result<()> {
+        if let Some(err) = self.broken() {
+            return Err(err);
+        }
         let pushed = self.unsubmitted;
-        let result = self.ring.submitter().submit_and_wait(want);
-        match result {
+        match self.submit_and_wait(want) {
             Ok(submitted) => {
+                self.health.entered();
                 self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
                 self.enters += 1;
                 if submitted > 0 {
@@ -226,12 +254,7 @@ impl RingLoop {
                 }
                 Ok(())
             }
-            // Interrupted, or the completion queue is full and must be reaped first.
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {
-                debug!("reactor {}: enter with {pushed} SQEs: {err}", self.index);
-                Ok(())
-            }
-            Err(err) => Err(err),
+            Err(err) => self.enter_failed(err, pushed),
         }
     }
 
@@ -324,25 +347,31 @@ impl RingLoop {
     /// notifications back on (returns false if chains slipped in meanwhile) and returns
     /// true when the reactor may sleep.
     fn poll_for_work(&mut self) -> bool {
-        let polled: Vec<usize> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| q.notifications_off && !q.faulted && q.detach_reply.is_none())
-            .map(|(key, _)| key)
-            .collect();
+        let mut polled = std::mem::take(&mut self.scratch_polled);
+        polled.clear();
+        polled.extend(
+            self.queues
+                .iter()
+                .filter(|(_, q)| q.notifications_off && !q.faulted && q.detach_reply.is_none())
+                .map(|(key, _)| key),
+        );
+        let idle = self.poll_queues(&polled);
+        self.scratch_polled = polled;
+        idle
+    }
+
+    fn poll_queues(&mut self, polled: &[usize]) -> bool {
         if let Some(budget) = self.poll {
             // Whatever was queued (ops, re-armed kick reads) must be in the kernel's hands
-            // before spinning, or the completions the spin waits for never come.
-            if self.unsubmitted > 0 {
-                if let Err(err) = self.enter(0) {
-                    error!("reactor {}: io_uring_enter failed: {err}", self.index);
-                    return true;
-                }
+            // before spinning, or the completions the spin waits for never come. A failed
+            // enter is the caller's to handle: its own enter fails the same way.
+            if self.unsubmitted > 0 && self.enter(0).is_err() {
+                return true;
             }
             let deadline = Instant::now() + budget;
             loop {
                 let mut found = false;
-                for &key in &polled {
+                for &key in polled {
                     match self.queues[key].binding.worker.has_available() {
                         Ok(true) => {
                             self.queues[key].ready = true;
@@ -357,15 +386,12 @@ impl RingLoop {
                 }
                 // Op completions, kicks and control messages all arrive as CQEs; deferred
                 // ones are posted only by an enter, which the TASKRUN flag asks for.
-                if self.ring.submission().taskrun() {
-                    if let Err(err) = self.enter(0) {
-                        error!("reactor {}: io_uring_enter failed: {err}", self.index);
-                        return true;
-                    }
+                if self.ring.submission().taskrun() && self.enter(0).is_err() {
+                    return true;
                 }
                 let mut completions = self.ring.completion();
                 completions.sync();
-                if !completions.is_empty() {
+                if !completions.is_empty() || !self.health.stash.is_empty() {
                     return false;
                 }
                 if polled.is_empty() || Instant::now() >= deadline {
@@ -375,7 +401,7 @@ impl RingLoop {
             }
         }
         let mut idle = true;
-        for key in polled {
+        for &key in polled {
             let queue = &mut self.queues[key];
             queue.notifications_off = false;
             match queue.binding.worker.enable_notification() {
@@ -471,8 +497,9 @@ impl RingLoop {
         let outcome = queue.binding.worker.complete(tag, result, &mut batch);
         batch.take_completed();
         match outcome {
-            // A queue being taken back starts nothing new: the detach waits for its ops.
-            Ok(()) if queue.detach_reply.is_some() => {
+            // A queue being taken back starts nothing new: the detach waits for its ops. Nor
+            // does any queue of a failed reactor.
+            Ok(()) if queue.detach_reply.is_some() || self.health.failing => {
                 batch.drain();
             }
             Ok(()) => {
@@ -493,6 +520,8 @@ impl RingLoop {
         let now = Instant::now();
         let mut completions = std::mem::take(&mut self.scratch_completions);
         completions.clear();
+        // Read off the ring while an enter was retried, so posted before the rest.
+        completions.append(&mut self.health.stash);
         completions.extend(
             self.ring
                 .completion()
@@ -537,6 +566,12 @@ impl RingLoop {
                 #[cfg(feature = "test-hooks")]
                 KIND_FORBIDDEN => self.forbidden_done(result),
                 KIND_CONTROL => {
+                    self.control_armed = false;
+                    // A failed reactor takes no more requests: the messages still queued
+                    // go with it, and their senders hear that it is gone.
+                    if self.health.failing {
+                        continue;
+                    }
                     self.handle_control();
                     if let Err(err) = self.arm_control() {
                         error!("reactor {}: cannot re-arm control: {err}", self.index);

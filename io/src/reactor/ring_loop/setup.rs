@@ -18,6 +18,7 @@ pub(crate) struct LoopConfig {
     pub poll: Option<Duration>,
     pub policy: RingPolicy,
     pub iowq: IowqPlan,
+    pub on_failure: Option<super::FailureHook>,
 }
 
 /// What the reactor asks of its io-wq.
