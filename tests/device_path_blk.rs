@@ -334,20 +334,6 @@ fn four_queues_on_two_reactors_run_concurrently() {
     rig.shutdown().unwrap();
 }
 
-/// How many threads of this process are io-wq workers of thread `tid` (`iou-wrk-<tid>`),
-/// read from /proc/self/task/*/comm.
-fn iowq_workers_of(tid: u32) -> usize {
-    let name = format!("iou-wrk-{tid}");
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .count()
-}
-
 #[test]
 fn a_page_cache_disk_under_writes_and_flushes_stays_within_the_io_wq_cap() {
     const BLOCK: usize = 64 << 10;
@@ -370,7 +356,7 @@ fn a_page_cache_disk_under_writes_and_flushes_stays_within_the_io_wq_cap() {
         std::thread::spawn(move || {
             let mut most = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(iowq_workers_of(tid));
+                most = most.max(ringvisor_test_support::iowq_workers_of(tid));
                 std::thread::sleep(std::time::Duration::from_micros(100));
             }
             most

@@ -12,12 +12,13 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use ringvisor::devpath::{BlockRig, DevPathError};
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_io::{diagnose, HostGate, IoUringUnavailable};
+use ringvisor_test_support::{output_text, TempFile};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -79,34 +80,6 @@ fn expected_refusal() -> IoUringUnavailable {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, len: u64) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "ringvisor-no-io-uring-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::File::create(&path).unwrap().set_len(len).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `ringvisor run` with a kernel file and a disk that validate accepts; the kernel is not
 /// a bzImage, so a run that loaded it would fail with a boot error instead.
 fn ringvisor_run(kernel: &Path, disk: &Path, refuse_io_uring: bool) -> Output {
@@ -131,21 +104,21 @@ fn ringvisor_run(kernel: &Path, disk: &Path, refuse_io_uring: bool) -> Output {
 
 #[test]
 fn run_refuses_to_start_in_one_line_without_io_uring() {
-    let kernel = TempFile::new("kernel", 4096);
-    let disk = TempFile::new("disk", 1 << 20);
+    let kernel = TempFile::with_len("no-io-uring-kernel", 4096);
+    let disk = TempFile::with_len("no-io-uring-disk", 1 << 20);
 
     if ringvisor_io::probe().is_ok() {
         // The same run with io_uring left alone goes past the probe and reaches KVM: the
         // arguments are not what stops the refused run below.
         let control = ringvisor_run(&kernel.0, &disk.0, false);
-        let report = text(&control);
+        let report = output_text(&control);
         assert!(!control.status.success(), "{report}");
         assert!(report.contains("KVM") || report.contains("kvm"), "{report}");
         assert!(!report.contains("io_uring"), "{report}");
     }
 
     let refused = ringvisor_run(&kernel.0, &disk.0, true);
-    let report = text(&refused);
+    let report = output_text(&refused);
     assert_eq!(refused.status.code(), Some(2), "{report}");
     assert!(refused.stdout.is_empty(), "{report}");
     // One line and nothing else: no KVM error, no boot error, no log line of a start.
@@ -170,7 +143,7 @@ fn child_builds_a_rig() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let disk = TempFile::new("rig", 1 << 20);
+    let disk = TempFile::with_len("no-io-uring-rig", 1 << 20);
     let config = BlockConfig {
         path: disk.0.clone(),
         read_only: false,
@@ -199,7 +172,7 @@ fn device_path_rig_returns_the_error_without_io_uring() {
         .env(CHILD, "1")
         .stdin(Stdio::null());
     let child = confine(&mut command, true).output().unwrap();
-    let report = text(&child);
+    let report = output_text(&child);
     assert!(child.status.success(), "{report}");
     assert!(
         report.contains(&format!("rig: {}\n", expected_refusal())),

@@ -4,27 +4,12 @@
 //! reactor and a virtio-console file on the low-priority kind's ring keep being served.
 //! With the restrictions taken out, the open succeeds and this test fails.
 
-use std::path::PathBuf;
-
 use ringvisor::devpath::{BlockRig, ConsoleRig};
 use ringvisor::seccomp::{ring_ops, ThreadKind};
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_devices::virtio::console::{ConsoleConfig, PortBackend};
 use ringvisor_io::{ForbiddenOp, OpKind, ReactorSet};
-
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str) -> Self {
-        Self(std::env::temp_dir().join(format!("rv-restrict-{name}-{}", std::process::id())))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use ringvisor_test_support::TempFile;
 
 fn assert_refused(reactors: &ReactorSet, kind: &str) {
     for op in [ForbiddenOp::OpenAt, ForbiddenOp::Connect] {
@@ -38,11 +23,7 @@ fn assert_refused(reactors: &ReactorSet, kind: &str) {
 
 #[test]
 fn the_hot_reactors_ring_refuses_open_and_connect_and_serves_a_disk() {
-    let disk = TempFile::new("blk");
-    std::fs::File::create(&disk.0)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    let disk = TempFile::with_len("restrict-blk", 1 << 20);
     let config = BlockConfig {
         path: disk.0.clone(),
         read_only: false,
@@ -62,7 +43,7 @@ fn the_hot_reactors_ring_refuses_open_and_connect_and_serves_a_disk() {
 
 #[test]
 fn the_low_priority_rings_refuse_open_and_connect_and_serve_the_console() {
-    let out = TempFile::new("console");
+    let out = TempFile::path_only("restrict-console");
     let config = ConsoleConfig {
         console: PortBackend::File(out.0.clone()),
         ports: Vec::new(),

@@ -6,12 +6,13 @@
 //! Each child is this test binary run again on one of the ignored `child_*` entries below,
 //! which do nothing unless RV_SECCOMP_CHILD is set.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::thread;
 
 use ringvisor::devpath::{BlockRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH};
 use ringvisor::seccomp::{self, SeccompMode, SeccompPolicy, ThreadKind, VIOLATION_EXIT_CODE};
 use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_test_support::output_text;
 
 const CHILD: &str = "RV_SECCOMP_CHILD";
 
@@ -29,15 +30,6 @@ fn spawn_child(entry: &str) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn in_child() -> bool {
@@ -145,7 +137,7 @@ fn forbidden_call_stops_only_its_own_vmm() {
     let violator = violator.wait_with_output().unwrap();
     let sibling = sibling.wait_with_output().unwrap();
 
-    let report = text(&violator);
+    let report = output_text(&violator);
     assert_eq!(
         violator.status.code(),
         Some(VIOLATION_EXIT_CODE),
@@ -163,7 +155,7 @@ fn forbidden_call_stops_only_its_own_vmm() {
     assert!(!report.contains("survived"), "{report}");
     assert!(!report.contains("the process went on"), "{report}");
 
-    let served = text(&sibling);
+    let served = output_text(&sibling);
     assert!(sibling.status.success(), "{served}");
     assert!(served.contains("disk served"), "{served}");
 }
@@ -173,7 +165,7 @@ fn log_mode_lets_the_call_through() {
     let child = spawn_child("child_vcpu_opens_a_socket_in_log_mode")
         .wait_with_output()
         .unwrap();
-    let report = text(&child);
+    let report = output_text(&child);
     assert!(child.status.success(), "{report}");
     assert!(report.contains("socket allowed"), "{report}");
 }

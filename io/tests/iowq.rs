@@ -155,20 +155,6 @@ fn fill(queue: usize, block: u64) -> u8 {
     (queue as u64 * 97 + block * 7 + 1) as u8
 }
 
-/// How many threads of this process are io-wq workers of thread `tid`, counted from
-/// /proc/self/task/*/comm directly (not through the crate's own listing).
-fn workers_of(tid: u32) -> usize {
-    let name = format!("iou-wrk-{tid}");
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .count()
-}
-
 /// The cores this thread may run on.
 fn allowed_cores() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
@@ -220,7 +206,9 @@ fn burst(core: usize, options: &ReactorOptions) -> Seen {
                 cores: Vec::new(),
             };
             while !stop.load(Ordering::Relaxed) {
-                seen.most_workers = seen.most_workers.max(workers_of(tid));
+                seen.most_workers = seen
+                    .most_workers
+                    .max(ringvisor_test_support::iowq_workers_of(tid));
                 for worker in iowq_workers().into_iter().filter(|w| w.submitter == tid) {
                     if !seen.cores.contains(&worker.cores) {
                         seen.cores.push(worker.cores);

@@ -303,35 +303,18 @@ impl ReactorSet {
         reactor: usize,
         task: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, QueueHostError> {
-        let handle = self
-            .reactors
-            .get(reactor)
-            .ok_or(QueueHostError::ReactorGone(reactor))?;
-        let (reply, answer) = bounded(1);
-        handle.send(
-            reactor,
+        self.ask(reactor, |reply| {
             Control::Run(Box::new(move || {
                 let _ = reply.send(task());
-            })),
-        )?;
-        answer
-            .recv()
-            .map_err(|_| QueueHostError::ReactorGone(reactor))
+            }))
+        })
     }
 
     /// Submits `op` on reactor `reactor`'s own ring and returns its result (-EACCES when
     /// the ring's restrictions refuse it).
     #[cfg(feature = "test-hooks")]
     pub fn try_forbidden(&self, reactor: usize, op: ForbiddenOp) -> Result<i32, QueueHostError> {
-        let handle = self
-            .reactors
-            .get(reactor)
-            .ok_or(QueueHostError::ReactorGone(reactor))?;
-        let (reply, answer) = bounded(1);
-        handle.send(reactor, Control::TryForbidden(op, reply))?;
-        answer
-            .recv()
-            .map_err(|_| QueueHostError::ReactorGone(reactor))
+        self.ask(reactor, |reply| Control::TryForbidden(op, reply))
     }
 
     /// Makes reactor `reactor`'s next io_uring_enter fail with `errno` instead of entering
@@ -351,22 +334,11 @@ impl ReactorSet {
         errno: i32,
         count: usize,
     ) -> Result<(), QueueHostError> {
-        let handle = self
-            .reactors
-            .get(reactor)
-            .ok_or(QueueHostError::ReactorGone(reactor))?;
-        let (reply, answer) = bounded(1);
-        handle.send(
-            reactor,
-            Control::FailEnters {
-                errno,
-                count,
-                reply,
-            },
-        )?;
-        answer
-            .recv()
-            .map_err(|_| QueueHostError::ReactorGone(reactor))
+        self.ask(reactor, |reply| Control::FailEnters {
+            errno,
+            count,
+            reply,
+        })
     }
 
     /// A copy of every reactor's counters and histograms.
@@ -385,16 +357,30 @@ impl ReactorSet {
 }
 
 impl ReactorSet {
+    /// Sends reactor `reactor` the message `message` makes around a reply channel and
+    /// waits for the reply.
+    fn ask<R>(
+        &self,
+        reactor: usize,
+        message: impl FnOnce(crossbeam_channel::Sender<R>) -> Control,
+    ) -> Result<R, QueueHostError> {
+        let handle = self
+            .reactors
+            .get(reactor)
+            .ok_or(QueueHostError::ReactorGone(reactor))?;
+        let (reply, answer) = bounded(1);
+        handle.send(reactor, message(reply))?;
+        answer
+            .recv()
+            .map_err(|_| QueueHostError::ReactorGone(reactor))
+    }
+
     fn attach_to(
         &self,
         reactor: usize,
         binding: QueueBinding,
     ) -> Result<AttachedQueue, QueueHostError> {
-        let (reply, answer) = bounded(1);
-        self.reactors[reactor].send(reactor, Control::Attach(binding, reply))?;
-        let key = answer
-            .recv()
-            .map_err(|_| QueueHostError::ReactorGone(reactor))?;
+        let key = self.ask(reactor, |reply| Control::Attach(binding, reply))?;
         Ok(AttachedQueue { reactor, key })
     }
 }
@@ -414,15 +400,7 @@ impl QueueHost for ReactorSet {
     }
 
     fn detach(&self, queue: AttachedQueue) -> Result<(), QueueHostError> {
-        let handle = self
-            .reactors
-            .get(queue.reactor)
-            .ok_or(QueueHostError::ReactorGone(queue.reactor))?;
-        let (reply, answer) = bounded(1);
-        handle.send(queue.reactor, Control::Detach(queue.key, reply))?;
-        answer
-            .recv()
-            .map_err(|_| QueueHostError::ReactorGone(queue.reactor))
+        self.ask(queue.reactor, |reply| Control::Detach(queue.key, reply))
     }
 }
 

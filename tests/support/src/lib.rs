@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The file `tests/run.sh` names for the run's list of skipped tests.
 pub const SKIP_LOG_ENV: &str = "RINGVISOR_SKIP_LOG";
@@ -65,6 +65,60 @@ pub fn lab_ready() -> bool {
         skip("the nested lab is not set up (bash tests/lab/lab.sh deps)");
     }
     ready
+}
+
+/// A child process's status and both of its outputs, for assertion messages.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// How many threads of this process are io-wq workers of thread `tid` (`iou-wrk-<tid>`),
+/// read from /proc/self/task/*/comm directly.
+pub fn iowq_workers_of(tid: u32) -> usize {
+    let name = format!("iou-wrk-{tid}");
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A file in the temporary directory, named after the test and this process, removed when
+/// dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// A path only: the test creates the file (or the code under test does).
+    pub fn path_only(name: &str) -> Self {
+        Self(std::env::temp_dir().join(format!("ringvisor-{name}-{}", std::process::id())))
+    }
+
+    /// A sparse file of `len` bytes.
+    pub fn with_len(name: &str, len: u64) -> Self {
+        let file = Self::path_only(name);
+        let created = std::fs::File::create(&file.0).and_then(|f| f.set_len(len));
+        if let Err(err) = created {
+            panic!("cannot create {}: {err}", file.0.display());
+        }
+        file
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[cfg(test)]
