@@ -11,6 +11,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+# Toolchain, root, io_uring, /dev/kvm: one line each if missing, before anything installs.
+bash tests/preflight.sh tests || exit 2
 
 if [ "$(id -u)" -eq 0 ]; then
   bash tests/lab/lab.sh deps

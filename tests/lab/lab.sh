@@ -594,6 +594,8 @@ cmd_boot() {
       *) usage ;;
     esac
   done
+  # What is missing (toolchain, root, io_uring, /dev/kvm) is said before anything installs.
+  bash "$REPO/tests/preflight.sh" boot || exit 2
   cmd_deps
   log "boot: building ringvisor (release)"
   cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin ringvisor

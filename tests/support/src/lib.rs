@@ -49,7 +49,8 @@ fn record_skip(ci: bool, log: Option<&Path>, reason: &dyn Display) {
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    path.canonicalize().unwrap_or(path)
 }
 
 /// Whether `tests/lab/lab.sh deps` has set the nested lab up; when it has not, the calling
