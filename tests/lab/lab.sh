@@ -5,6 +5,8 @@
 #
 #   lab.sh deps                      install the host tools the lab needs (root) and unpack
 #                                    its kernels and QEMUs into the cache (never /boot)
+#   lab.sh deps-report               install what renders the fio suite's report (chromium;
+#                                    root): only the test that renders it asks for it
 #   lab.sh ready                     succeeds when `deps` has run
 #   lab.sh images                    build (or reuse) the cached L2 and L1-base initramfs
 #   lab.sh run --scenario FILE [--vmm BIN] [--timeout SECS] [--extra SRC:DEST]...
@@ -31,12 +33,15 @@ REPO=$(cd "$LAB_DIR/../.." && pwd)
 CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 
 # The host gets only tools and libraries from Debian: busybox, fio and iperf3 go into the
-# images, kmod/cpio/gzip/zstd/xz build them; chromium renders the fio suite's HTML report
-# for its check; acpica-tools (iasl) disassembles ringvisor's ACPI tables for theirs;
-# mmdebstrap and e2fsprogs make the Debian root image (debian-root.sh) and check it.
-# Kernels and QEMU are never installed on the host: see "sources" below.
-HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils chromium
+# images, kmod/cpio/gzip/zstd/xz build them; acpica-tools (iasl) disassembles ringvisor's
+# ACPI tables for their check; mmdebstrap and e2fsprogs make the Debian root image
+# (debian-root.sh) and check it. Kernels and QEMU are never installed on the host: see
+# "sources" below.
+HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils
   acpica-tools mmdebstrap e2fsprogs)
+# Only for the one test that renders the fio suite's HTML report (`lab.sh deps-report`,
+# which bench/tests/fio_suite_lab.rs runs): a browser is no part of the lab.
+REPORT_PACKAGES=(chromium)
 # Packages whose files end up in the images: their versions are part of the cache key.
 IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils)
 
@@ -631,6 +636,7 @@ cmd=$1
 shift
 case $cmd in
   deps) cmd_deps "$@" ;;
+  deps-report) apt_install "${REPORT_PACKAGES[@]}" ;;
   images) cmd_images "$@" ;;
   run) cmd_run "$@" ;;
   kernels) cmd_kernels "$@" ;;
