@@ -29,6 +29,9 @@ export RINGVISOR_SKIP_LOG
 test_log=${RINGVISOR_LAB_LEDGER/ledger-/cargo-test-}
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# No dependency declared and unused (cargo-machete, from the registry, pinned).
+command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete --version 0.9.2
+cargo machete
 # Includes fuzz/tests/smoke.rs (fuzz/ is a workspace member): every fuzz target's short smoke run.
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log" || status=$?
