@@ -210,6 +210,15 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::iowq::MAX_IOWQ_WORKERS)))]
     pub iowq_workers: Option<u32>,
 
+    /// How many I/O requests a reactor gathers before it hands them to the kernel in one
+    /// io_uring_enter while it drains a guest queue, 1..=256 (it always hands over what it
+    /// has before it waits). 1, the default, submits each request as soon as it is
+    /// popped, which keeps the disk busy while the rest of the queue is drained; larger
+    /// batches save system calls where the CPU, not the disk, is the limit.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub submit_batch: u16,
+
     /// How long a graceful shutdown (`ringvisor ctl shutdown`, SIGTERM: the guest's ACPI
     /// power button) waits for the guest to power off before stopping it by force, in
     /// order; ringvisor then exits with status 3 instead of 0.
@@ -258,6 +267,7 @@ impl RunArgs {
             reactor_cores: self.reactor_cores.clone().map(|list| list.0),
             poll_us: self.poll_us,
             iowq_workers: self.iowq_workers.and_then(std::num::NonZeroU32::new),
+            submit_batch: std::num::NonZeroUsize::new(usize::from(self.submit_batch)),
             shutdown_timeout: std::time::Duration::from_secs(self.shutdown_timeout),
             no_reboot: self.no_reboot,
             seccomp: self.seccomp,
@@ -405,6 +415,27 @@ mod tests {
         assert_eq!(config.reactor_cores, Some(vec![0, 1, 3]));
         assert_eq!(config.poll_us, 50);
         assert_eq!(config.iowq_workers, None, "the default is derived later");
+        assert_eq!(config.submit_batch.map(|n| n.get()), Some(1));
+    }
+
+    #[test]
+    fn submit_batch_takes_a_count_up_to_the_ring() {
+        let parse = |value: &str| {
+            let flag = format!("--submit-batch={value}");
+            Cli::try_parse_from(["ringvisor", "run", "--kernel", "/k", flag.as_str()])
+        };
+        let Command::Run(args) = parse("32").unwrap().command else {
+            panic!("not a run command")
+        };
+        assert_eq!(
+            args.machine_config().submit_batch.map(|n| n.get()),
+            Some(32)
+        );
+        for bad in ["0", "257", "-1", "all"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains("--submit-batch"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -301,8 +301,15 @@ fn four_queues_on_two_reactors_run_concurrently() {
     assert_eq!(stats.len(), 2);
     for reactor in &stats {
         assert_eq!(reactor.queues.len(), 2, "queues spread evenly");
+        // Both queues of a reactor share the disk's one descriptor, registered once.
+        assert_eq!(reactor.fixed_files, 1, "reactor {}", reactor.reactor);
         for queue in &reactor.queues {
             assert_eq!(queue.requests, PER_QUEUE as u64);
+            assert_eq!(
+                queue.fixed_file_ops, queue.ops,
+                "{}: every op names the registered file",
+                queue.name
+            );
         }
     }
     // The API's `histograms`: every op in submit→complete, every interrupt sent after a
@@ -331,6 +338,10 @@ fn four_queues_on_two_reactors_run_concurrently() {
         assert_eq!(total(queue, "complete_to_irq_ns"), stat.irqs_sent);
         assert!(stat.irqs_sent > 0);
     }
+    // Taking the queues back empties the file tables: a reset device's descriptor is
+    // not kept open by the rings.
+    rig.detach_queues().unwrap();
+    assert!(rig.stats().iter().all(|reactor| reactor.fixed_files == 0));
     rig.shutdown().unwrap();
 }
 

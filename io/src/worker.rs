@@ -144,6 +144,15 @@ pub trait QueueWorker: Send {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// Descriptors this worker's ops use that stay open, under the same number, as long
+    /// as the queue is attached (a disk's file): the reactor registers them with its ring
+    /// and ops on them name a table slot. One that may be replaced while attached (a TAP
+    /// that is reattached, a console connection) must not be listed: its number could
+    /// come back for another file while the table still holds the old one.
+    fn fixed_files(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
 }
 
 /// Everything a reactor needs to serve one queue.

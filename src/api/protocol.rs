@@ -237,6 +237,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                         "requests": q.requests,
                         "batches": q.batches,
                         "ops": q.ops,
+                        "fixed_file_ops": q.fixed_file_ops,
                         "op_errors": q.op_errors,
                         "ops_refused": q.ops_refused,
                         "irqs_sent": q.irqs_sent,
@@ -256,6 +257,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                 "iowq_limits": limits_json(r.iowq_limits),
                 "enters": r.enters,
                 "sqes_submitted": r.sqes_submitted,
+                "fixed_files": r.fixed_files,
                 "sqes_per_enter": percentiles(&r.sqes_per_enter),
                 "queues": queues,
             })

@@ -115,22 +115,26 @@ impl Rig<BlockDevice> {
         queue_size: u16,
         poll: Option<std::time::Duration>,
     ) -> Result<Self> {
+        let reactor = ringvisor_io::ReactorOptions {
+            poll,
+            ..Default::default()
+        };
         Self::with_options(
             config,
             reactor_cores,
             queue_size,
-            poll,
+            &reactor,
             &MemoryOptions::default(),
         )
     }
 
-    /// As [`with_polling`](Self::with_polling), with guest memory backed as `memory`
-    /// says.
+    /// As [`with_polling`](Self::with_polling), the reactors started with `reactor`
+    /// (polling, submit batch) and guest memory backed as `memory` says.
     pub fn with_options(
         config: BlockConfig,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
-        poll: Option<std::time::Duration>,
+        reactor: &ringvisor_io::ReactorOptions,
         memory: &MemoryOptions,
     ) -> Result<Self> {
         Rig::with_device_memory(
@@ -138,7 +142,7 @@ impl Rig<BlockDevice> {
             "blk",
             reactor_cores,
             queue_size,
-            poll,
+            reactor,
             memory,
         )
     }

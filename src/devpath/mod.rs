@@ -292,20 +292,24 @@ impl<D: VirtioDevice> Rig<D> {
             name,
             reactor_cores,
             queue_size,
-            poll,
+            &ReactorOptions {
+                poll,
+                ..ReactorOptions::default()
+            },
             &MemoryOptions::default(),
         )
     }
 
     /// As [`with_device`](Self::with_device), with guest memory backed as `memory` says
-    /// (huge pages, prefaulted). The reactors' io-wq limits are the machine's defaults
-    /// for the device's reactor kind, counting every queue of the device.
+    /// (huge pages, prefaulted), the reactors started with `reactor` (polling, submit
+    /// batch); unless it names io-wq limits, they are the machine's defaults for the
+    /// device's reactor kind, counting every queue of the device.
     pub fn with_device_memory(
         device: D,
         name: &str,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
-        poll: Option<std::time::Duration>,
+        reactor: &ReactorOptions,
         memory: &MemoryOptions,
     ) -> Result<Self> {
         let iowq = match crate::seccomp::serving_reactor(device.device_type()) {
@@ -315,9 +319,8 @@ impl<D: VirtioDevice> Rig<D> {
             _ => crate::iowq::low_priority_limits(None),
         };
         let options = ReactorOptions {
-            poll,
-            iowq: Some(iowq),
-            ..ReactorOptions::default()
+            iowq: reactor.iowq.or(Some(iowq)),
+            ..reactor.clone()
         };
         Self::with_device_options(device, name, reactor_cores, queue_size, &options, memory)
     }
@@ -493,11 +496,17 @@ impl<D: VirtioDevice> Rig<D> {
     }
 
     /// Takes every queue back from the reactors (each returns once nothing of it is in
-    /// flight) and resets the device.
-    pub fn shutdown(mut self) -> Result<()> {
+    /// flight); the reactors keep running.
+    pub fn detach_queues(&mut self) -> Result<()> {
         for attached in self.attached.drain(..) {
             self.reactors.detach(attached)?;
         }
+        Ok(())
+    }
+
+    /// Takes every queue back from the reactors and resets the device.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.detach_queues()?;
         self.device.reset();
         Ok(())
     }

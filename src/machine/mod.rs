@@ -71,6 +71,9 @@ pub struct MachineConfig {
     /// The most io-wq workers per reactor (`--iowq-workers`); `None`: derived from the
     /// queues (see `crate::iowq`).
     pub iowq_workers: Option<std::num::NonZeroU32>,
+    /// Requests an I/O reactor gathers per io_uring_enter while draining (`--submit-batch`);
+    /// `None`: one.
+    pub submit_batch: Option<std::num::NonZeroUsize>,
     /// How long a graceful shutdown waits for the guest to power off.
     pub shutdown_timeout: std::time::Duration,
     /// A guest reset ends the machine (exit 0) instead of rebooting it in place.
@@ -308,6 +311,7 @@ fn start_reactors(
             cores.len(),
         )),
         on_failure: Some(on_failure),
+        submit_batch: config.submit_batch,
     };
     Ok(Arc::new(ReactorSet::start_confined(
         &cores,

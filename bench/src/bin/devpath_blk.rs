@@ -57,6 +57,11 @@ struct Args {
     /// polled queue, Linux virtio_blk poll_queues + io_poll) instead of sleeping on them.
     #[arg(long)]
     driver_poll: bool,
+    /// Requests a reactor gathers per io_uring_enter while draining, as ringvisor's
+    /// --submit-batch.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    submit_batch: u16,
     /// Back the rig's guest memory with 2 MiB pages from the hugetlb pool (prefaulted),
     /// as `ringvisor run --memory SIZE,hugepages=on,prefault=on`.
     #[arg(long)]
@@ -170,6 +175,8 @@ fn run(args: Args) -> Result<(), String> {
                     seed,
                     poll: (args.poll_us > 0).then(|| Duration::from_micros(args.poll_us)),
                     driver_poll: args.driver_poll,
+                    submit_batch: std::num::NonZeroUsize::new(usize::from(args.submit_batch))
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
                     memory: MemoryOptions {
                         hugepages: args.hugepages.then_some(HugePageSize::TwoMiB),
                         prefault: args.hugepages,
@@ -221,6 +228,7 @@ fn run(args: Args) -> Result<(), String> {
         "queue_size": args.queue_size,
         "reactor_poll_us": args.poll_us,
         "driver_poll": args.driver_poll,
+        "submit_batch": args.submit_batch,
         "seed": seed,
         "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": rows.iter().map(Row::json).collect::<Vec<_>>(),

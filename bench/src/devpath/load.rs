@@ -60,6 +60,8 @@ pub struct LoadConfig {
     /// The driver spins on the used ring and asks for no interrupts (a guest's polled
     /// queue) instead of sleeping on the interrupt eventfd.
     pub driver_poll: bool,
+    /// Requests a reactor gathers per io_uring_enter (ringvisor's `--submit-batch`).
+    pub submit_batch: std::num::NonZeroUsize,
     /// How the rig's guest memory is backed (huge pages, prefault).
     pub memory: MemoryOptions,
     /// Pin reactor i to the i-th last allowed core and driver thread i to the i-th first
@@ -103,6 +105,26 @@ pub struct ReactorWindow {
     pub irqs_suppressed: u64,
     pub kick_to_submit_ns: Histogram<u64>,
     pub submit_to_complete_ns: Histogram<u64>,
+    /// CPU time the reactor threads used (their io_uring submissions and inline
+    /// completions included; io-wq workers not).
+    pub cpu_ns: u64,
+}
+
+/// CPU time thread `tid` of this process has used, in nanoseconds; 0 if it cannot be read.
+fn thread_cpu_ns(tid: u32) -> u64 {
+    // The kernel's per-thread CPU clock of another thread of the same process: its id
+    // encoded as glibc's pthread_getcpuclockid does (~tid << 3 | CPUCLOCK_PERTHREAD |
+    // CPUCLOCK_SCHED), part of the kernel ABI (include/linux/posix-timers.h).
+    let clock = (!(tid as libc::clockid_t) << 3) | 6;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
 }
 
 impl ReactorWindow {
@@ -116,8 +138,10 @@ impl ReactorWindow {
             irqs_suppressed: 0,
             kick_to_submit_ns: latency_histogram(),
             submit_to_complete_ns: latency_histogram(),
+            cpu_ns: 0,
         };
         for reactor in stats {
+            window.cpu_ns += thread_cpu_ns(reactor.tid);
             window.submitting_enters += reactor.sqes_per_enter.len();
             window.sqes += reactor.sqes_submitted;
             for queue in &reactor.queues {
@@ -141,12 +165,18 @@ impl ReactorWindow {
         self.requests -= before.requests.min(self.requests);
         self.irqs_sent -= before.irqs_sent.min(self.irqs_sent);
         self.irqs_suppressed -= before.irqs_suppressed.min(self.irqs_suppressed);
+        self.cpu_ns -= before.cpu_ns.min(self.cpu_ns);
         // A later total holds every count of an earlier one: subtracting cannot fail.
         let _ = self.kick_to_submit_ns.subtract(&before.kick_to_submit_ns);
         let _ = self
             .submit_to_complete_ns
             .subtract(&before.submit_to_complete_ns);
         self
+    }
+
+    /// Reactor CPU time per request, in nanoseconds.
+    pub fn cpu_ns_per_request(&self) -> f64 {
+        self.cpu_ns as f64 / self.requests.max(1) as f64
     }
 
     pub fn sqes_per_enter(&self) -> f64 {
@@ -214,7 +244,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                 block,
                 &cores,
                 config.queue_size,
-                config.poll,
+                &reactor_options(config),
                 &config.memory,
             )
             .map_err(|e| e.to_string())?;
@@ -245,7 +275,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                 "scsi",
                 &cores,
                 config.queue_size,
-                config.poll,
+                &reactor_options(config),
                 &config.memory,
             )
             .map_err(|e| e.to_string())?;
@@ -260,6 +290,14 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
             rig.shutdown().map_err(|e| e.to_string())?;
             finish(config, outcome, faults)
         }
+    }
+}
+
+fn reactor_options(config: &LoadConfig) -> ringvisor_io::ReactorOptions {
+    ringvisor_io::ReactorOptions {
+        poll: config.poll,
+        submit_batch: Some(config.submit_batch),
+        ..Default::default()
     }
 }
 

@@ -78,6 +78,7 @@ impl Row {
             window.irqs_suppressed.to_string(),
             q(&window.kick_to_submit_ns),
             q(&window.submit_to_complete_ns),
+            format!("{:.2}", window.cpu_ns_per_request() / 1000.0),
             rv.errors.to_string(),
         ];
         format!("| {} |", cells.join(" | "))
@@ -118,6 +119,8 @@ impl Row {
                     "irqs_suppressed": window.irqs_suppressed,
                     "kick_to_submit_ns": pcts(&window.kick_to_submit_ns),
                     "submit_to_complete_ns": pcts(&window.submit_to_complete_ns),
+                    "cpu_ns": window.cpu_ns,
+                    "cpu_ns_per_request": window.cpu_ns_per_request(),
                 },
             },
             "fio": self.fio.as_ref().map(|f| json!({
@@ -149,9 +152,10 @@ pub fn markdown(rows: &[Row]) -> String {
     out.push('\n');
     out.push_str(
         "| device | job | reactors | rv MiB/s | fio MiB/s | requests | irqs sent | irqs suppressed \
-         | kick→submit p50/p99 µs | submit→complete p50/p99 µs | errors |\n",
+         | kick→submit p50/p99 µs | submit→complete p50/p99 µs | reactor CPU µs/request \
+         | errors |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         out.push_str(&row.reactor_markdown());
         out.push('\n');

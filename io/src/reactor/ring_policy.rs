@@ -1,12 +1,14 @@
 //! What a reactor's ring may ask of the kernel. Through io_uring the kernel opens, connects,
 //! unlinks or sends on a thread's behalf whatever its seccomp allowlist forbids, so each
 //! ring is restricted (IORING_REGISTER_RESTRICTIONS) before it is enabled: the opcodes of
-//! the op kinds its devices use and of the reactor's own work, no SQE flag, and no register
-//! operation once it runs. The VMM names the op kinds per reactor kind, beside the threads'
+//! the op kinds its devices use and of the reactor's own work, one SQE flag (ops name
+//! registered files), and one register operation once it runs: filling and clearing
+//! slots of its file table as queues come and go. The VMM names the op kinds per reactor kind, beside the threads'
 //! seccomp lists; an op off the list completes with -EACCES and faults its queue.
 
 use io_uring::opcode;
 use io_uring::register::Restriction;
+use io_uring::squeue;
 
 use crate::worker::IoOp;
 
@@ -48,6 +50,19 @@ impl OpKind {
 }
 
 impl IoOp {
+    /// The descriptor the op works on; `None` for a delay.
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            IoOp::Read { fd, .. }
+            | IoOp::Write { fd, .. }
+            | IoOp::Flush { fd }
+            | IoOp::Fallocate { fd, .. }
+            | IoOp::Accept { fd }
+            | IoOp::Poll { fd, .. } => Some(*fd),
+            IoOp::Delay { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> OpKind {
         match self {
             IoOp::Read { .. } => OpKind::Read,
@@ -64,6 +79,10 @@ impl IoOp {
 /// The reactor's own opcodes, whatever it serves: reads of kick and control eventfds, and
 /// the cancellation of a detached queue's armed reads.
 const REACTOR_OPCODES: [u8; 2] = [opcode::Read::CODE, opcode::AsyncCancel::CODE];
+
+/// IORING_REGISTER_FILES_UPDATE (include/uapi/linux/io_uring.h), which the io-uring crate
+/// does not export: the register operation behind `Submitter::register_files_update`.
+const REGISTER_FILES_UPDATE: u8 = 6;
 
 /// The op kinds one reactor's ring may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,15 +120,20 @@ impl RingPolicy {
         codes
     }
 
-    /// The restrictions to register while the ring is disabled: these opcodes, no SQE
-    /// flag (none is used), and, by naming no register operation, none once enabled.
+    /// The restrictions to register while the ring is disabled: these opcodes, the one
+    /// SQE flag ops use (IOSQE_FIXED_FILE), and the one register operation the reactor
+    /// needs once enabled (updating its file table; no buffers, no eventfd, no
+    /// personality, no further restriction or io-wq change).
     pub(crate) fn restrictions(&self) -> Vec<Restriction> {
         let mut list: Vec<Restriction> = self
             .opcodes()
             .into_iter()
             .map(Restriction::sqe_op)
             .collect();
-        list.push(Restriction::sqe_flags_allowed(0));
+        list.push(Restriction::sqe_flags_allowed(
+            squeue::Flags::FIXED_FILE.bits(),
+        ));
+        list.push(Restriction::register_op(REGISTER_FILES_UPDATE));
         list
     }
 }
@@ -142,8 +166,8 @@ mod tests {
         assert_eq!(policy.opcodes(), expected);
         assert!(policy.allows(OpKind::Read));
         assert!(!policy.allows(OpKind::Accept));
-        // Opcodes plus the one flags rule.
-        assert_eq!(policy.restrictions().len(), expected.len() + 1);
+        // Opcodes plus the flags rule and the one register operation.
+        assert_eq!(policy.restrictions().len(), expected.len() + 2);
     }
 
     #[test]

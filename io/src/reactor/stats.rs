@@ -26,6 +26,8 @@ pub struct QueueStats {
     pub batches: u64,
     /// Host I/O ops submitted to io_uring.
     pub ops: u64,
+    /// Those of them that named a slot of the ring's registered file table.
+    pub fixed_file_ops: u64,
     /// Ops that completed with an error.
     pub op_errors: u64,
     /// Ops the ring refused because its policy does not list their kind (each faults
@@ -55,6 +57,7 @@ impl QueueStats {
             requests: 0,
             batches: 0,
             ops: 0,
+            fixed_file_ops: 0,
             op_errors: 0,
             ops_refused: 0,
             irqs_sent: 0,
@@ -84,6 +87,8 @@ pub struct ReactorStats {
     pub iowq_cores: Vec<usize>,
     pub enters: u64,
     pub sqes_submitted: u64,
+    /// Descriptors in the ring's registered file table.
+    pub fixed_files: usize,
     /// SQEs handed to the kernel per io_uring_enter that submitted any.
     pub sqes_per_enter: Histogram<u64>,
     pub queues: Vec<QueueStats>,
@@ -99,6 +104,7 @@ impl ReactorStats {
             iowq_cores: Vec::new(),
             enters: 0,
             sqes_submitted: 0,
+            fixed_files: 0,
             sqes_per_enter: Histogram::new_with_bounds(1, 1 << 16, 2)
                 .expect("constant histogram bounds are valid"),
             queues: Vec::new(),

@@ -229,6 +229,11 @@ impl QueueWorker for BlockQueueWorker {
         self.in_flight.len()
     }
 
+    fn fixed_files(&self) -> Vec<std::os::fd::RawFd> {
+        // `_file` keeps the descriptor open for the worker's life.
+        vec![self.disk.fd]
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.stats;
         vec![

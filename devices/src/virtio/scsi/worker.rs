@@ -454,6 +454,12 @@ impl QueueWorker for ScsiRequestWorker {
         self.in_flight.len()
     }
 
+    fn fixed_files(&self) -> Vec<std::os::fd::RawFd> {
+        // The units (and their files) are fixed when the controller is built, and `luns`
+        // keeps them for the worker's life.
+        self.luns.units().map(|unit| unit.fd()).collect()
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.stats;
         vec![

@@ -31,6 +31,12 @@ impl RingLoop {
             match message {
                 Control::Attach(binding, reply) => {
                     let name = binding.name.clone();
+                    let files = binding
+                        .worker
+                        .fixed_files()
+                        .into_iter()
+                        .filter(|&fd| self.files.add(&self.ring, fd))
+                        .collect();
                     let key = self.queues.insert(ServedQueue {
                         binding,
                         kick_buf: Box::new(0),
@@ -42,6 +48,7 @@ impl RingLoop {
                         used_added: false,
                         notifications_off: false,
                         ops_in_flight: 0,
+                        files,
                         detach_reply: None,
                         faulted: false,
                         stats: QueueStats::new(name, self.index),
@@ -118,6 +125,7 @@ impl RingLoop {
         let mut stats = ReactorStats::new(self.index, self.core);
         stats.enters = self.enters;
         stats.sqes_submitted = self.sqes_submitted;
+        stats.fixed_files = self.files.len();
         stats.sqes_per_enter = self.sqes_per_enter.clone();
         stats.tid = self.tid;
         stats.iowq_limits = self.iowq.limits;
@@ -144,6 +152,9 @@ impl RingLoop {
             .collect();
         for key in done {
             let queue = self.queues.remove(key);
+            for &fd in &queue.files {
+                self.files.remove(&self.ring, fd);
+            }
             if let Some(reply) = queue.detach_reply {
                 let _ = reply.send(());
             }

@@ -5,7 +5,7 @@
 //! there is nothing else to do), reaps completions into used entries and signals each
 //! queue's interrupt at most once per pass, and only when the guest wants one.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -16,6 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 mod control;
 mod failure;
+mod fixed_files;
 mod setup;
 
 pub use failure::{FailureHook, ReactorFailure};
@@ -77,6 +78,8 @@ struct ServedQueue {
     /// before the reactor sleeps.
     notifications_off: bool,
     ops_in_flight: usize,
+    /// The worker's descriptors this queue put in the ring's file table.
+    files: Vec<RawFd>,
     detach_reply: Option<Sender<()>>,
     faulted: bool,
     stats: QueueStats,
@@ -98,9 +101,14 @@ pub(crate) struct RingLoop {
     core: Option<usize>,
     /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
     poll: Option<Duration>,
+    /// SQEs gathered before `push` hands them to the kernel (see
+    /// `ReactorOptions::submit_batch`).
+    submit_batch: usize,
     /// Built disabled and restricted: `run` enables it on the reactor thread, the only
     /// task allowed to submit and reap.
     ring: IoUring,
+    /// The ring's registered file table.
+    files: fixed_files::FixedFiles,
     policy: RingPolicy,
     control: Receiver<Control>,
     control_event: EventFd,
@@ -112,6 +120,8 @@ pub(crate) struct RingLoop {
     batch: IoBatch,
     /// SQEs pushed since the last io_uring_enter.
     unsubmitted: usize,
+    /// How many of them are ops (not the reactor's own reads and cancels).
+    unsubmitted_ops: usize,
     stopping: bool,
     /// What the reactor asks of its io-wq; once `run` has registered it, what is in force.
     iowq: IowqPlan,
@@ -142,17 +152,21 @@ impl RingLoop {
             core,
             ring_entries,
             poll,
+            submit_batch,
             policy,
             iowq,
             on_failure,
         } = config;
         let ring = setup::build_ring(ring_entries, &policy)?;
+        let files = fixed_files::FixedFiles::register(&ring, index);
         let stats = ReactorStats::new(index, core);
         Ok(Self {
             index,
             core,
             poll,
+            submit_batch: submit_batch.max(1),
             ring,
+            files,
             policy,
             iowq,
             tid: 0,
@@ -164,6 +178,7 @@ impl RingLoop {
             in_flight: Slab::new(),
             batch: IoBatch::new(),
             unsubmitted: 0,
+            unsubmitted_ops: 0,
             stopping: false,
             scratch_keys: Vec::new(),
             scratch_polled: Vec::new(),
@@ -247,6 +262,7 @@ impl RingLoop {
             Ok(submitted) => {
                 self.health.entered();
                 self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                self.unsubmitted_ops = self.unsubmitted_ops.min(self.unsubmitted);
                 self.enters += 1;
                 if submitted > 0 {
                     self.sqes_submitted += submitted as u64;
@@ -425,35 +441,59 @@ impl RingLoop {
             )),
             _ => None,
         };
+        // An op on a descriptor in the ring's file table names its slot instead.
+        let fixed = op.fd().and_then(|fd| self.files.slot_of(fd));
+        macro_rules! on_file {
+            ($fd:expr, |$target:ident| $build:expr) => {
+                match fixed {
+                    Some(slot) => {
+                        let $target = types::Fixed(slot);
+                        $build
+                    }
+                    None => {
+                        let $target = types::Fd($fd);
+                        $build
+                    }
+                }
+            };
+        }
         let entry = match &op {
-            IoOp::Read { fd, offset, iovecs } => {
-                opcode::Readv::new(types::Fd(*fd), iovecs.as_ptr(), iovecs.len() as u32)
-                    .offset(*offset)
-                    .build()
-            }
-            IoOp::Write { fd, offset, iovecs } => {
-                opcode::Writev::new(types::Fd(*fd), iovecs.as_ptr(), iovecs.len() as u32)
-                    .offset(*offset)
-                    .build()
-            }
-            IoOp::Flush { fd } => opcode::Fsync::new(types::Fd(*fd))
+            IoOp::Read { fd, offset, iovecs } => on_file!(*fd, |file| opcode::Readv::new(
+                file,
+                iovecs.as_ptr(),
+                iovecs.len() as u32
+            )
+            .offset(*offset)
+            .build()),
+            IoOp::Write { fd, offset, iovecs } => on_file!(*fd, |file| opcode::Writev::new(
+                file,
+                iovecs.as_ptr(),
+                iovecs.len() as u32
+            )
+            .offset(*offset)
+            .build()),
+            IoOp::Flush { fd } => on_file!(*fd, |file| opcode::Fsync::new(file)
                 .flags(types::FsyncFlags::DATASYNC)
-                .build(),
+                .build()),
             IoOp::Fallocate {
                 fd,
                 mode,
                 offset,
                 len,
-            } => opcode::Fallocate::new(types::Fd(*fd), *len)
+            } => on_file!(*fd, |file| opcode::Fallocate::new(file, *len)
                 .offset(*offset)
                 .mode(*mode)
-                .build(),
-            IoOp::Accept { fd } => {
-                opcode::Accept::new(types::Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
-                    .flags(libc::SOCK_CLOEXEC)
-                    .build()
+                .build()),
+            IoOp::Accept { fd } => on_file!(*fd, |file| opcode::Accept::new(
+                file,
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            )
+            .flags(libc::SOCK_CLOEXEC)
+            .build()),
+            IoOp::Poll { fd, events } => {
+                on_file!(*fd, |file| opcode::PollAdd::new(file, *events).build())
             }
-            IoOp::Poll { fd, events } => opcode::PollAdd::new(types::Fd(*fd), *events).build(),
             // `timeout` is always there for a delay.
             IoOp::Delay { .. } => match &timeout {
                 Some(timespec) => {
@@ -470,11 +510,23 @@ impl RingLoop {
             submitted: now,
         });
         let entry = entry.user_data(user_data(KIND_OP, slot));
+        if self.unsubmitted_ops >= self.submit_batch {
+            // The ops gathered so far go to the kernel before this one is queued: the
+            // disk starts on them while the queue is drained further, and the last op of
+            // a pass still rides on the loop's own enter (one system call per request at
+            // QD1, as before). A failed enter is the loop's to handle, not this op's: a
+            // ring it broke is caught by the next `broken()` check.
+            let _ = self.enter(0);
+        }
         match self.push(&entry) {
             Ok(()) => {
+                self.unsubmitted_ops += 1;
                 let queue = &mut self.queues[queue];
                 queue.ops_in_flight += 1;
                 queue.stats.ops += 1;
+                if fixed.is_some() {
+                    queue.stats.fixed_file_ops += 1;
+                }
             }
             Err(err) => {
                 // The ring itself failed: fail the request rather than lose it.

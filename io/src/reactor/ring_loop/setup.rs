@@ -16,6 +16,8 @@ pub(crate) struct LoopConfig {
     pub ring_entries: u32,
     /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
     pub poll: Option<Duration>,
+    /// SQEs gathered before they are handed to the kernel (at least one).
+    pub submit_batch: usize,
     pub policy: RingPolicy,
     pub iowq: IowqPlan,
     pub on_failure: Option<super::FailureHook>,
