@@ -236,6 +236,28 @@ pub fn allocate_with(size: u64, options: &MemoryOptions) -> Result<GuestMemory, 
     GuestMemoryMmap::from_regions(regions).map_err(|source| MemoryError::Layout { size, source })
 }
 
+/// The host mappings of guest RAM as the reactors' registered buffers, when `options`
+/// has the RAM resident or reserved anyway (prefault, or huge pages, which the hugetlb
+/// pool set aside at mmap time); `None` otherwise, since registering pins, and so faults
+/// in, every page.
+pub fn registered_ram(
+    mem: &GuestMemory,
+    options: &MemoryOptions,
+) -> Option<ringvisor_io::RegisteredRam> {
+    if !options.prefault && options.hugepages.is_none() {
+        return None;
+    }
+    let mappings: Vec<(*mut u8, usize)> = mem
+        .iter()
+        .map(|region| (region.as_ptr(), region.len() as usize))
+        .collect();
+    // SAFETY: guest RAM is read/write memory mapped by `allocate_with`, unmapped only when
+    // the last clone of `mem` goes; the machine and the device-path rig stop their
+    // reactors before that. Meanwhile only the guest and its devices' I/O use the pages,
+    // and whoever drops pages asks the reactors to let go first (`ReactorSet::forget_ram`).
+    Some(unsafe { ringvisor_io::RegisteredRam::new(&mappings) })
+}
+
 /// Zeroes all guest RAM (a reboot: the next kernel finds nothing of the last one) by
 /// handing its pages back to the host: MADV_DONTNEED on a private mapping (the next touch
 /// maps a zero page), MADV_REMOVE on a shared one (whose pages would otherwise live on in

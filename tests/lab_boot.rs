@@ -4,7 +4,7 @@
 
 mod lab_support;
 
-use lab_support::{fact, run_lab};
+use lab_support::{fact, field, run_lab};
 
 const CPUS: usize = 2;
 const MEMORY_MIB: u64 = 384;
@@ -345,6 +345,12 @@ fn check_reboot(console: &str) {
          L2: cpus_online=8 L2: acpi complaints=0 L2: reboot boot=2 mark=found"
     );
     assert_eq!(expect("L1: reboot api exit="), "0 same_pid=yes");
+    // Prefaulted RAM: the disk's reactor holds it as registered buffers again after the
+    // reboot cleared it, and the second boot's reads and writes went through them (the
+    // mark found above is what they read).
+    let registered = expect("L1: reboot registered ");
+    assert_eq!(field(registered, "fixed_buffers"), 1, "{registered}");
+    assert!(field(registered, "fixed_buffer_ops") > 0, "{registered}");
     // The reboot reset both PCI devices, the disk and the display (devices/src/qxl/tests.rs
     // checks what a reset clears); the second boot's driver set a mode on the display again.
     assert_eq!(expect("L1: reboot devices-reset="), "2");

@@ -15,8 +15,8 @@ pub use probe::{diagnose, probe, HostGate, IoUringUnavailable};
 pub use reactor::ForbiddenOp;
 pub use reactor::{
     iowq_workers, pin_current_thread, FailureHook, IowqLimits, IowqWorker, OpKind, QueueStats,
-    ReactorError, ReactorFailure, ReactorOptions, ReactorSet, ReactorStats, RingPolicy,
-    ThreadSetup,
+    ReactorError, ReactorFailure, ReactorOptions, ReactorSet, ReactorStats, RegisteredRam,
+    RingPolicy, ThreadSetup, RAM_PIECE_MAX,
 };
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,

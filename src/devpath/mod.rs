@@ -348,9 +348,17 @@ impl<D: VirtioDevice> Rig<D> {
         // restrictions always, their seccomp filter when this process has a policy
         // (tests/seccomp.rs serves a disk through them that way).
         let kind = crate::seccomp::serving_reactor(device.device_type());
+        // Prefaulted guest RAM becomes the rings' registered buffers, as in the machine.
+        let reactor = ReactorOptions {
+            registered_ram: reactor
+                .registered_ram
+                .clone()
+                .or_else(|| memory::registered_ram(&mem, memory)),
+            ..reactor.clone()
+        };
         let reactors = ReactorSet::start_confined(
             reactor_cores,
-            reactor,
+            &reactor,
             Arc::new(move || crate::seccomp::confine(kind)),
             crate::seccomp::ring_policy(kind),
         )?;

@@ -34,6 +34,8 @@ pub(super) struct Slots<'a> {
     pub mmio: &'a Arc<MmioBus>,
     /// Every virtio function plugged so far, for a reboot to reset.
     pub virtio: Vec<Arc<std::sync::Mutex<VirtioPciDevice>>>,
+    /// What the balloon calls before it releases guest pages (the reactors pin them).
+    pub ram_release: Option<ringvisor_devices::virtio::balloon::ReleaseHook>,
 }
 
 impl Slots<'_> {
@@ -232,7 +234,10 @@ pub(super) fn plug_all(
         let mut balloon = balloon.clone();
         // The boot structures below 1 MiB (zero page, command line, MP table) stay.
         balloon.protected.push((0, HIMEM_START.0));
-        let device = BalloonDevice::new(balloon.clone())?;
+        let mut device = BalloonDevice::new(balloon.clone())?;
+        if let Some(hook) = &slots.ram_release {
+            device = device.with_release_hook(hook.clone());
+        }
         let handle = device.handle();
         let (plug, bar) = slots.plug(name, Box::new(device))?;
         info!(

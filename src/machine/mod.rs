@@ -2,6 +2,7 @@
 
 mod devices;
 mod display;
+mod pinned_ram;
 mod reboot;
 mod shutdown;
 
@@ -300,6 +301,7 @@ fn start_reactors(
     config: &MachineConfig,
     placement: &Placement,
     on_failure: FailureHook,
+    registered_ram: Option<ringvisor_io::RegisteredRam>,
 ) -> Result<Arc<ReactorSet>, MachineError> {
     let cores: Vec<Option<usize>> = placement.reactors.iter().copied().map(Some).collect();
     let hot_queues = iowq::hot_queue_count(&config.disks, config.scsi.as_ref(), &config.nets);
@@ -312,6 +314,7 @@ fn start_reactors(
         )),
         on_failure: Some(on_failure),
         submit_batch: config.submit_batch,
+        registered_ram,
     };
     Ok(Arc::new(ReactorSet::start_confined(
         &cores,
@@ -370,7 +373,15 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
             let _ = stops.send(MachineStop::ReactorFailed(failure));
         })
     };
-    let reactors = start_reactors(config, &placement, Arc::clone(&reactor_failed))?;
+    let registered_ram = memory::registered_ram(&mem, &config.memory_options);
+    let reactors = start_reactors(
+        config,
+        &placement,
+        Arc::clone(&reactor_failed),
+        registered_ram.clone(),
+    )?;
+    let pinned_ram =
+        registered_ram.map(|ram| Arc::new(pinned_ram::PinnedRam::new(Arc::clone(&reactors), ram)));
     let router = vm.irq_router();
     let services = VirtioPciServices {
         mem: mem.clone(),
@@ -404,6 +415,12 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         root: &mut root,
         mmio: &mmio,
         virtio: Vec::new(),
+        ram_release: pinned_ram.as_ref().map(|pinned| {
+            let pinned = Arc::clone(pinned);
+            ringvisor_devices::virtio::balloon::ReleaseHook::new(move |addr, len| {
+                pinned.before_release(addr, len)
+            })
+        }),
     };
     let mut plugged = devices::plug_all(config, &mut slots)?;
     let display = match &config.display {
@@ -457,6 +474,7 @@ pub fn run(config: &MachineConfig, console: ConsoleSink) -> Result<GuestExit, Ma
         mem: mem.clone(),
         memory_bytes: config.memory_bytes,
         memory_options: config.memory_options,
+        pinned_ram: pinned_ram.clone(),
         kernel: config.kernel.clone(),
         initramfs: config.initramfs.clone(),
         cmdline,

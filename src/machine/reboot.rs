@@ -65,6 +65,8 @@ pub(super) struct Rebooter {
     pub mem: GuestMemory,
     pub memory_bytes: u64,
     pub memory_options: MemoryOptions,
+    /// Guest RAM the reactors hold pinned, let go of while it is cleared.
+    pub pinned_ram: Option<Arc<super::pinned_ram::PinnedRam>>,
     pub kernel: PathBuf,
     pub initramfs: Option<PathBuf>,
     pub cmdline: String,
@@ -85,7 +87,13 @@ impl Rebooter {
         self.irqchip
             .restore(&self.vm)
             .map_err(|e| format!("cannot reset the interrupt controllers: {e}"))?;
+        if let Some(pinned) = &self.pinned_ram {
+            pinned.before_clear();
+        }
         memory::clear(&self.mem, &self.memory_options).map_err(|e| e.to_string())?;
+        if let Some(pinned) = &self.pinned_ram {
+            pinned.after_clear();
+        }
         let kernel = load_linux(
             &self.mem,
             self.memory_bytes,

@@ -88,3 +88,12 @@ pub fn fact<'a>(console: &'a str, prefix: &str) -> Option<&'a str> {
             .map(|(_, v)| v.trim())
     })
 }
+
+/// The number after `KEY=` in a fact's `key=value` list; panics (failing the test) when
+/// there is none.
+pub fn field(text: &str, key: &str) -> u64 {
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no number {key}= in {text}"))
+}

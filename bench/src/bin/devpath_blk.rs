@@ -66,6 +66,11 @@ struct Args {
     /// as `ringvisor run --memory SIZE,hugepages=on,prefault=on`.
     #[arg(long)]
     hugepages: bool,
+    /// Prefault the rig's guest memory (small pages), as `ringvisor run --memory
+    /// SIZE,prefault=on`: the reactors then hold it as registered buffers (READ_FIXED).
+    /// --hugepages prefaults too.
+    #[arg(long)]
+    prefault: bool,
     /// Pin each reactor and its driver thread to separate cores (reactors on the last
     /// allowed cores, drivers on the first), as --reactor-cores and --cpus affinity do.
     #[arg(long)]
@@ -179,7 +184,7 @@ fn run(args: Args) -> Result<(), String> {
                         .unwrap_or(std::num::NonZeroUsize::MIN),
                     memory: MemoryOptions {
                         hugepages: args.hugepages.then_some(HugePageSize::TwoMiB),
-                        prefault: args.hugepages,
+                        prefault: args.hugepages || args.prefault,
                         shared: false,
                     },
                     pin: args.pin,
@@ -228,6 +233,7 @@ fn run(args: Args) -> Result<(), String> {
         "queue_size": args.queue_size,
         "reactor_poll_us": args.poll_us,
         "driver_poll": args.driver_poll,
+        "prefault": args.hugepages || args.prefault,
         "submit_batch": args.submit_batch,
         "seed": seed,
         "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),

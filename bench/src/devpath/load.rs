@@ -101,6 +101,9 @@ pub struct ReactorWindow {
     pub submitting_enters: u64,
     pub sqes: u64,
     pub requests: u64,
+    /// Host ops, and those that read or wrote registered guest RAM (READ_FIXED).
+    pub ops: u64,
+    pub fixed_buffer_ops: u64,
     pub irqs_sent: u64,
     pub irqs_suppressed: u64,
     pub kick_to_submit_ns: Histogram<u64>,
@@ -108,6 +111,9 @@ pub struct ReactorWindow {
     /// CPU time the reactor threads used (their io_uring submissions and inline
     /// completions included; io-wq workers not).
     pub cpu_ns: u64,
+    /// CPU time of the reactors' io-wq workers (the blocking part of their I/O: on tmpfs,
+    /// every copy), by worker thread id; after `since`, only what the window added.
+    pub iowq_cpu_ns: std::collections::BTreeMap<u32, u64>,
 }
 
 /// CPU time thread `tid` of this process has used, in nanoseconds; 0 if it cannot be read.
@@ -134,18 +140,31 @@ impl ReactorWindow {
             submitting_enters: 0,
             sqes: 0,
             requests: 0,
+            ops: 0,
+            fixed_buffer_ops: 0,
             irqs_sent: 0,
             irqs_suppressed: 0,
             kick_to_submit_ns: latency_histogram(),
             submit_to_complete_ns: latency_histogram(),
             cpu_ns: 0,
+            iowq_cpu_ns: std::collections::BTreeMap::new(),
         };
+        let reactor_tids: Vec<u32> = stats.iter().map(|reactor| reactor.tid).collect();
+        for worker in ringvisor_io::iowq_workers() {
+            if reactor_tids.contains(&worker.submitter) {
+                window
+                    .iowq_cpu_ns
+                    .insert(worker.tid, thread_cpu_ns(worker.tid));
+            }
+        }
         for reactor in stats {
             window.cpu_ns += thread_cpu_ns(reactor.tid);
             window.submitting_enters += reactor.sqes_per_enter.len();
             window.sqes += reactor.sqes_submitted;
             for queue in &reactor.queues {
                 window.requests += queue.requests;
+                window.ops += queue.ops;
+                window.fixed_buffer_ops += queue.fixed_buffer_ops;
                 window.irqs_sent += queue.irqs_sent;
                 window.irqs_suppressed += queue.irqs_suppressed;
                 // Same bounds on both sides: adding cannot fail.
@@ -163,9 +182,16 @@ impl ReactorWindow {
         self.submitting_enters -= before.submitting_enters.min(self.submitting_enters);
         self.sqes -= before.sqes.min(self.sqes);
         self.requests -= before.requests.min(self.requests);
+        self.ops -= before.ops.min(self.ops);
+        self.fixed_buffer_ops -= before.fixed_buffer_ops.min(self.fixed_buffer_ops);
         self.irqs_sent -= before.irqs_sent.min(self.irqs_sent);
         self.irqs_suppressed -= before.irqs_suppressed.min(self.irqs_suppressed);
         self.cpu_ns -= before.cpu_ns.min(self.cpu_ns);
+        // A worker started inside the window counts from zero; one that exited inside it
+        // is not counted (io-wq workers leave after seconds of idleness, not under load).
+        for (tid, ns) in &mut self.iowq_cpu_ns {
+            *ns -= before.iowq_cpu_ns.get(tid).copied().unwrap_or(0).min(*ns);
+        }
         // A later total holds every count of an earlier one: subtracting cannot fail.
         let _ = self.kick_to_submit_ns.subtract(&before.kick_to_submit_ns);
         let _ = self
@@ -177,6 +203,11 @@ impl ReactorWindow {
     /// Reactor CPU time per request, in nanoseconds.
     pub fn cpu_ns_per_request(&self) -> f64 {
         self.cpu_ns as f64 / self.requests.max(1) as f64
+    }
+
+    /// The reactors' io-wq workers' CPU time per request, in nanoseconds.
+    pub fn iowq_cpu_ns_per_request(&self) -> f64 {
+        self.iowq_cpu_ns.values().sum::<u64>() as f64 / self.requests.max(1) as f64
     }
 
     pub fn sqes_per_enter(&self) -> f64 {

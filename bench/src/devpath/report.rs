@@ -78,7 +78,11 @@ impl Row {
             window.irqs_suppressed.to_string(),
             q(&window.kick_to_submit_ns),
             q(&window.submit_to_complete_ns),
-            format!("{:.2}", window.cpu_ns_per_request() / 1000.0),
+            format!(
+                "{:.2} + {:.2}",
+                window.cpu_ns_per_request() / 1000.0,
+                window.iowq_cpu_ns_per_request() / 1000.0
+            ),
             rv.errors.to_string(),
         ];
         format!("| {} |", cells.join(" | "))
@@ -120,7 +124,11 @@ impl Row {
                     "kick_to_submit_ns": pcts(&window.kick_to_submit_ns),
                     "submit_to_complete_ns": pcts(&window.submit_to_complete_ns),
                     "cpu_ns": window.cpu_ns,
+                    "ops": window.ops,
+                    "fixed_buffer_ops": window.fixed_buffer_ops,
                     "cpu_ns_per_request": window.cpu_ns_per_request(),
+                    "iowq_cpu_ns": window.iowq_cpu_ns.values().sum::<u64>(),
+                    "iowq_cpu_ns_per_request": window.iowq_cpu_ns_per_request(),
                 },
             },
             "fio": self.fio.as_ref().map(|f| json!({
@@ -152,7 +160,8 @@ pub fn markdown(rows: &[Row]) -> String {
     out.push('\n');
     out.push_str(
         "| device | job | reactors | rv MiB/s | fio MiB/s | requests | irqs sent | irqs suppressed \
-         | kick→submit p50/p99 µs | submit→complete p50/p99 µs | reactor CPU µs/request \
+         | kick→submit p50/p99 µs | submit→complete p50/p99 µs \
+         | CPU µs/request: reactor + its io-wq \
          | errors |\n",
     );
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");

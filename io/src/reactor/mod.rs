@@ -1,6 +1,7 @@
 //! The per-core io_uring reactors and the set that spreads queues over them.
 
 mod iowq;
+mod ram;
 mod ring_loop;
 mod ring_policy;
 mod stats;
@@ -18,6 +19,7 @@ use ring_loop::{Control, IowqPlan, LoopConfig, RingLoop};
 pub use ring_loop::{FailureHook, ReactorFailure};
 
 pub use iowq::{iowq_workers, IowqLimits, IowqWorker};
+pub use ram::{RegisteredRam, RAM_PIECE_MAX};
 #[cfg(feature = "test-hooks")]
 pub use ring_policy::ForbiddenOp;
 pub use ring_policy::{OpKind, RingPolicy};
@@ -94,6 +96,12 @@ pub struct ReactorOptions {
     /// rounds), the plug's batches of ~18 cost 10 % of the IOPS of handing each op over
     /// at once (bench/README.md).
     pub submit_batch: Option<std::num::NonZeroUsize>,
+    /// Guest RAM to register with every reactor's ring as fixed buffers: requests whose
+    /// data lies in one piece become READ_FIXED/WRITE_FIXED. The pages are pinned, so
+    /// this is for RAM that is resident or reserved anyway (prefaulted, huge pages);
+    /// whoever drops guest pages first calls [`ReactorSet::forget_ram`]. `None`: requests
+    /// name their iovecs.
+    pub registered_ram: Option<RegisteredRam>,
 }
 
 impl std::fmt::Debug for ReactorOptions {
@@ -103,6 +111,10 @@ impl std::fmt::Debug for ReactorOptions {
             .field("iowq", &self.iowq)
             .field("on_failure", &self.on_failure.as_ref().map(|_| "set"))
             .field("submit_batch", &self.submit_batch)
+            .field(
+                "registered_ram",
+                &self.registered_ram.as_ref().map(|ram| ram.pieces().len()),
+            )
             .finish()
     }
 }
@@ -238,6 +250,7 @@ impl ReactorSet {
                 ring_entries: RING_ENTRIES,
                 poll: options.poll,
                 submit_batch: options.submit_batch.map_or(1, std::num::NonZeroUsize::get),
+                registered_ram: options.registered_ram.clone(),
                 policy: policy.clone(),
                 iowq: IowqPlan {
                     limits: options.iowq,
@@ -383,6 +396,25 @@ impl ReactorSet {
         answer
             .recv()
             .map_err(|_| QueueHostError::ReactorGone(reactor))
+    }
+
+    /// Has every reactor drop the registered guest RAM pieces that overlap
+    /// `[addr, addr + len)` (host addresses) from its ring before their pages are
+    /// released: returns once each has (ops in flight keep the pages they were given).
+    /// Requests on those pieces name their iovecs from then on, until
+    /// [`restore_ram`](Self::restore_ram). A reactor that is gone holds nothing.
+    pub fn forget_ram(&self, addr: usize, len: usize) {
+        for reactor in 0..self.reactors.len() {
+            let _ = self.ask(reactor, |reply| Control::ForgetRam { addr, len, reply });
+        }
+    }
+
+    /// Has every reactor register again the guest RAM pieces it forgot (the RAM was
+    /// cleared and is resident again); returns once each has.
+    pub fn restore_ram(&self) {
+        for reactor in 0..self.reactors.len() {
+            let _ = self.ask(reactor, Control::RestoreRam);
+        }
     }
 
     fn attach_to(

@@ -2,8 +2,9 @@
 //! unlinks or sends on a thread's behalf whatever its seccomp allowlist forbids, so each
 //! ring is restricted (IORING_REGISTER_RESTRICTIONS) before it is enabled: the opcodes of
 //! the op kinds its devices use and of the reactor's own work, one SQE flag (ops name
-//! registered files), and one register operation once it runs: filling and clearing
-//! slots of its file table as queues come and go. The VMM names the op kinds per reactor kind, beside the threads'
+//! registered files), and two register operations once it runs: filling and clearing
+//! slots of its file table as queues come and go, and of its guest RAM buffers when pages
+//! are released. The VMM names the op kinds per reactor kind, beside the threads'
 //! seccomp lists; an op off the list completes with -EACCES and faults its queue.
 
 use io_uring::opcode;
@@ -35,16 +36,18 @@ impl OpKind {
         OpKind::Poll,
     ];
 
-    /// The opcode the reactor submits for this kind of op (ring_loop's `submit_op`).
-    pub fn opcode(self) -> u8 {
+    /// The opcodes the reactor submits for this kind of op (ring_loop's `submit_op`): a
+    /// read or write is vectored, or fixed when its one segment lies in registered guest
+    /// RAM.
+    pub fn opcodes(self) -> &'static [u8] {
         match self {
-            OpKind::Read => opcode::Readv::CODE,
-            OpKind::Write => opcode::Writev::CODE,
-            OpKind::Flush => opcode::Fsync::CODE,
-            OpKind::Fallocate => opcode::Fallocate::CODE,
-            OpKind::Delay => opcode::Timeout::CODE,
-            OpKind::Accept => opcode::Accept::CODE,
-            OpKind::Poll => opcode::PollAdd::CODE,
+            OpKind::Read => &[opcode::Readv::CODE, opcode::ReadFixed::CODE],
+            OpKind::Write => &[opcode::Writev::CODE, opcode::WriteFixed::CODE],
+            OpKind::Flush => &[opcode::Fsync::CODE],
+            OpKind::Fallocate => &[opcode::Fallocate::CODE],
+            OpKind::Delay => &[opcode::Timeout::CODE],
+            OpKind::Accept => &[opcode::Accept::CODE],
+            OpKind::Poll => &[opcode::PollAdd::CODE],
         }
     }
 }
@@ -80,9 +83,11 @@ impl IoOp {
 /// the cancellation of a detached queue's armed reads.
 const REACTOR_OPCODES: [u8; 2] = [opcode::Read::CODE, opcode::AsyncCancel::CODE];
 
-/// IORING_REGISTER_FILES_UPDATE (include/uapi/linux/io_uring.h), which the io-uring crate
-/// does not export: the register operation behind `Submitter::register_files_update`.
+/// The register operations behind `Submitter::register_files_update` and
+/// `register_buffers_update` (IORING_REGISTER_FILES_UPDATE, IORING_REGISTER_BUFFERS_UPDATE
+/// in include/uapi/linux/io_uring.h), which the io-uring crate does not export.
 const REGISTER_FILES_UPDATE: u8 = 6;
+const REGISTER_BUFFERS_UPDATE: u8 = 16;
 
 /// The op kinds one reactor's ring may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +98,7 @@ pub struct RingPolicy {
 impl RingPolicy {
     pub fn new(ops: &[OpKind]) -> Self {
         let mut list = ops.to_vec();
-        list.sort_by_key(|kind| kind.opcode());
+        list.sort_by_key(|kind| kind.opcodes()[0]);
         list.dedup();
         Self { ops: list }
     }
@@ -113,7 +118,11 @@ impl RingPolicy {
 
     /// Every opcode the ring may submit, the reactor's own included, sorted.
     pub fn opcodes(&self) -> Vec<u8> {
-        let mut codes: Vec<u8> = self.ops.iter().map(|kind| kind.opcode()).collect();
+        let mut codes: Vec<u8> = self
+            .ops
+            .iter()
+            .flat_map(|kind| kind.opcodes().iter().copied())
+            .collect();
         codes.extend(REACTOR_OPCODES);
         codes.sort_unstable();
         codes.dedup();
@@ -121,9 +130,9 @@ impl RingPolicy {
     }
 
     /// The restrictions to register while the ring is disabled: these opcodes, the one
-    /// SQE flag ops use (IOSQE_FIXED_FILE), and the one register operation the reactor
-    /// needs once enabled (updating its file table; no buffers, no eventfd, no
-    /// personality, no further restriction or io-wq change).
+    /// SQE flag ops use (IOSQE_FIXED_FILE), and the two register operations the reactor
+    /// needs once enabled (updating its file table and its guest RAM buffers; no new
+    /// table, no eventfd, no personality, no further restriction or io-wq change).
     pub(crate) fn restrictions(&self) -> Vec<Restriction> {
         let mut list: Vec<Restriction> = self
             .opcodes()
@@ -134,6 +143,7 @@ impl RingPolicy {
             squeue::Flags::FIXED_FILE.bits(),
         ));
         list.push(Restriction::register_op(REGISTER_FILES_UPDATE));
+        list.push(Restriction::register_op(REGISTER_BUFFERS_UPDATE));
         list
     }
 }
@@ -161,21 +171,27 @@ mod tests {
             opcode::AsyncCancel::CODE,
             opcode::Readv::CODE,
             opcode::Writev::CODE,
+            opcode::ReadFixed::CODE,
+            opcode::WriteFixed::CODE,
         ];
         expected.sort_unstable();
         assert_eq!(policy.opcodes(), expected);
         assert!(policy.allows(OpKind::Read));
         assert!(!policy.allows(OpKind::Accept));
-        // Opcodes plus the flags rule and the one register operation.
-        assert_eq!(policy.restrictions().len(), expected.len() + 2);
+        // Opcodes plus the flags rule and the two register operations.
+        assert_eq!(policy.restrictions().len(), expected.len() + 3);
     }
 
     #[test]
     fn every_kind_has_its_own_opcode() {
-        let mut codes: Vec<u8> = OpKind::ALL.iter().map(|kind| kind.opcode()).collect();
+        let mut codes: Vec<u8> = OpKind::ALL
+            .iter()
+            .flat_map(|kind| kind.opcodes().iter().copied())
+            .collect();
+        let count = codes.len();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), OpKind::ALL.len());
+        assert_eq!(codes.len(), count, "no opcode serves two kinds");
         assert_eq!(RingPolicy::any().ops().len(), OpKind::ALL.len());
     }
 }

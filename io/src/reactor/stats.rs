@@ -28,6 +28,9 @@ pub struct QueueStats {
     pub ops: u64,
     /// Those of them that named a slot of the ring's registered file table.
     pub fixed_file_ops: u64,
+    /// Those of them that read or wrote a registered piece of guest RAM (READ_FIXED,
+    /// WRITE_FIXED).
+    pub fixed_buffer_ops: u64,
     /// Ops that completed with an error.
     pub op_errors: u64,
     /// Ops the ring refused because its policy does not list their kind (each faults
@@ -58,6 +61,7 @@ impl QueueStats {
             batches: 0,
             ops: 0,
             fixed_file_ops: 0,
+            fixed_buffer_ops: 0,
             op_errors: 0,
             ops_refused: 0,
             irqs_sent: 0,
@@ -89,6 +93,8 @@ pub struct ReactorStats {
     pub sqes_submitted: u64,
     /// Descriptors in the ring's registered file table.
     pub fixed_files: usize,
+    /// Guest RAM pieces registered with the ring as fixed buffers.
+    pub fixed_buffers: usize,
     /// SQEs handed to the kernel per io_uring_enter that submitted any.
     pub sqes_per_enter: Histogram<u64>,
     pub queues: Vec<QueueStats>,
@@ -105,6 +111,7 @@ impl ReactorStats {
             enters: 0,
             sqes_submitted: 0,
             fixed_files: 0,
+            fixed_buffers: 0,
             sqes_per_enter: Histogram::new_with_bounds(1, 1 << 16, 2)
                 .expect("constant histogram bounds are valid"),
             queues: Vec::new(),

@@ -39,6 +39,24 @@ impl Discarded {
     }
 }
 
+/// Told the host range (address, length) of guest RAM just before its pages are
+/// released; returns once nothing holds them pinned (the reactors' registered buffers,
+/// see `ringvisor_io::ReactorSet::forget_ram`).
+#[derive(Clone)]
+pub struct ReleaseHook(Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl ReleaseHook {
+    pub fn new(hook: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(hook))
+    }
+}
+
+impl std::fmt::Debug for ReleaseHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReleaseHook")
+    }
+}
+
 /// Releases guest-physical ranges to the host, within guest RAM and outside the ranges
 /// the VMM keeps.
 #[derive(Debug)]
@@ -47,10 +65,15 @@ pub(crate) struct Discarder {
     /// `[start, end)`, widened to balloon pages.
     protected: Arc<[(u64, u64)]>,
     host_page: u64,
+    before_release: Option<ReleaseHook>,
 }
 
 impl Discarder {
-    pub fn new(mem: GuestMemory, protected: Arc<[(u64, u64)]>) -> Self {
+    pub fn new(
+        mem: GuestMemory,
+        protected: Arc<[(u64, u64)]>,
+        before_release: Option<ReleaseHook>,
+    ) -> Self {
         // SAFETY: sysconf reads a process constant; it has no memory-safety preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         // A host page smaller than the balloon's (none exists) still works as 4 KiB.
@@ -62,6 +85,7 @@ impl Discarder {
             mem,
             protected,
             host_page,
+            before_release,
         }
     }
 
@@ -151,6 +175,11 @@ impl Discarder {
             return 0;
         }
         let bytes = last - first;
+        // A pinned page would outlive the release: the guest's next touch would map a
+        // fresh page while fixed-buffer I/O still went to the old one.
+        if let Some(hook) = &self.before_release {
+            (hook.0)(first as usize, bytes as usize);
+        }
         // SAFETY: `[first, last)` lies inside `[host_start, host_end)`, which lies inside
         // the region's host mapping (its offset and length are checked above against the
         // region's size), a private anonymous mapping that guest RAM keeps for the life

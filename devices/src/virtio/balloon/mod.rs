@@ -35,7 +35,7 @@ use super::{
     VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
 use discard::Discarder;
-pub use discard::BALLOON_PAGE_SIZE;
+pub use discard::{ReleaseHook, BALLOON_PAGE_SIZE};
 use handle::Shared;
 pub use handle::{BalloonHandle, BalloonStats, GUEST_STAT_NAMES};
 pub use stats::BalloonStatsWorker;
@@ -134,9 +134,16 @@ pub struct BalloonDevice {
     stats_interval_nanos: u64,
     poison_val: u32,
     activated: bool,
+    before_release: Option<ReleaseHook>,
 }
 
 impl BalloonDevice {
+    /// Calls `hook` with each host range of guest RAM before its pages are released.
+    pub fn with_release_hook(mut self, hook: ReleaseHook) -> Self {
+        self.before_release = Some(hook);
+        self
+    }
+
     /// Checks `config` and builds the device; nothing is mapped or opened.
     pub fn new(config: BalloonConfig) -> Result<Self, BalloonError> {
         let target = handle::pages_for(config.initial_target_bytes)?;
@@ -170,6 +177,7 @@ impl BalloonDevice {
                 .unwrap_or(u64::MAX),
             poison_val: 0,
             activated: false,
+            before_release: None,
         })
     }
 
@@ -287,7 +295,11 @@ impl VirtioDevice for BalloonDevice {
                     index,
                     role,
                     queue,
-                    Discarder::new(mem.clone(), Arc::clone(&self.protected)),
+                    Discarder::new(
+                        mem.clone(),
+                        Arc::clone(&self.protected),
+                        self.before_release.clone(),
+                    ),
                     shared,
                 )),
             };

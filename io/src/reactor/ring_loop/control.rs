@@ -62,6 +62,14 @@ impl RingLoop {
                 Control::Stats(reply) => {
                     let _ = reply.send(self.snapshot());
                 }
+                Control::ForgetRam { addr, len, reply } => {
+                    self.buffers.forget(&self.ring, addr, len);
+                    let _ = reply.send(());
+                }
+                Control::RestoreRam(reply) => {
+                    self.buffers.restore(&self.ring);
+                    let _ = reply.send(());
+                }
                 Control::Run(task) => task(),
                 #[cfg(feature = "test-hooks")]
                 Control::TryForbidden(op, reply) => self.try_forbidden(op, reply),
@@ -126,6 +134,7 @@ impl RingLoop {
         stats.enters = self.enters;
         stats.sqes_submitted = self.sqes_submitted;
         stats.fixed_files = self.files.len();
+        stats.fixed_buffers = self.buffers.live();
         stats.sqes_per_enter = self.sqes_per_enter.clone();
         stats.tid = self.tid;
         stats.iowq_limits = self.iowq.limits;

@@ -16,6 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 mod control;
 mod failure;
+mod fixed_buffers;
 mod fixed_files;
 mod setup;
 
@@ -32,6 +33,14 @@ pub(crate) enum Control {
     /// Stop serving the queue; the reply comes once nothing of it is in flight.
     Detach(usize, Sender<()>),
     Stats(Sender<ReactorStats>),
+    /// Drop the registered guest RAM pieces overlapping `[addr, addr + len)`.
+    ForgetRam {
+        addr: usize,
+        len: usize,
+        reply: Sender<()>,
+    },
+    /// Register the forgotten pieces again.
+    RestoreRam(Sender<()>),
     /// Run a task on the reactor thread (the low-priority reactor's upkeep work).
     Run(Box<dyn FnOnce() + Send>),
     /// Submit `ForbiddenOp` on the ring and reply with its result.
@@ -109,6 +118,8 @@ pub(crate) struct RingLoop {
     ring: IoUring,
     /// The ring's registered file table.
     files: fixed_files::FixedFiles,
+    /// The guest RAM pieces the ring holds as registered buffers.
+    buffers: fixed_buffers::FixedBuffers,
     policy: RingPolicy,
     control: Receiver<Control>,
     control_event: EventFd,
@@ -153,12 +164,14 @@ impl RingLoop {
             ring_entries,
             poll,
             submit_batch,
+            registered_ram,
             policy,
             iowq,
             on_failure,
         } = config;
         let ring = setup::build_ring(ring_entries, &policy)?;
         let files = fixed_files::FixedFiles::register(&ring, index);
+        let buffers = fixed_buffers::FixedBuffers::register(&ring, registered_ram.as_ref(), index);
         let stats = ReactorStats::new(index, core);
         Ok(Self {
             index,
@@ -167,6 +180,7 @@ impl RingLoop {
             submit_batch: submit_batch.max(1),
             ring,
             files,
+            buffers,
             policy,
             iowq,
             tid: 0,
@@ -457,45 +471,78 @@ impl RingLoop {
                 }
             };
         }
-        let entry = match &op {
-            IoOp::Read { fd, offset, iovecs } => on_file!(*fd, |file| opcode::Readv::new(
+        // One segment inside a registered piece of guest RAM: a fixed read or write.
+        let fixed_buffer = match &op {
+            IoOp::Read { iovecs, .. } | IoOp::Write { iovecs, .. } if iovecs.len() == 1 => self
+                .buffers
+                .index_of(iovecs[0].iov_base as usize, iovecs[0].iov_len)
+                .and_then(|index| Some((index, u32::try_from(iovecs[0].iov_len).ok()?))),
+            _ => None,
+        };
+        let entry = match (&op, fixed_buffer) {
+            (IoOp::Read { fd, offset, iovecs }, Some((index, len))) => {
+                on_file!(*fd, |file| opcode::ReadFixed::new(
+                    file,
+                    iovecs[0].iov_base.cast(),
+                    len,
+                    index
+                )
+                .offset(*offset)
+                .build())
+            }
+            (IoOp::Write { fd, offset, iovecs }, Some((index, len))) => {
+                on_file!(*fd, |file| opcode::WriteFixed::new(
+                    file,
+                    iovecs[0].iov_base.cast_const().cast(),
+                    len,
+                    index
+                )
+                .offset(*offset)
+                .build())
+            }
+            (IoOp::Read { fd, offset, iovecs }, None) => on_file!(*fd, |file| opcode::Readv::new(
                 file,
                 iovecs.as_ptr(),
                 iovecs.len() as u32
             )
             .offset(*offset)
             .build()),
-            IoOp::Write { fd, offset, iovecs } => on_file!(*fd, |file| opcode::Writev::new(
-                file,
-                iovecs.as_ptr(),
-                iovecs.len() as u32
-            )
-            .offset(*offset)
-            .build()),
-            IoOp::Flush { fd } => on_file!(*fd, |file| opcode::Fsync::new(file)
+            (IoOp::Write { fd, offset, iovecs }, None) => {
+                on_file!(*fd, |file| opcode::Writev::new(
+                    file,
+                    iovecs.as_ptr(),
+                    iovecs.len() as u32
+                )
+                .offset(*offset)
+                .build())
+            }
+            (IoOp::Flush { fd }, _) => on_file!(*fd, |file| opcode::Fsync::new(file)
                 .flags(types::FsyncFlags::DATASYNC)
                 .build()),
-            IoOp::Fallocate {
-                fd,
-                mode,
-                offset,
-                len,
-            } => on_file!(*fd, |file| opcode::Fallocate::new(file, *len)
+            (
+                IoOp::Fallocate {
+                    fd,
+                    mode,
+                    offset,
+                    len,
+                },
+                _,
+            ) => on_file!(*fd, |file| opcode::Fallocate::new(file, *len)
                 .offset(*offset)
                 .mode(*mode)
                 .build()),
-            IoOp::Accept { fd } => on_file!(*fd, |file| opcode::Accept::new(
+            (IoOp::Accept { fd }, _) => on_file!(*fd, |file| opcode::Accept::new(
                 file,
                 std::ptr::null_mut(),
                 std::ptr::null_mut()
             )
             .flags(libc::SOCK_CLOEXEC)
             .build()),
-            IoOp::Poll { fd, events } => {
+            (IoOp::Poll { fd, events }, _) => {
                 on_file!(*fd, |file| opcode::PollAdd::new(file, *events).build())
             }
             // `timeout` is always there for a delay.
-            IoOp::Delay { .. } => match &timeout {
+            (IoOp::Delay { .. }, _) => match &timeout {
                 Some(timespec) => {
                     opcode::Timeout::new(&**timespec as *const types::Timespec).build()
                 }
@@ -526,6 +573,9 @@ impl RingLoop {
                 queue.stats.ops += 1;
                 if fixed.is_some() {
                     queue.stats.fixed_file_ops += 1;
+                }
+                if fixed_buffer.is_some() {
+                    queue.stats.fixed_buffer_ops += 1;
                 }
             }
             Err(err) => {

@@ -18,6 +18,8 @@ pub(crate) struct LoopConfig {
     pub poll: Option<Duration>,
     /// SQEs gathered before they are handed to the kernel (at least one).
     pub submit_batch: usize,
+    /// Guest RAM to register as fixed buffers before the ring is enabled.
+    pub registered_ram: Option<crate::reactor::ram::RegisteredRam>,
     pub policy: RingPolicy,
     pub iowq: IowqPlan,
     pub on_failure: Option<super::FailureHook>,

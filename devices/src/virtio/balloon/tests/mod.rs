@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ringvisor_io::{IoBatch, IoOp, QueueWorker};
 use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use super::discard::Discarder;
+use super::discard::{Discarder, ReleaseHook};
 use super::{BalloonConfig, BalloonDevice, BalloonPageWorker, BalloonStatsWorker, QueueRole};
 use crate::virtio::test_util::{execute, MockDriver};
 use crate::virtio::GuestMemory;
@@ -69,7 +69,7 @@ fn page_worker<'a>(
     role: QueueRole,
 ) -> (MockDriver<'a>, BalloonPageWorker) {
     let (driver, queue) = MockDriver::new(mem, QSIZE, USED, false);
-    let discarder = Discarder::new(mem.clone(), Arc::clone(&dev.protected));
+    let discarder = Discarder::new(mem.clone(), Arc::clone(&dev.protected), None);
     let worker = BalloonPageWorker::new(0, role, queue, discarder, Arc::clone(&dev.shared));
     (driver, worker)
 }

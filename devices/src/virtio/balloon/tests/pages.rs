@@ -53,6 +53,45 @@ fn inflate_releases_exactly_the_pages() {
 }
 
 #[test]
+fn the_release_hook_hears_each_host_range_while_its_pages_still_hold_data() {
+    let mem = guest_memory();
+    let dev = device();
+    fill(&mem, 0x4_0000, 3 * PAGE, FILL);
+    // What the hook saw: each range, and whether its pages still held the guest's data.
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook = {
+        let heard = Arc::clone(&heard);
+        ReleaseHook::new(move |addr, len| {
+            // SAFETY: the hook gets a range of the test's guest RAM mapping, alive here.
+            let data = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+            let intact = data.iter().all(|&b| b == FILL);
+            heard.lock().unwrap().push((addr, len, intact));
+        })
+    };
+    let (mut driver, queue) = MockDriver::new(&mem, QSIZE, USED, false);
+    let discarder = Discarder::new(mem.clone(), Arc::clone(&dev.protected), Some(hook));
+    let mut worker = BalloonPageWorker::new(
+        0,
+        QueueRole::Inflate,
+        queue,
+        discarder,
+        Arc::clone(&dev.shared),
+    );
+    send_pfns(&mut driver, &mut worker, &[0x40, 0x41, 0x42]);
+    let host = mem.get_host_address(GuestAddress(0x4_0000)).unwrap() as usize;
+    let heard = heard.lock().unwrap().clone();
+    let total: usize = heard.iter().map(|&(_, len, _)| len).sum();
+    assert_eq!(total, 3 * PAGE as usize, "{heard:?}");
+    assert!(
+        heard.iter().all(|&(addr, len, intact)| intact
+            && addr >= host
+            && addr + len <= host + 3 * PAGE as usize),
+        "every range inside the pages, heard before they were dropped: {heard:?}"
+    );
+    assert!(all(&mem, 0x4_0000, 3 * PAGE, 0), "then released");
+}
+
+#[test]
 fn pfns_outside_ram_or_protected_are_ignored() {
     let mem = guest_memory();
     let dev = device();
