@@ -238,6 +238,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                         "batches": q.batches,
                         "ops": q.ops,
                         "fixed_file_ops": q.fixed_file_ops,
+                        "fixed_buffer_ops": q.fixed_buffer_ops,
                         "op_errors": q.op_errors,
                         "ops_refused": q.ops_refused,
                         "irqs_sent": q.irqs_sent,
@@ -258,6 +259,7 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
                 "enters": r.enters,
                 "sqes_submitted": r.sqes_submitted,
                 "fixed_files": r.fixed_files,
+                "fixed_buffers": r.fixed_buffers,
                 "sqes_per_enter": percentiles(&r.sqes_per_enter),
                 "queues": queues,
             })
@@ -269,6 +271,32 @@ fn reactors_json(stats: &[ReactorStats]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_carry_the_registered_files_and_buffers() {
+        let mut reactor = ReactorStats::new(0, Some(1));
+        reactor.fixed_files = 2;
+        reactor.fixed_buffers = 3;
+        let mut queue = ringvisor_io::QueueStats::new("blk0/q0".into(), 0);
+        queue.ops = 10;
+        queue.fixed_file_ops = 9;
+        queue.fixed_buffer_ops = 8;
+        reactor.queues.push(queue);
+        let json = stats_json(&[reactor], &[]);
+        let io = &json["reactors"][0];
+        assert_eq!(
+            (io["fixed_files"].as_u64(), io["fixed_buffers"].as_u64()),
+            (Some(2), Some(3))
+        );
+        let queue = &io["queues"][0];
+        assert_eq!(
+            (
+                queue["fixed_file_ops"].as_u64(),
+                queue["fixed_buffer_ops"].as_u64()
+            ),
+            (Some(9), Some(8))
+        );
+    }
 
     #[test]
     fn requests_parse_and_bad_ones_say_why() {

@@ -53,7 +53,7 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
-    pub(crate) fn new(name: String, reactor: usize) -> Self {
+    pub fn new(name: String, reactor: usize) -> Self {
         Self {
             name,
             reactor,

@@ -24,6 +24,7 @@ dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
   pieces=$(tr -d ' \n' </tmp/reboot-stats.json | grep -o '"fixed_buffers":[0-9]*' | cut -d: -f2 | sort -n | tail -n 1)
   fixed_ops=$(tr -d ' \n' </tmp/reboot-stats.json | grep -o '"fixed_buffer_ops":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
   echo "L1: reboot registered fixed_buffers=$pieces fixed_buffer_ops=$fixed_ops"
+  grep -q '"fixed_buffers"' /tmp/reboot-stats.json || echo "L1: reboot stats said: $(head -c 300 /tmp/reboot-stats.json | tr '\n' ' ')"
   grep -q '"cpus"' /tmp/reboot-info.json || echo "L1: reboot api said: $(head -c 300 /tmp/reboot-info.json | tr '\n' ' ')"
   # fbcon sets the mode a moment after the driver binds.
   for i in $(seq 1 300); do
