@@ -391,6 +391,11 @@ fn check_knobs(console: &str) {
         "the hugepage-backed guest did not boot: {huge}"
     );
     assert!(huge.ends_with("pages_used=192"), "{huge}");
+    // Its huge-page RAM was the disk reactor's registered buffers, and the durable writes
+    // checked below went through them (fixed writes).
+    let registered = expect("L1: knobs registered ");
+    assert_eq!(field(registered, "fixed_buffers"), 1, "{registered}");
+    assert!(field(registered, "fixed_buffer_ops") > 0, "{registered}");
     // That guest was ended by SIGTERM while it wrote 64 KiB blocks, each fsync'ed before
     // it said so: an orderly shutdown that flushed its disk, exit 0, and every block the
     // guest had reported durable is in the file.

@@ -95,3 +95,18 @@ run_rounds() {
   done
   return "$rounds_status"
 }
+
+# registered_ram SOCKET: "fixed_buffers=N fixed_buffer_ops=M" from ringvisor's API: the most
+# guest RAM pieces any reactor holds as registered buffers, and the fixed reads and writes
+# of every queue; what the API said instead when it has no such field.
+registered_ram() {
+  ringvisor ctl --socket "$1" stats >/tmp/registered-stats.json 2>&1
+  flat=$(tr -d ' \n' </tmp/registered-stats.json)
+  case $flat in
+    *'"fixed_buffers":'*) ;;
+    *) echo "stats-said=$(echo "$flat" | head -c 200)"; return 1 ;;
+  esac
+  pieces=$(echo "$flat" | grep -o '"fixed_buffers":[0-9]*' | cut -d: -f2 | sort -n | tail -n 1)
+  fixed_ops=$(echo "$flat" | grep -o '"fixed_buffer_ops":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
+  echo "fixed_buffers=$pieces fixed_buffer_ops=$fixed_ops"
+}

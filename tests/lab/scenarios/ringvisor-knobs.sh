@@ -38,6 +38,8 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
 (
   # Mid-stream: L2 is writing durable blocks (l2-tests/durable.sh) when SIGTERM comes.
   for i in $(seq 1 1200); do grep -q '^L2: durable flushed=24' /tmp/huge.out && break; sleep 0.1; done
+  # Huge-page RAM is registered with the reactors: the durable writes went through it.
+  echo "L1: knobs registered $(registered_ram /tmp/knobs.sock)" >/tmp/knobs-registered.facts
   kill -TERM "$(pidof ringvisor)"
 ) &
 dd if=/dev/zero of=/tmp/knobs.img bs=1M count=0 seek=16 2>/dev/null
@@ -53,6 +55,7 @@ touch /tmp/huge.done
 sleep 0.5
 grep -E '^L2: (display|test display)' /tmp/huge.out | tr -d '\r'
 cat /tmp/display.facts
+cat /tmp/knobs-registered.facts
 echo "L1: hugepages boot exit=$huge smoke=$(grep -c 'L2: test smoke exit=0' /tmp/huge.out) memtotal_kb=$(sed -n 's/^L2: memtotal_kb=//p' /tmp/huge.out | tr -d '\r') pages_used=$((total - $(cat /tmp/huge.least)))"
 [ $huge -eq 0 ] || tail -n 20 /tmp/huge.out /tmp/huge.err
 grep -h 'made a forbidden system call' /tmp/huge.err

@@ -12,6 +12,7 @@
 # Guest RAM is prefaulted, so the disk's reactor holds it as registered buffers: the reboot
 # must have the reactor let go before the RAM is cleared and register it again after, or
 # the second boot's read of the mark lands in pages the guest no longer has.
+. /lib/lab/measure.sh
 dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
 (
   for i in $(seq 1 3000); do grep -q '^L2: reboot boot=1' /tmp/cpus8.out && break; sleep 0.1; done
@@ -19,12 +20,7 @@ dd if=/dev/zero of=/tmp/reboot.img bs=1M count=0 seek=1 2>/dev/null
   for i in $(seq 1 3000); do grep -q '^L2: reboot boot=2' /tmp/cpus8.out && break; sleep 0.1; done
   ringvisor ctl --socket /tmp/reboot.sock info >/tmp/reboot-info.json 2>&1
   echo "L1: reboot api exit=$? same_pid=$([ "$(pidof ringvisor)" = "$pid1" ] && echo yes || echo no)"
-  ringvisor ctl --socket /tmp/reboot.sock stats >/tmp/reboot-stats.json 2>&1
-  # The most pieces any reactor holds, and the fixed reads and writes of every queue.
-  pieces=$(tr -d ' \n' </tmp/reboot-stats.json | grep -o '"fixed_buffers":[0-9]*' | cut -d: -f2 | sort -n | tail -n 1)
-  fixed_ops=$(tr -d ' \n' </tmp/reboot-stats.json | grep -o '"fixed_buffer_ops":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
-  echo "L1: reboot registered fixed_buffers=$pieces fixed_buffer_ops=$fixed_ops"
-  grep -q '"fixed_buffers"' /tmp/reboot-stats.json || echo "L1: reboot stats said: $(head -c 300 /tmp/reboot-stats.json | tr '\n' ' ')"
+  echo "L1: reboot registered $(registered_ram /tmp/reboot.sock)"
   grep -q '"cpus"' /tmp/reboot-info.json || echo "L1: reboot api said: $(head -c 300 /tmp/reboot-info.json | tr '\n' ' ')"
   # fbcon sets the mode a moment after the driver binds.
   for i in $(seq 1 300); do
