@@ -19,6 +19,7 @@ mod failure;
 mod fixed_buffers;
 mod fixed_files;
 mod setup;
+mod sqe;
 
 pub use failure::{FailureHook, ReactorFailure};
 pub(crate) use setup::{IowqPlan, LoopConfig};
@@ -447,108 +448,12 @@ impl RingLoop {
     }
 
     fn submit_op(&mut self, queue: usize, tag: u64, op: IoOp, now: Instant) {
-        let timeout = match &op {
-            IoOp::Delay { nanos } => Some(Box::new(
-                types::Timespec::new()
-                    .sec(nanos / 1_000_000_000)
-                    .nsec((nanos % 1_000_000_000) as u32),
-            )),
-            _ => None,
-        };
-        // An op on a descriptor in the ring's file table names its slot instead.
-        let fixed = op.fd().and_then(|fd| self.files.slot_of(fd));
-        macro_rules! on_file {
-            ($fd:expr, |$target:ident| $build:expr) => {
-                match fixed {
-                    Some(slot) => {
-                        let $target = types::Fixed(slot);
-                        $build
-                    }
-                    None => {
-                        let $target = types::Fd($fd);
-                        $build
-                    }
-                }
-            };
-        }
-        // One segment inside a registered piece of guest RAM: a fixed read or write.
-        let fixed_buffer = match &op {
-            IoOp::Read { iovecs, .. } | IoOp::Write { iovecs, .. } if iovecs.len() == 1 => self
-                .buffers
-                .index_of(iovecs[0].iov_base as usize, iovecs[0].iov_len)
-                .and_then(|index| Some((index, u32::try_from(iovecs[0].iov_len).ok()?))),
-            _ => None,
-        };
-        let entry = match (&op, fixed_buffer) {
-            (IoOp::Read { fd, offset, iovecs }, Some((index, len))) => {
-                on_file!(*fd, |file| opcode::ReadFixed::new(
-                    file,
-                    iovecs[0].iov_base.cast(),
-                    len,
-                    index
-                )
-                .offset(*offset)
-                .build())
-            }
-            (IoOp::Write { fd, offset, iovecs }, Some((index, len))) => {
-                on_file!(*fd, |file| opcode::WriteFixed::new(
-                    file,
-                    iovecs[0].iov_base.cast_const().cast(),
-                    len,
-                    index
-                )
-                .offset(*offset)
-                .build())
-            }
-            (IoOp::Read { fd, offset, iovecs }, None) => on_file!(*fd, |file| opcode::Readv::new(
-                file,
-                iovecs.as_ptr(),
-                iovecs.len() as u32
-            )
-            .offset(*offset)
-            .build()),
-            (IoOp::Write { fd, offset, iovecs }, None) => {
-                on_file!(*fd, |file| opcode::Writev::new(
-                    file,
-                    iovecs.as_ptr(),
-                    iovecs.len() as u32
-                )
-                .offset(*offset)
-                .build())
-            }
-            (IoOp::Flush { fd }, _) => on_file!(*fd, |file| opcode::Fsync::new(file)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build()),
-            (
-                IoOp::Fallocate {
-                    fd,
-                    mode,
-                    offset,
-                    len,
-                },
-                _,
-            ) => on_file!(*fd, |file| opcode::Fallocate::new(file, *len)
-                .offset(*offset)
-                .mode(*mode)
-                .build()),
-            (IoOp::Accept { fd }, _) => on_file!(*fd, |file| opcode::Accept::new(
-                file,
-                std::ptr::null_mut(),
-                std::ptr::null_mut()
-            )
-            .flags(libc::SOCK_CLOEXEC)
-            .build()),
-            (IoOp::Poll { fd, events }, _) => {
-                on_file!(*fd, |file| opcode::PollAdd::new(file, *events).build())
-            }
-            // `timeout` is always there for a delay.
-            (IoOp::Delay { .. }, _) => match &timeout {
-                Some(timespec) => {
-                    opcode::Timeout::new(&**timespec as *const types::Timespec).build()
-                }
-                None => return self.complete_op(queue, tag, -libc::EINVAL),
-            },
-        };
+        let sqe::OpEntry {
+            entry,
+            fixed_file,
+            fixed_buffer,
+            timeout,
+        } = sqe::entry_for(&op, &self.files, &self.buffers);
         let slot = self.in_flight.insert(InFlight {
             queue,
             tag,
@@ -571,12 +476,8 @@ impl RingLoop {
                 let queue = &mut self.queues[queue];
                 queue.ops_in_flight += 1;
                 queue.stats.ops += 1;
-                if fixed.is_some() {
-                    queue.stats.fixed_file_ops += 1;
-                }
-                if fixed_buffer.is_some() {
-                    queue.stats.fixed_buffer_ops += 1;
-                }
+                queue.stats.fixed_file_ops += u64::from(fixed_file);
+                queue.stats.fixed_buffer_ops += u64::from(fixed_buffer);
             }
             Err(err) => {
                 // The ring itself failed: fail the request rather than lose it.
