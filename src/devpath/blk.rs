@@ -137,7 +137,7 @@ impl Rig<BlockDevice> {
         reactor: &ringvisor_io::ReactorOptions,
         memory: &MemoryOptions,
     ) -> Result<Self> {
-        Rig::with_device_memory(
+        Rig::with_device_options(
             BlockDevice::new(config)?,
             "blk",
             reactor_cores,
@@ -155,9 +155,8 @@ impl Rig<BlockDevice> {
         queue_size: u16,
         reactor: &ringvisor_io::ReactorOptions,
     ) -> Result<Self> {
-        Rig::with_device_options(
-            BlockDevice::new(config)?,
-            "blk",
+        Self::with_options(
+            config,
             reactor_cores,
             queue_size,
             reactor,

@@ -287,7 +287,7 @@ impl<D: VirtioDevice> Rig<D> {
         queue_size: u16,
         poll: Option<std::time::Duration>,
     ) -> Result<Self> {
-        Self::with_device_memory(
+        Self::with_device_options(
             device,
             name,
             reactor_cores,
@@ -301,11 +301,11 @@ impl<D: VirtioDevice> Rig<D> {
     }
 
     /// As [`with_device`](Self::with_device), with guest memory backed as `memory` says
-    /// (huge pages, prefaulted), the reactors started with `reactor` (polling, submit
-    /// batch); unless it names io-wq limits, they are the machine's defaults for the
-    /// device's reactor kind, counting every queue of the device.
-    pub fn with_device_memory(
-        device: D,
+    /// (huge pages, prefaulted) and the reactors started with `reactor` (polling, submit
+    /// batch, failure hook); unless it names io-wq limits, they are the machine's defaults
+    /// for the device's reactor kind, counting every queue of the device.
+    pub fn with_device_options(
+        mut device: D,
         name: &str,
         reactor_cores: &[Option<usize>],
         queue_size: u16,
@@ -318,23 +318,6 @@ impl<D: VirtioDevice> Rig<D> {
             }
             _ => crate::iowq::low_priority_limits(None),
         };
-        let options = ReactorOptions {
-            iowq: reactor.iowq.or(Some(iowq)),
-            ..reactor.clone()
-        };
-        Self::with_device_options(device, name, reactor_cores, queue_size, &options, memory)
-    }
-
-    /// As [`with_device_memory`](Self::with_device_memory), the reactors started with
-    /// `reactor` (polling, io-wq limits, failure hook).
-    pub fn with_device_options(
-        mut device: D,
-        name: &str,
-        reactor_cores: &[Option<usize>],
-        queue_size: u16,
-        reactor: &ReactorOptions,
-        memory: &MemoryOptions,
-    ) -> Result<Self> {
         // A host without io_uring gets its cause and fix, not a reactor thread's errno.
         ringvisor_io::probe()?;
         let queue_count = device.queue_max_sizes().len() as u64;
@@ -350,6 +333,7 @@ impl<D: VirtioDevice> Rig<D> {
         let kind = crate::seccomp::serving_reactor(device.device_type());
         // Prefaulted guest RAM becomes the rings' registered buffers, as in the machine.
         let reactor = ReactorOptions {
+            iowq: reactor.iowq.or(Some(iowq)),
             registered_ram: reactor
                 .registered_ram
                 .clone()

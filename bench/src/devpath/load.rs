@@ -301,7 +301,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadResult, String> {
                 .collect();
             let scsi = ScsiConfig { queues, disks };
             let device = ScsiDevice::new(scsi).map_err(|e| e.to_string())?;
-            let mut rig = ScsiRig::with_device_memory(
+            let mut rig = ScsiRig::with_device_options(
                 device,
                 "scsi",
                 &cores,
