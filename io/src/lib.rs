@@ -20,4 +20,5 @@ pub use reactor::{
 };
 pub use worker::{
     AttachedQueue, IoBatch, IoOp, QueueBinding, QueueFault, QueueHost, QueueHostError, QueueWorker,
+    UringCommand,
 };

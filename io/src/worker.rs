@@ -41,6 +41,30 @@ pub enum IoOp {
     /// Waits until `fd` reports one of the poll(2) `events` (or an error or hangup);
     /// the result is the events that occurred.
     Poll { fd: RawFd, events: u32 },
+    /// A command for the driver behind `fd` (IORING_OP_URING_CMD in a 128-byte SQE, such
+    /// as an NVMe I/O command on a namespace's generic character device); the result is
+    /// the driver's. Only a reactor built with wide entries
+    /// ([`ReactorOptions::wide_entries`](crate::ReactorOptions)) carries it; any other
+    /// completes it with -EOPNOTSUPP.
+    UringCmd {
+        fd: RawFd,
+        command: Box<UringCommand>,
+    },
+}
+
+/// What a [`IoOp::UringCmd`] hands the driver: its command code and the command itself,
+/// which may point into `iovecs` or `data`. Both are heap memory owned by the op, so those
+/// addresses stay valid while the op is in flight however the op itself is moved.
+#[derive(Debug)]
+pub struct UringCommand {
+    /// The driver's command code (the SQE's `cmd_op`), e.g. NVME_URING_CMD_IO.
+    pub cmd_op: u32,
+    /// The driver's command structure, in the SQE's 80-byte command area.
+    pub bytes: [u8; 80],
+    /// Guest buffers a vectored command names.
+    pub iovecs: Vec<libc::iovec>,
+    /// A buffer the command reads or writes that is not guest RAM (an NVMe range list).
+    pub data: Vec<u8>,
 }
 
 // SAFETY: the iovec pointers refer to guest RAM, which is shared with the guest anyway and

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ringvisor_io::{
     AttachedQueue, IoBatch, IoOp, IrqEvent, OpKind, QueueBinding, QueueFault, QueueHost,
-    QueueWorker, ReactorFailure, ReactorOptions, ReactorSet, RingPolicy,
+    QueueWorker, ReactorFailure, ReactorOptions, ReactorSet, RingPolicy, UringCommand,
 };
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -32,6 +32,10 @@ struct FileReader {
 
 /// Tags of delays have this bit set; the read queued after one gets the tag without it.
 const DELAY_TAG: u64 = 1 << 40;
+/// Posted as an offset: a driver command (IORING_OP_URING_CMD) on the file instead of a
+/// read; a regular file has no driver that takes commands, so the kernel answers
+/// -EOPNOTSUPP once the ring has carried it.
+const DRIVER_COMMAND: u64 = u64::MAX;
 
 impl FileReader {
     fn read(&self, tag: u64, iovec: libc::iovec) -> IoOp {
@@ -60,6 +64,22 @@ impl QueueWorker for FileReader {
             };
             let tag = self.buffers.len() as u64;
             self.buffers.push((offset, buffer));
+            if offset == DRIVER_COMMAND {
+                let command = UringCommand {
+                    cmd_op: 0,
+                    bytes: [0; 80],
+                    iovecs: Vec::new(),
+                    data: Vec::new(),
+                };
+                batch.push(
+                    tag,
+                    IoOp::UringCmd {
+                        fd: self.file.as_raw_fd(),
+                        command: Box::new(command),
+                    },
+                );
+                continue;
+            }
             match self.delay_ns {
                 Some(nanos) => {
                     self.delays.lock().unwrap().push((i32::MIN, Instant::now()));
@@ -235,6 +255,40 @@ fn kicks_become_reads_and_completions_raise_the_interrupt() {
     q0.kick.write(1).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(q0.done.lock().unwrap().len(), 4);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn wide_rings_carry_driver_commands_and_plain_ones_refuse_them() {
+    let path = test_file("wide");
+    for wide in [true, false] {
+        let options = ReactorOptions {
+            wide_entries: wide,
+            ..ReactorOptions::default()
+        };
+        let reactors = ReactorSet::start_with(&[None], &options).unwrap();
+        let (b, q) = binding("q", &path, None);
+        let attached = reactors.attach(b).unwrap();
+        q.posted.lock().unwrap().extend([8, DRIVER_COMMAND, 16]);
+        q.kick.write(1).unwrap();
+        wait_for("three completions", || q.done.lock().unwrap().len() == 3);
+        let done = q.done.lock().unwrap().clone();
+        for (offset, result, bytes) in &done {
+            match *offset {
+                DRIVER_COMMAND => assert_eq!(*result, -libc::EOPNOTSUPP, "wide={wide}"),
+                offset => {
+                    assert_eq!(*result, 8, "wide={wide}");
+                    assert_eq!(u64::from_le_bytes(*bytes), offset / 8);
+                }
+            }
+        }
+        // A wide ring handed the command to the kernel (which found no driver for it);
+        // a plain one refused it without a submission.
+        let stats = reactors.stats();
+        let queue = stats[0].queues.iter().find(|s| s.name == "q").unwrap();
+        assert_eq!(queue.ops, if wide { 3 } else { 2 }, "wide={wide}");
+        reactors.detach(attached).unwrap();
+    }
     std::fs::remove_file(path).unwrap();
 }
 

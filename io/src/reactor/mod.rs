@@ -9,12 +9,12 @@ mod stats;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use log::warn;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::worker::{AttachedQueue, QueueBinding, QueueHost, QueueHostError};
-use ring_loop::{Control, IowqPlan, LoopConfig, RingLoop};
+use ring_loop::{Control, EntrySize, IowqPlan, LoopConfig, Plain, RingLoop, Wide};
 
 pub use ring_loop::{FailureHook, ReactorFailure};
 
@@ -102,6 +102,11 @@ pub struct ReactorOptions {
     /// whoever drops guest pages first calls [`ReactorSet::forget_ram`]. `None`: requests
     /// name their iovecs.
     pub registered_ram: Option<RegisteredRam>,
+    /// Build every ring with 128-byte SQEs and 32-byte CQEs (Linux 5.19+), which driver
+    /// commands ([`IoOp::UringCmd`](crate::IoOp), NVMe passthrough) need; `false`: the
+    /// plain 64/16-byte entries, half the ring memory, and such commands fail with
+    /// -EOPNOTSUPP.
+    pub wide_entries: bool,
 }
 
 impl std::fmt::Debug for ReactorOptions {
@@ -116,6 +121,34 @@ impl std::fmt::Debug for ReactorOptions {
                 &self.registered_ram.as_ref().map(|ram| ram.pieces().len()),
             )
             .finish()
+    }
+}
+
+/// What a reactor thread needs to build its ring and serve.
+struct ServeArgs {
+    config: LoopConfig,
+    control: Receiver<Control>,
+    wake: EventFd,
+    built: Sender<std::io::Result<()>>,
+    setup: Option<ThreadSetup>,
+}
+
+impl ServeArgs {
+    fn run<E: EntrySize>(self) {
+        // Built here rather than by the caller: the io-wq the ring's set-up configures is
+        // the building thread's (see ring_loop::setup).
+        let ring = match RingLoop::<E>::new(self.config, self.control, self.wake) {
+            Ok(ring) => ring,
+            Err(err) => {
+                let _ = self.built.send(Err(err));
+                return;
+            }
+        };
+        let _ = self.built.send(Ok(()));
+        if let Some(setup) = self.setup {
+            setup();
+        }
+        ring.run();
     }
 }
 
@@ -260,6 +293,7 @@ impl ReactorSet {
             };
             let (built_tx, built_rx) = bounded(1);
             let setup = setup.clone();
+            let wide = options.wide_entries;
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || {
@@ -269,20 +303,18 @@ impl ReactorSet {
                     if let Some(cores) = low_cores {
                         lower_priority(index, &cores);
                     }
-                    // Built here rather than by the caller: the io-wq the ring's set-up
-                    // configures is the building thread's (see ring_loop::setup).
-                    let ring = match RingLoop::new(config, control_rx, loop_wake) {
-                        Ok(ring) => ring,
-                        Err(err) => {
-                            let _ = built_tx.send(Err(err));
-                            return;
-                        }
+                    let serve = ServeArgs {
+                        config,
+                        control: control_rx,
+                        wake: loop_wake,
+                        built: built_tx,
+                        setup,
                     };
-                    let _ = built_tx.send(Ok(()));
-                    if let Some(setup) = setup {
-                        setup();
+                    if wide {
+                        serve.run::<Wide>();
+                    } else {
+                        serve.run::<Plain>();
                     }
-                    ring.run();
                 })
                 .map_err(|source| ReactorError::Spawn {
                     reactor: index,

@@ -23,10 +23,11 @@ pub enum OpKind {
     Delay,
     Accept,
     Poll,
+    UringCmd,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 8] = [
         OpKind::Read,
         OpKind::Write,
         OpKind::Flush,
@@ -34,6 +35,7 @@ impl OpKind {
         OpKind::Delay,
         OpKind::Accept,
         OpKind::Poll,
+        OpKind::UringCmd,
     ];
 
     /// The opcodes the reactor submits for this kind of op (ring_loop's `submit_op`): a
@@ -48,6 +50,7 @@ impl OpKind {
             OpKind::Delay => &[opcode::Timeout::CODE],
             OpKind::Accept => &[opcode::Accept::CODE],
             OpKind::Poll => &[opcode::PollAdd::CODE],
+            OpKind::UringCmd => &[opcode::UringCmd80::CODE],
         }
     }
 }
@@ -61,7 +64,8 @@ impl IoOp {
             | IoOp::Flush { fd }
             | IoOp::Fallocate { fd, .. }
             | IoOp::Accept { fd }
-            | IoOp::Poll { fd, .. } => Some(*fd),
+            | IoOp::Poll { fd, .. }
+            | IoOp::UringCmd { fd, .. } => Some(*fd),
             IoOp::Delay { .. } => None,
         }
     }
@@ -75,6 +79,7 @@ impl IoOp {
             IoOp::Delay { .. } => OpKind::Delay,
             IoOp::Accept { .. } => OpKind::Accept,
             IoOp::Poll { .. } => OpKind::Poll,
+            IoOp::UringCmd { .. } => OpKind::UringCmd,
         }
     }
 }

@@ -8,11 +8,12 @@ use io_uring::{opcode, types};
 use log::error;
 
 use super::{
-    user_data, Control, RingLoop, ServedQueue, KIND_CANCEL, KIND_CONTROL, KIND_KICK, KIND_OP,
+    user_data, Control, EntrySize, RingLoop, ServedQueue, KIND_CANCEL, KIND_CONTROL, KIND_KICK,
+    KIND_OP,
 };
 use crate::reactor::stats::{QueueStats, ReactorStats};
 
-impl RingLoop {
+impl<E: EntrySize> RingLoop<E> {
     pub(super) fn arm_control(&mut self) -> std::io::Result<()> {
         let entry = opcode::Read::new(
             types::Fd(self.control_event.as_raw_fd()),
@@ -35,7 +36,7 @@ impl RingLoop {
                         .worker
                         .fixed_files()
                         .into_iter()
-                        .filter(|&fd| self.files.add(&self.ring, fd))
+                        .filter(|&fd| self.files.add(&self.ring.submitter(), fd))
                         .collect();
                     let key = self.queues.insert(ServedQueue {
                         binding,
@@ -63,11 +64,11 @@ impl RingLoop {
                     let _ = reply.send(self.snapshot());
                 }
                 Control::ForgetRam { addr, len, reply } => {
-                    self.buffers.forget(&self.ring, addr, len);
+                    self.buffers.forget(&self.ring.submitter(), addr, len);
                     let _ = reply.send(());
                 }
                 Control::RestoreRam(reply) => {
-                    self.buffers.restore(&self.ring);
+                    self.buffers.restore(&self.ring.submitter());
                     let _ = reply.send(());
                 }
                 Control::Run(task) => task(),
@@ -162,7 +163,7 @@ impl RingLoop {
         for key in done {
             let queue = self.queues.remove(key);
             for &fd in &queue.files {
-                self.files.remove(&self.ring, fd);
+                self.files.remove(&self.ring.submitter(), fd);
             }
             if let Some(reply) = queue.detach_reply {
                 let _ = reply.send(());
@@ -172,7 +173,7 @@ impl RingLoop {
 }
 
 #[cfg(feature = "test-hooks")]
-impl RingLoop {
+impl<E: EntrySize> RingLoop<E> {
     fn try_forbidden(&mut self, op: crate::reactor::ring_policy::ForbiddenOp, reply: Sender<i32>) {
         use crate::reactor::ring_policy::ForbiddenOp;
         // Both point at statics, alive as long as the kernel may read them.

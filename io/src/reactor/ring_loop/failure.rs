@@ -100,7 +100,7 @@ fn backoff(n: u32) -> Duration {
     (Duration::from_micros(100) * (1u32 << n.min(8))).min(MAX_PAUSE)
 }
 
-impl RingLoop {
+impl<E: super::EntrySize> RingLoop<E> {
     /// io_uring_enter: submits what was pushed and waits for `want` completions; or, when
     /// a test asked for it, fails as io_uring_enter would, having submitted nothing.
     pub(super) fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
@@ -150,11 +150,10 @@ impl RingLoop {
         // there is room; EAGAIN: it is short of resources until requests finish. Either way
         // the completions must be read first; the caller's next reap handles them.
         let stash = &mut self.health.stash;
-        stash.extend(
-            self.ring
-                .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
-        );
+        stash.extend(self.ring.completion().map(|cqe| {
+            let cqe: io_uring::cqueue::Entry = cqe.into();
+            (cqe.user_data(), cqe.result())
+        }));
         if tries > FREE_RETRIES {
             // The kernel needs time, not a spin.
             std::thread::sleep(backoff(tries - FREE_RETRIES));
@@ -252,6 +251,7 @@ impl RingLoop {
                     .user_data(user_data(KIND_CANCEL, 0));
                 // SAFETY: a cancellation points at no memory: it names its target by
                 // user_data only.
+                let cancel = E::Sqe::from(cancel);
                 if unsafe { self.ring.submission().push(&cancel) }.is_err() {
                     break; // the queue is full: the rest after the next enter
                 }

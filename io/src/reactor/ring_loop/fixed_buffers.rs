@@ -1,6 +1,6 @@
 //! Which pieces of guest RAM this ring holds as registered buffers (see `reactor::ram`).
 
-use io_uring::IoUring;
+use io_uring::Submitter;
 use log::warn;
 
 use crate::reactor::ram::RegisteredRam;
@@ -22,7 +22,11 @@ impl FixedBuffers {
     /// Registers every piece of `ram` with `ring`, which must still be disabled. A kernel
     /// that refuses (RLIMIT_MEMLOCK without CAP_IPC_LOCK, a kernel without it) leaves the
     /// requests naming their iovecs, with a warning.
-    pub(super) fn register(ring: &IoUring, ram: Option<&RegisteredRam>, reactor: usize) -> Self {
+    pub(super) fn register(
+        submitter: &Submitter<'_>,
+        ram: Option<&RegisteredRam>,
+        reactor: usize,
+    ) -> Self {
         let Some(ram) = ram.filter(|ram| !ram.pieces().is_empty()) else {
             return Self {
                 ram: None,
@@ -32,7 +36,7 @@ impl FixedBuffers {
         let iovecs: Vec<libc::iovec> = ram.pieces().iter().copied().map(iovec).collect();
         // SAFETY: `RegisteredRam::new`'s contract: every piece is read/write memory of this
         // process that stays mapped while this reactor runs, and the ring goes with it.
-        let registered = unsafe { ring.submitter().register_buffers(&iovecs) };
+        let registered = unsafe { submitter.register_buffers(&iovecs) };
         if let Err(err) = registered {
             warn!(
                 "reactor {reactor}: guest RAM not registered with the ring ({err}): \
@@ -60,7 +64,7 @@ impl FixedBuffers {
 
     /// Drops the pieces overlapping `[addr, addr + len)` from the ring: ops already in
     /// flight keep their pages until they complete, later ones name their iovecs.
-    pub(super) fn forget(&mut self, ring: &IoUring, addr: usize, len: usize) {
+    pub(super) fn forget(&mut self, submitter: &Submitter<'_>, addr: usize, len: usize) {
         let Some(ram) = &self.ram else {
             return;
         };
@@ -75,10 +79,8 @@ impl FixedBuffers {
             // The slot becomes empty (a null, zero-length iovec); a failure leaves it
             // registered, so the piece must not be used either way.
             // SAFETY: an empty iovec points at nothing.
-            let cleared = unsafe {
-                ring.submitter()
-                    .register_buffers_update(index as u32, &[empty], None)
-            };
+            let cleared =
+                unsafe { submitter.register_buffers_update(index as u32, &[empty], None) };
             if let Err(err) = cleared {
                 warn!("cannot drop guest RAM piece {index} from the ring: {err}");
             }
@@ -87,7 +89,7 @@ impl FixedBuffers {
     }
 
     /// Registers again every piece that was forgotten (after a reboot cleared the RAM).
-    pub(super) fn restore(&mut self, ring: &IoUring) {
+    pub(super) fn restore(&mut self, submitter: &Submitter<'_>) {
         let Some(ram) = &self.ram else {
             return;
         };
@@ -96,10 +98,8 @@ impl FixedBuffers {
                 continue;
             }
             // SAFETY: as in `register`: the piece stays mapped while the reactor runs.
-            let update = unsafe {
-                ring.submitter()
-                    .register_buffers_update(index as u32, &[iovec(piece)], None)
-            };
+            let update =
+                unsafe { submitter.register_buffers_update(index as u32, &[iovec(piece)], None) };
             match update {
                 Ok(()) => self.live[index] = true,
                 Err(err) => warn!("cannot register guest RAM piece {index} again: {err}"),

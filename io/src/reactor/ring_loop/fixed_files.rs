@@ -6,7 +6,7 @@
 
 use std::os::fd::RawFd;
 
-use io_uring::IoUring;
+use io_uring::Submitter;
 use log::warn;
 
 /// Slots per ring: a reactor serves a handful of devices, each with one descriptor per
@@ -30,8 +30,8 @@ pub(super) struct FixedFiles {
 
 impl FixedFiles {
     /// Registers an empty table on `ring`, which must still be disabled.
-    pub(super) fn register(ring: &IoUring, reactor: usize) -> Self {
-        let registered = match ring.submitter().register_files_sparse(FIXED_FILE_SLOTS) {
+    pub(super) fn register(submitter: &Submitter<'_>, reactor: usize) -> Self {
+        let registered = match submitter.register_files_sparse(FIXED_FILE_SLOTS) {
             Ok(()) => true,
             Err(err) => {
                 warn!("reactor {reactor}: no registered file table ({err}): ops name descriptors");
@@ -55,7 +55,7 @@ impl FixedFiles {
 
     /// Puts `fd` in the table (or counts one more user of it). Returns false when it
     /// stays out: the table is full or the kernel refused, and ops name the descriptor.
-    pub(super) fn add(&mut self, ring: &IoUring, fd: RawFd) -> bool {
+    pub(super) fn add(&mut self, submitter: &Submitter<'_>, fd: RawFd) -> bool {
         if !self.registered || fd < 0 {
             return false;
         }
@@ -68,7 +68,7 @@ impl FixedFiles {
         else {
             return false;
         };
-        match ring.submitter().register_files_update(slot, &[fd]) {
+        match submitter.register_files_update(slot, &[fd]) {
             Ok(_) => {
                 self.entries.push(Entry { fd, slot, users: 1 });
                 true
@@ -82,7 +82,7 @@ impl FixedFiles {
 
     /// One user of `fd` fewer; the last one clears its slot (the kernel drops its file
     /// reference once no op in flight uses it).
-    pub(super) fn remove(&mut self, ring: &IoUring, fd: RawFd) {
+    pub(super) fn remove(&mut self, submitter: &Submitter<'_>, fd: RawFd) {
         let Some(index) = self.entries.iter().position(|entry| entry.fd == fd) else {
             return;
         };
@@ -92,7 +92,7 @@ impl FixedFiles {
             return;
         }
         let slot = self.entries.swap_remove(index).slot;
-        if let Err(err) = ring.submitter().register_files_update(slot, &[-1]) {
+        if let Err(err) = submitter.register_files_update(slot, &[-1]) {
             warn!("cannot clear slot {slot} of the ring's file table: {err}");
         }
     }

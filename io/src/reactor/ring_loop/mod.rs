@@ -9,18 +9,20 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use log::{error, warn};
 use slab::Slab;
 use vmm_sys_util::eventfd::EventFd;
 
 mod control;
+mod entries;
 mod failure;
 mod fixed_buffers;
 mod fixed_files;
 mod setup;
-mod sqe;
+pub(crate) mod sqe;
 
+pub(crate) use entries::{EntrySize, Plain, Wide};
 pub use failure::{FailureHook, ReactorFailure};
 pub(crate) use setup::{IowqPlan, LoopConfig};
 
@@ -106,7 +108,7 @@ struct InFlight {
     submitted: Instant,
 }
 
-pub(crate) struct RingLoop {
+pub(crate) struct RingLoop<E: EntrySize> {
     index: usize,
     core: Option<usize>,
     /// Adaptive polling budget (`--poll-us`); `None`: sleep as soon as idle.
@@ -116,7 +118,7 @@ pub(crate) struct RingLoop {
     submit_batch: usize,
     /// Built disabled and restricted: `run` enables it on the reactor thread, the only
     /// task allowed to submit and reap.
-    ring: IoUring,
+    ring: IoUring<E::Sqe, E::Cqe>,
     /// The ring's registered file table.
     files: fixed_files::FixedFiles,
     /// The guest RAM pieces the ring holds as registered buffers.
@@ -152,7 +154,7 @@ pub(crate) struct RingLoop {
     forbidden_reply: Option<Sender<i32>>,
 }
 
-impl RingLoop {
+impl<E: EntrySize> RingLoop<E> {
     /// Builds the ring; call it on the reactor thread (see `setup::register_iowq`).
     pub(crate) fn new(
         config: LoopConfig,
@@ -170,9 +172,13 @@ impl RingLoop {
             iowq,
             on_failure,
         } = config;
-        let ring = setup::build_ring(ring_entries, &policy)?;
-        let files = fixed_files::FixedFiles::register(&ring, index);
-        let buffers = fixed_buffers::FixedBuffers::register(&ring, registered_ram.as_ref(), index);
+        let ring = setup::build_ring::<E>(ring_entries, &policy)?;
+        let files = fixed_files::FixedFiles::register(&ring.submitter(), index);
+        let buffers = fixed_buffers::FixedBuffers::register(
+            &ring.submitter(),
+            registered_ram.as_ref(),
+            index,
+        );
         let stats = ReactorStats::new(index, core);
         Ok(Self {
             index,
@@ -210,7 +216,7 @@ impl RingLoop {
     pub(crate) fn run(mut self) {
         // SAFETY: gettid has no preconditions.
         self.tid = u32::try_from(unsafe { libc::gettid() }).unwrap_or_default();
-        self.iowq = setup::register_iowq(&self.ring, &self.iowq, self.index);
+        self.iowq = setup::register_iowq(&self.ring.submitter(), &self.iowq, self.index);
         if let Err(err) = self.ring.submitter().register_enable_rings() {
             error!("reactor {}: cannot enable its ring: {err}", self.index);
             return;
@@ -250,7 +256,12 @@ impl RingLoop {
         }
     }
 
+    /// Queues one of the reactor's own SQEs (kick and control reads, cancellations).
     fn push(&mut self, entry: &squeue::Entry) -> std::io::Result<()> {
+        self.push_entry(&E::Sqe::from(entry.clone()))
+    }
+
+    fn push_entry(&mut self, entry: &E::Sqe) -> std::io::Result<()> {
         loop {
             // SAFETY: every buffer an entry points at (kick/control buffers, the iovec
             // arrays of in-flight ops, guest RAM) stays alive until its completion is
@@ -461,7 +472,17 @@ impl RingLoop {
             _timeout: timeout,
             submitted: now,
         });
-        let entry = entry.user_data(user_data(KIND_OP, slot));
+        let Some(entry) = E::entry(entry.user_data(user_data(KIND_OP, slot))) else {
+            // A driver command on a ring built without wide entries: the machine decides
+            // which reactors need them, so this is a device the machine did not plan for.
+            warn!(
+                "reactor {}: a driver command needs a ring with wide entries",
+                self.index
+            );
+            self.in_flight.remove(slot);
+            self.complete_op(queue, tag, -libc::EOPNOTSUPP);
+            return;
+        };
         if self.unsubmitted_ops >= self.submit_batch {
             // The ops gathered so far go to the kernel before this one is queued: the
             // disk starts on them while the queue is drained further, and the last op of
@@ -470,7 +491,7 @@ impl RingLoop {
             // ring it broke is caught by the next `broken()` check.
             let _ = self.enter(0);
         }
-        match self.push(&entry) {
+        match self.push_entry(&entry) {
             Ok(()) => {
                 self.unsubmitted_ops += 1;
                 let queue = &mut self.queues[queue];
@@ -525,11 +546,10 @@ impl RingLoop {
         completions.clear();
         // Read off the ring while an enter was retried, so posted before the rest.
         completions.append(&mut self.health.stash);
-        completions.extend(
-            self.ring
-                .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
-        );
+        completions.extend(self.ring.completion().map(|cqe| {
+            let cqe: cqueue::Entry = cqe.into();
+            (cqe.user_data(), cqe.result())
+        }));
         for &(data, result) in &completions {
             let key = (data & KEY_MASK) as usize;
             match data >> KIND_SHIFT {

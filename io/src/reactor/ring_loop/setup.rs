@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use io_uring::IoUring;
+use io_uring::{IoUring, Submitter};
+
+use super::EntrySize;
 use log::{debug, warn};
 
 use crate::reactor::iowq::IowqLimits;
@@ -41,8 +43,11 @@ pub(crate) struct IowqPlan {
 /// io_uring_enter: 500-720k/s in the same run. Older kernels get the cooperative mode
 /// (5.19+, no IPI either) or a plain ring. Every ring is built disabled, restricted to
 /// `policy` while it is, and enabled by the reactor thread (its single issuer).
-pub(super) fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<IoUring> {
-    let deferred = IoUring::builder()
+pub(super) fn build_ring<E: EntrySize>(
+    entries: u32,
+    policy: &RingPolicy,
+) -> std::io::Result<IoUring<E::Sqe, E::Cqe>> {
+    let deferred = IoUring::<E::Sqe, E::Cqe>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_taskrun_flag()
@@ -52,7 +57,7 @@ pub(super) fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<I
         Ok(ring) => ring,
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
             debug!("io_uring without DEFER_TASKRUN: {err}");
-            let cooperative = IoUring::builder()
+            let cooperative = IoUring::<E::Sqe, E::Cqe>::builder()
                 .setup_coop_taskrun()
                 .setup_taskrun_flag()
                 .setup_r_disabled()
@@ -61,7 +66,9 @@ pub(super) fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<I
                 Ok(ring) => ring,
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
                     debug!("io_uring without COOP_TASKRUN: {err}");
-                    IoUring::builder().setup_r_disabled().build(entries)?
+                    IoUring::<E::Sqe, E::Cqe>::builder()
+                        .setup_r_disabled()
+                        .build(entries)?
                 }
                 Err(err) => return Err(err),
             }
@@ -83,11 +90,15 @@ pub(super) fn build_ring(entries: u32, policy: &RingPolicy) -> std::io::Result<I
 /// every register operation once it is enabled, so this is the only moment. A kernel that
 /// refuses (before 5.15, a core outside the cpuset) leaves the kernel's choice, with a
 /// warning: the reactor works either way.
-pub(super) fn register_iowq(ring: &IoUring, plan: &IowqPlan, reactor: usize) -> IowqPlan {
+pub(super) fn register_iowq(
+    submitter: &Submitter<'_>,
+    plan: &IowqPlan,
+    reactor: usize,
+) -> IowqPlan {
     let mut in_force = IowqPlan::default();
     if !plan.cores.is_empty() {
-        let placed = crate::reactor::cpu_set(&plan.cores)
-            .and_then(|set| ring.submitter().register_iowq_aff(&set));
+        let placed =
+            crate::reactor::cpu_set(&plan.cores).and_then(|set| submitter.register_iowq_aff(&set));
         match placed {
             Ok(()) => in_force.cores.clone_from(&plan.cores),
             Err(err) => warn!(
@@ -98,7 +109,7 @@ pub(super) fn register_iowq(ring: &IoUring, plan: &IowqPlan, reactor: usize) -> 
     }
     if let Some(limits) = plan.limits {
         let mut max = limits.as_register_arg();
-        match ring.submitter().register_iowq_max_workers(&mut max) {
+        match submitter.register_iowq_max_workers(&mut max) {
             Ok(()) => {
                 // The kernel hands back the limits it replaced.
                 debug!(

@@ -7,9 +7,25 @@ use super::fixed_buffers::FixedBuffers;
 use super::fixed_files::FixedFiles;
 use crate::worker::IoOp;
 
+/// An SQE of either size: a driver command needs the 128-byte kind, which only a ring
+/// built with wide entries takes (see `entries`).
+pub(crate) enum Sqe {
+    Plain(squeue::Entry),
+    Wide(squeue::Entry128),
+}
+
+impl Sqe {
+    pub fn user_data(self, data: u64) -> Self {
+        match self {
+            Sqe::Plain(entry) => Sqe::Plain(entry.user_data(data)),
+            Sqe::Wide(entry) => Sqe::Wide(entry.user_data(data)),
+        }
+    }
+}
+
 /// An op's SQE (its user_data still to be set) and what must outlive it.
 pub(super) struct OpEntry {
-    pub entry: squeue::Entry,
+    pub entry: Sqe,
     /// The op names a slot of the ring's file table.
     pub fixed_file: bool,
     /// The op reads or writes a registered piece of guest RAM.
@@ -116,9 +132,20 @@ pub(super) fn entry_for(op: &IoOp, files: &FixedFiles, buffers: &FixedBuffers) -
             timeout = Some(timespec);
             entry
         }
+        (IoOp::UringCmd { fd, command }, _) => {
+            let entry = on_file!(*fd, |file| opcode::UringCmd80::new(file, command.cmd_op)
+                .cmd(command.bytes)
+                .build());
+            return OpEntry {
+                entry: Sqe::Wide(entry),
+                fixed_file: slot.is_some(),
+                fixed_buffer: false,
+                timeout: None,
+            };
+        }
     };
     OpEntry {
-        entry,
+        entry: Sqe::Plain(entry),
         fixed_file: slot.is_some(),
         fixed_buffer: piece.is_some(),
         timeout,
