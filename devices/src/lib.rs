@@ -5,5 +5,6 @@
 //! plane (`ringvisor-io`) binds their interrupts and queue kicks.
 
 pub mod legacy;
+pub mod nvme;
 pub mod qxl;
 pub mod virtio;

@@ -315,6 +315,12 @@ fn start_reactors(
         on_failure: Some(on_failure),
         submit_batch: config.submit_batch,
         registered_ram,
+        // NVMe passthrough disks' commands need 128-byte SQEs; other machines keep the
+        // plain rings.
+        wide_entries: config
+            .disks
+            .iter()
+            .any(|disk| ringvisor_devices::nvme::is_passthrough_path(&disk.path)),
     };
     Ok(Arc::new(ReactorSet::start_confined(
         &cores,

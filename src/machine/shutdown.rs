@@ -88,11 +88,15 @@ impl OrderlyShutdown {
             std::thread::sleep(Duration::from_millis(1));
         }
         // fdatasync acts on the file, so a descriptor of our own flushes what the
-        // devices wrote through theirs (and the disk's write cache below).
+        // devices wrote through theirs (and the disk's write cache below); an NVMe
+        // namespace served by passthrough gets an NVMe Flush instead.
         for path in &self.disk_paths {
-            File::open(path)
-                .and_then(|file| file.sync_data())
-                .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
+            if ringvisor_devices::nvme::is_passthrough_path(path) {
+                ringvisor_devices::nvme::flush_namespace(path)
+            } else {
+                File::open(path).and_then(|file| file.sync_data())
+            }
+            .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
         }
         info!(
             "orderly shutdown: {} disk(s) flushed, {waited_for} request(s) drained",

@@ -24,14 +24,17 @@ pub fn serving_reactor(device_type: u32) -> ThreadKind {
 pub fn ring_ops(kind: ThreadKind) -> Option<&'static [OpKind]> {
     match kind {
         // virtio-blk and virtio-scsi: reads, writes, flushes, discard and write-zeroes
-        // (fallocate), and the delay a SCSI task-management request waits with; virtio-net:
-        // frames read from and written to the TAP, and the delay of a TAP that is gone.
+        // (fallocate), and the delay a SCSI task-management request waits with; a
+        // virtio-blk disk on an NVMe namespace: its NVMe commands (driver commands, which
+        // act only on the descriptors the ring is given); virtio-net: frames read from
+        // and written to the TAP, and the delay of a TAP that is gone.
         ThreadKind::HotReactor => Some(&[
             OpKind::Read,
             OpKind::Write,
             OpKind::Flush,
             OpKind::Fallocate,
             OpKind::Delay,
+            OpKind::UringCmd,
         ]),
         // virtio-console: its backends' reads and writes, accepting a socket client, polling
         // a FIFO, retry delays; the balloon's statistics timer (a delay); virtio-input's
@@ -77,5 +80,6 @@ mod tests {
         let low = ring_policy(ThreadKind::LowPriorityReactor);
         assert!(!hot.allows(OpKind::Accept) && !hot.allows(OpKind::Poll));
         assert!(!low.allows(OpKind::Flush) && !low.allows(OpKind::Fallocate));
+        assert!(hot.allows(OpKind::UringCmd) && !low.allows(OpKind::UringCmd));
     }
 }

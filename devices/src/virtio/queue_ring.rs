@@ -206,6 +206,10 @@ impl<T> InFlightTable<T> {
         index as u64
     }
 
+    pub fn get(&self, tag: u64) -> Option<&T> {
+        self.slots.get(usize::try_from(tag).ok()?)?.as_ref()
+    }
+
     pub fn get_mut(&mut self, tag: u64) -> Option<&mut T> {
         self.slots.get_mut(usize::try_from(tag).ok()?)?.as_mut()
     }

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use ringvisor_io::QueueWorker;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ,
@@ -29,6 +29,7 @@ use super::{
     ActivateError, GuestMemory, QueueWorkers, VirtioDevice, VIRTIO_F_RING_EVENT_IDX,
     VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
+use crate::nvme::{is_passthrough_path, Namespace, NamespaceError};
 use request::Disk;
 pub use worker::{BlockQueueStats, BlockQueueWorker};
 
@@ -80,6 +81,8 @@ pub enum BlockError {
     QueueCount { path: PathBuf, queues: u16 },
     #[error("disk {path}: serial {serial:?} is longer than 20 bytes")]
     SerialTooLong { path: PathBuf, serial: String },
+    #[error(transparent)]
+    Nvme(#[from] NamespaceError),
 }
 
 /// A virtio-blk device.
@@ -112,8 +115,35 @@ impl BlockDevice {
             }
         }
 
-        let (file, direct) = open_backing(&path, config.read_only, config.direct)?;
-        let bytes = backing_size(&file, &path)?;
+        // A character device is an NVMe namespace's generic device: passthrough.
+        let (file, direct, nvme) = if is_passthrough_path(&path) {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(!config.read_only)
+                .open(&path)
+                .map_err(|source| BackingError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            let namespace = Namespace::identify(&file, &path)?;
+            info!(
+                "disk {}: NVMe passthrough to namespace {}, {} blocks of {} bytes, \
+                 {} KiB per command",
+                path.display(),
+                namespace.nsid,
+                namespace.blocks,
+                namespace.block_size(),
+                namespace.max_transfer >> 10
+            );
+            (file, false, Some(namespace))
+        } else {
+            let (file, direct) = open_backing(&path, config.read_only, config.direct)?;
+            (file, direct, None)
+        };
+        let bytes = match &nvme {
+            Some(namespace) => namespace.bytes(),
+            None => backing_size(&file, &path)?,
+        };
         if bytes < SECTOR_SIZE {
             return Err(BlockError::TooSmall { path, bytes });
         }
@@ -130,10 +160,11 @@ impl BlockDevice {
             read_only: config.read_only,
             direct,
             id,
+            nvme,
         };
         Ok(Self {
-            features: features(config.read_only, config.queues),
-            config_space: config_space(disk.capacity, config.queues),
+            features: features(config.read_only, config.queues, nvme.as_ref()),
+            config_space: config_space(disk.capacity, config.queues, nvme.as_ref()),
             path,
             file: Arc::new(file),
             disk,
@@ -155,9 +186,15 @@ impl BlockDevice {
         self.disk.read_only
     }
 
-    /// Whether I/O bypasses the host page cache (O_DIRECT was asked for and accepted).
+    /// Whether I/O bypasses the host page cache (O_DIRECT was asked for and accepted,
+    /// or the disk is an NVMe namespace served by passthrough).
     pub fn direct(&self) -> bool {
-        self.disk.direct
+        self.disk.direct || self.disk.nvme.is_some()
+    }
+
+    /// The NVMe namespace the disk passes its requests to, when it is one.
+    pub fn nvme_namespace(&self) -> Option<&Namespace> {
+        self.disk.nvme.as_ref()
     }
 
     pub fn num_queues(&self) -> u16 {
@@ -170,7 +207,7 @@ impl BlockDevice {
     }
 }
 
-fn features(read_only: bool, queues: u16) -> u64 {
+fn features(read_only: bool, queues: u16, nvme: Option<&Namespace>) -> u64 {
     let bit = |b: u32| 1u64 << b;
     let mut features = VIRTIO_F_VERSION_1
         | VIRTIO_F_RING_INDIRECT_DESC
@@ -186,13 +223,21 @@ fn features(read_only: bool, queues: u16) -> u64 {
     if read_only {
         features |= bit(VIRTIO_BLK_F_RO);
     } else {
-        features |= bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
+        // A namespace offers what its controller supports (ONCS).
+        if nvme.is_none_or(|ns| ns.dataset_management) {
+            features |= bit(VIRTIO_BLK_F_DISCARD);
+        }
+        if nvme.is_none_or(|ns| ns.write_zeroes) {
+            features |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
+        }
     }
     features
 }
 
-/// `struct virtio_blk_config`, little-endian, laid out by offset.
-fn config_space(capacity: u64, queues: u16) -> [u8; CONFIG_LEN] {
+/// `struct virtio_blk_config`, little-endian, laid out by offset. A namespace's logical
+/// block size becomes the disk's (blk_size, and the discard alignment).
+fn config_space(capacity: u64, queues: u16, nvme: Option<&Namespace>) -> [u8; CONFIG_LEN] {
+    let block_size = nvme.map_or(SECTOR_SIZE as u32, Namespace::block_size);
     let mut c = [0u8; CONFIG_LEN];
     let mut put =
         |offset: usize, bytes: &[u8]| c[offset..offset + bytes.len()].copy_from_slice(bytes);
@@ -200,7 +245,7 @@ fn config_space(capacity: u64, queues: u16) -> [u8; CONFIG_LEN] {
     put(8, &SIZE_MAX.to_le_bytes());
     put(12, &SEG_MAX.to_le_bytes());
     // 16..20: geometry, not offered.
-    put(20, &(SECTOR_SIZE as u32).to_le_bytes());
+    put(20, &block_size.to_le_bytes());
     // Topology: physical_block_exp 0 and alignment_offset 0 (24, 25), min_io_size 1
     // logical block, opt_io_size 0 (no preference).
     put(26, &1u16.to_le_bytes());
@@ -209,7 +254,8 @@ fn config_space(capacity: u64, queues: u16) -> [u8; CONFIG_LEN] {
     put(34, &queues.to_le_bytes());
     put(36, &MAX_DISCARD_SECTORS.to_le_bytes());
     put(40, &1u32.to_le_bytes()); // max_discard_seg
-    put(44, &1u32.to_le_bytes()); // discard_sector_alignment, in 512-byte sectors
+                                  // discard_sector_alignment, in 512-byte sectors
+    put(44, &(block_size >> SECTOR_SHIFT).to_le_bytes());
     put(48, &MAX_WRITE_ZEROES_SECTORS.to_le_bytes());
     put(52, &1u32.to_le_bytes()); // max_write_zeroes_seg
     c[56] = 1; // write_zeroes_may_unmap: UNMAP write-zeroes punch holes

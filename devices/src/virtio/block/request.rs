@@ -13,6 +13,7 @@ use virtio_bindings::virtio_blk::{
 use vm_memory::GuestAddress;
 
 use super::{MAX_DISCARD_SECTORS, MAX_WRITE_ZEROES_SECTORS, SECTOR_SHIFT};
+use crate::nvme::{command as nvme, Namespace};
 use crate::virtio::chain::{iovecs, read_stream, write_stream, ChainError, ChainLayout};
 use crate::virtio::GuestMemory;
 
@@ -40,6 +41,9 @@ pub(crate) struct Disk {
     pub direct: bool,
     /// GET_ID answer: the serial, NUL padded.
     pub id: [u8; VIRTIO_BLK_ID_BYTES as usize],
+    /// `fd` is an NVMe namespace's generic device: requests become NVMe commands, on
+    /// whole logical blocks.
+    pub nvme: Option<Namespace>,
 }
 
 /// Why a chain or request is refused. Only logged (at debug level) and counted: the guest
@@ -70,6 +74,8 @@ pub(crate) enum RequestError {
     TooManySegments,
     #[error("discard/write-zeroes flags {0:#x} not supported")]
     UnsupportedFlags(u32),
+    #[error("byte range {offset}+{len} is not on whole {block}-byte blocks")]
+    UnalignedBlock { offset: u64, len: u64, block: u32 },
 }
 
 impl RequestError {
@@ -100,11 +106,13 @@ pub(crate) enum RequestKind {
 /// A parsed chain.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The request needs `op`; once it completes, the status goes to `status` and the used
-    /// entry reports `data_len` bytes plus the status byte for reads, just the status byte
+    /// The request needs `op`, and `more` with it (the commands a passthrough request is
+    /// split into); once all complete, the status goes to `status` and the used entry
+    /// reports `data_len` bytes plus the status byte for reads, just the status byte
     /// otherwise.
     Submit {
         op: IoOp,
+        more: Vec<IoOp>,
         kind: RequestKind,
         status: GuestAddress,
         data_len: u32,
@@ -203,8 +211,13 @@ fn parse_typed(
             if disk.read_only {
                 return Ok(Outcome::ok(RequestKind::Flush, status, 1));
             }
+            let op = match &disk.nvme {
+                Some(ns) => nvme::flush(ns, disk.fd),
+                None => IoOp::Flush { fd: disk.fd },
+            };
             Ok(Outcome::Submit {
-                op: IoOp::Flush { fd: disk.fd },
+                op,
+                more: Vec::new(),
                 kind: RequestKind::Flush,
                 status,
                 data_len: 0,
@@ -259,13 +272,20 @@ fn parse_transfer(
     }
     let iovecs = iovecs(mem, segments, skip, data, disk.direct).map_err(|e| fail(e.into()))?;
     let fd = disk.fd;
-    let op = if reads {
-        IoOp::Read { fd, offset, iovecs }
-    } else {
-        IoOp::Write { fd, offset, iovecs }
+    let (op, more) = match &disk.nvme {
+        Some(ns) => {
+            check_blocks(ns, offset, data).map_err(fail)?;
+            match first_and_rest(nvme::transfer(ns, fd, !reads, offset, &iovecs)) {
+                Some(ops) => ops,
+                None => return Ok(Outcome::ok(kind, status, 1)),
+            }
+        }
+        None if reads => (IoOp::Read { fd, offset, iovecs }, Vec::new()),
+        None => (IoOp::Write { fd, offset, iovecs }, Vec::new()),
     };
     Ok(Outcome::Submit {
         op,
+        more,
         kind,
         status,
         data_len,
@@ -281,6 +301,26 @@ fn check_transfer(disk: &Disk, sector: u64, len: u64) -> Result<u64, RequestErro
         return Err(RequestError::TooLarge(len));
     }
     check_range(disk, sector, len >> SECTOR_SHIFT)
+}
+
+/// Checks that a passthrough request covers whole logical blocks of its namespace.
+fn check_blocks(ns: &Namespace, offset: u64, len: u64) -> Result<(), RequestError> {
+    let mask = u64::from(ns.block_size()) - 1;
+    if (offset | len) & mask != 0 {
+        return Err(RequestError::UnalignedBlock {
+            offset,
+            len,
+            block: ns.block_size(),
+        });
+    }
+    Ok(())
+}
+
+/// The first op of a list and the rest; `None` for an empty list.
+fn first_and_rest(ops: Vec<IoOp>) -> Option<(IoOp, Vec<IoOp>)> {
+    let mut ops = ops.into_iter();
+    let first = ops.next()?;
+    Some((first, ops.collect()))
 }
 
 /// Checks that `count` sectors at `sector` lie on the disk; returns the byte offset.
@@ -345,6 +385,25 @@ fn parse_discard(
     if count == 0 {
         return Ok(Outcome::ok(kind, status, 1));
     }
+    let len = count << SECTOR_SHIFT;
+    if let Some(ns) = &disk.nvme {
+        check_blocks(ns, offset, len).map_err(fail)?;
+        let (op, more) = if discard {
+            (nvme::discard(ns, disk.fd, offset, len), Vec::new())
+        } else {
+            match first_and_rest(nvme::write_zeroes(ns, disk.fd, offset, len, unmap)) {
+                Some(ops) => ops,
+                None => return Ok(Outcome::ok(kind, status, 1)),
+            }
+        };
+        return Ok(Outcome::Submit {
+            op,
+            more,
+            kind,
+            status,
+            data_len: 0,
+        });
+    }
     // A punched hole reads back as zeros, so it serves write-zeroes with UNMAP too
     // (write_zeroes_may_unmap = 1). KEEP_SIZE: the disk never shrinks or grows.
     let mode = if discard || unmap {
@@ -357,8 +416,9 @@ fn parse_discard(
             fd: disk.fd,
             mode,
             offset,
-            len: count << SECTOR_SHIFT,
+            len,
         },
+        more: Vec::new(),
         kind,
         status,
         data_len: 0,
@@ -385,6 +445,7 @@ mod tests {
             read_only: false,
             direct: false,
             id: [0; 20],
+            nvme: None,
         };
         assert_eq!(check_range(&disk, 7, 1), Ok(7 << 9));
         assert!(check_range(&disk, 8, 1).is_err());

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use log::{debug, warn};
 use ringvisor_io::{IoBatch, QueueFault, QueueWorker};
-use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 
-use super::request::{self, Disk, Outcome, RequestError, RequestKind};
+use super::request::{
+    self, Disk, Outcome, RequestError, RequestKind, STATUS_IOERR, STATUS_OK, STATUS_UNSUPP,
+};
 use super::QUEUE_MAX_SIZE;
+use crate::nvme::command as nvme;
 use crate::virtio::chain::{ChainError, ChainLayout};
 use crate::virtio::queue_ring::{forward_to_ring, InFlightTable, QueueRing};
 use crate::virtio::GuestMemory;
@@ -32,6 +34,9 @@ pub struct BlockQueueStats {
     pub unaligned_direct: u64,
     /// Host I/O that failed or transferred less than asked.
     pub io_errors: u64,
+    /// NVMe commands a passthrough disk's requests became (a request larger than the
+    /// controller's transfer limit is several).
+    pub nvme_commands: u64,
 }
 
 impl BlockQueueStats {
@@ -56,6 +61,10 @@ struct InFlight {
     status: GuestAddress,
     kind: RequestKind,
     data_len: u32,
+    /// Ops still in flight (a passthrough request may be several commands).
+    ops_left: usize,
+    /// The status of the first op that failed.
+    failure: Option<u8>,
 }
 
 /// Serves one request queue of a [`super::BlockDevice`].
@@ -108,6 +117,7 @@ impl BlockQueueWorker {
         match outcome {
             Outcome::Submit {
                 op,
+                more,
                 kind,
                 status,
                 data_len,
@@ -119,13 +129,21 @@ impl BlockQueueWorker {
                     return Err(self.ring.fault("more chains in flight than the queue size"));
                 }
                 self.stats.count(kind);
+                if self.disk.nvme.is_some() {
+                    self.stats.nvme_commands += 1 + more.len() as u64;
+                }
                 let tag = self.in_flight.insert(InFlight {
                     head,
                     status,
                     kind,
                     data_len,
+                    ops_left: 1 + more.len(),
+                    failure: None,
                 });
                 batch.push(tag, op);
+                for op in more {
+                    batch.push(tag, op);
+                }
                 Ok(())
             }
             Outcome::Complete {
@@ -150,6 +168,27 @@ impl BlockQueueWorker {
                 self.ring.add_used(head, used_len)
             }
         }
+    }
+
+    /// The status an op's `result` gives its request, `None` when it succeeded.
+    fn op_failure(&self, tag: u64, result: i32) -> Option<u8> {
+        if self.disk.nvme.is_some() {
+            return match nvme::completion(result) {
+                nvme::Completion::Ok => None,
+                nvme::Completion::Unsupported => Some(STATUS_UNSUPP),
+                nvme::Completion::Failed => Some(STATUS_IOERR),
+            };
+        }
+        let transferred = u32::try_from(result).ok();
+        let ok = match self.in_flight.get(tag) {
+            // A short transfer is reported as an error rather than resubmitted: it only
+            // happens when the image shrank under us or the host device failed part way.
+            Some(request) if matches!(request.kind, RequestKind::Read | RequestKind::Write) => {
+                transferred == Some(request.data_len)
+            }
+            _ => transferred.is_some(),
+        };
+        (!ok).then_some(STATUS_IOERR)
     }
 
     fn write_status(&self, status: GuestAddress, code: u8) {
@@ -180,48 +219,42 @@ impl QueueWorker for BlockQueueWorker {
     }
 
     fn complete(&mut self, tag: u64, result: i32, _batch: &mut IoBatch) -> Result<(), QueueFault> {
-        let Some(request) = self.in_flight.remove(tag) else {
-            warn!(
-                "virtio-blk queue {}: completion for unknown tag {tag}",
-                self.index()
-            );
+        let failure = self.op_failure(tag, result);
+        let index = self.index();
+        let Some(request) = self.in_flight.get_mut(tag) else {
+            warn!("virtio-blk queue {index}: completion for unknown tag {tag}");
             return Ok(());
         };
-        let transferred = u32::try_from(result).ok();
-        let ok = match request.kind {
-            // A short transfer is reported as an error rather than resubmitted: it only
-            // happens when the image shrank under us or the host device failed part way.
-            RequestKind::Read | RequestKind::Write => transferred == Some(request.data_len),
-            _ => transferred.is_some(),
-        };
-        let used_len = if ok {
-            match request.kind {
-                RequestKind::Read => {
-                    self.stats.bytes_read += u64::from(request.data_len);
-                    request.data_len.saturating_add(1)
-                }
-                RequestKind::Write => {
-                    self.stats.bytes_written += u64::from(request.data_len);
-                    1
-                }
-                _ => 1,
-            }
-        } else {
+        if let Some(code) = failure {
             debug!(
-                "virtio-blk queue {}: {:?} of {} bytes failed: {result}",
-                self.index(),
-                request.kind,
-                request.data_len
+                "virtio-blk queue {index}: {:?} of {} bytes failed: {result}",
+                request.kind, request.data_len
             );
-            self.stats.io_errors += 1;
-            1
+            request.failure.get_or_insert(code);
+        }
+        request.ops_left = request.ops_left.saturating_sub(1);
+        if request.ops_left > 0 {
+            return Ok(());
+        }
+        let Some(request) = self.in_flight.remove(tag) else {
+            return Ok(());
         };
-        let code = if ok {
-            VIRTIO_BLK_S_OK
-        } else {
-            VIRTIO_BLK_S_IOERR
+        let used_len = match (request.failure, request.kind) {
+            (Some(_), _) => {
+                self.stats.io_errors += 1;
+                1
+            }
+            (None, RequestKind::Read) => {
+                self.stats.bytes_read += u64::from(request.data_len);
+                request.data_len.saturating_add(1)
+            }
+            (None, RequestKind::Write) => {
+                self.stats.bytes_written += u64::from(request.data_len);
+                1
+            }
+            (None, _) => 1,
         };
-        self.write_status(request.status, code as u8);
+        self.write_status(request.status, request.failure.unwrap_or(STATUS_OK));
         self.ring.add_used(request.head, used_len)
     }
 
@@ -246,6 +279,7 @@ impl QueueWorker for BlockQueueWorker {
             ("bytes_written", s.bytes_written),
             ("refused", s.refused),
             ("io_errors", s.io_errors),
+            ("nvme_commands", s.nvme_commands),
         ]
     }
 }
