@@ -110,3 +110,8 @@ registered_ram() {
   fixed_ops=$(echo "$flat" | grep -o '"fixed_buffer_ops":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
   echo "fixed_buffers=$pieces fixed_buffer_ops=$fixed_ops"
 }
+
+# stat_sum FILE KEY: the sum of every "KEY":N in a saved `ringvisor ctl stats` document.
+stat_sum() {
+  tr -d ' \n' <"$1" | grep -o "\"$2\":[0-9]*" | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }'
+}

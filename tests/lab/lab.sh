@@ -17,6 +17,8 @@
 #              [--pidfile FILE]     L1's QEMU writes its pid there (a caller that stops
 #                                   the run early ends QEMU with it)
 #              [--l1-cpus N]        L1's vCPUs (default 1, RINGVISOR_LAB_L1_CPUS)
+#              [--nvme MIB]         an emulated NVMe namespace of MIB MiB for L1
+#                                   (/dev/nvme0n1, generic device /dev/ng0n1)
 #   lab.sh kernels                   print the L1 and L2 kernels and QEMUs in use
 #   lab.sh debian-root               build (or reuse) the Debian root image, print its path
 #   lab.sh ledger FILE               summarise the runs logged to $RINGVISOR_LAB_LEDGER;
@@ -43,7 +45,7 @@ HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils
 # which bench/tests/fio_suite_lab.rs runs): a browser is no part of the lab.
 REPORT_PACKAGES=(chromium)
 # Packages whose files end up in the images: their versions are part of the cache key.
-IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils)
+IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils util-linux)
 
 # Which L1 the lab runs (tests/lab/README.md has the loss rates measured for each):
 #   new  QEMU 10.0 as L1's software CPU, L1 kernel 6.12 (bookworm-backports)
@@ -108,7 +110,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -250,6 +252,8 @@ build_l2() {
   install_modules "$root" "$CACHE/roots/l2-kernel" "$kver" "${L2_MODULES[@]}"
   copy_with_libs "$root" /usr/bin/fio /usr/bin/fio
   copy_with_libs "$root" /usr/bin/iperf3 /usr/bin/iperf3
+  # util-linux's blkdiscard, beside busybox's: only it zeroes (-z, a virtio WRITE_ZEROES).
+  copy_with_libs "$root" /sbin/blkdiscard /opt/util-linux/blkdiscard
   # busybox acpid runs /etc/acpi/PWRF/00000080 when the power button is pressed.
   install -D -m 0755 "$LAB_DIR/l2-power-button.sh" "$root/etc/acpi/PWRF/00000080"
   mkdir -p "$root/l2-tests"
@@ -340,6 +344,7 @@ cmd_images() {
 
 cmd_run() {
   local scenario="" vmm="" timeout_s=600 extras=() e src dest stdin=/dev/null collect=() pidfile=()
+  local nvme_mib="" nvme=()
   while [ $# -gt 0 ]; do
     case $1 in
       # The terminal goes to L1's serial console, and from there to the VMM's.
@@ -351,6 +356,9 @@ cmd_run() {
       --collect) collect=(-drive "file=${2:?--collect needs a file},format=raw,if=virtio" ${collect[@]+"${collect[@]}"}); shift 2 ;;
       --disk) collect+=(-drive "file=${2:?--disk needs a file},format=raw,if=virtio"); shift 2 ;;
       --pidfile) pidfile=(-pidfile "${2:?--pidfile needs a file}"); shift 2 ;;
+      # An emulated NVMe controller for L1 with one namespace of MIB MiB (a sparse file
+      # of the run's own): /dev/nvme0n1 and its generic device /dev/ng0n1 in L1.
+      --nvme) nvme_mib=${2:?--nvme needs a size in MiB}; shift 2 ;;
       --l1-cpus) LAB_L1_CPUS=${2:?--l1-cpus needs a count}; shift 2 ;;
       *) usage ;;
     esac
@@ -360,6 +368,8 @@ cmd_run() {
   [ -z "$vmm" ] || [ -x "$vmm" ] || die "VMM binary not executable: $vmm"
   case $timeout_s in '' | *[!0-9]*) die "--timeout wants whole seconds" ;; esac
   case $LAB_L1_CPUS in [1-9]) ;; *) die "--l1-cpus wants a count of 1 to 9" ;; esac
+  case $nvme_mib in '' | [1-9] | [1-9][0-9] | [1-9][0-9][0-9] | [1-9][0-9][0-9][0-9]) ;;
+    *) die "--nvme wants a size of 1 to 9999 MiB" ;; esac
 
   cmd_images
   local workdir root start rc
@@ -367,6 +377,13 @@ cmd_run() {
   # shellcheck disable=SC2064 # expand $workdir now: it is local to this function
   trap "rm -rf '$workdir'" EXIT
   root=$workdir/root
+  if [ -n "$nvme_mib" ]; then
+    truncate -s "${nvme_mib}M" "$workdir/nvme.img"
+    # discard=unmap: the namespace deallocates (punches holes) when told to, so
+    # deallocated blocks read back as zeros, as its Identify data says (DLFEAT).
+    nvme=(-drive "file=$workdir/nvme.img,format=raw,if=none,id=lab-nvme,discard=unmap"
+      -device "nvme,serial=ringvisor-lab,drive=lab-nvme")
+  fi
 
   # The per-run archive: small, so a new VMM build costs seconds, not an image rebuild.
   mkdir -p "$root"
@@ -437,7 +454,8 @@ cmd_run() {
     -accel "tcg,thread=$LAB_TCG_THREAD" -cpu EPYC,+svm,+npt,-xsave -smp "$LAB_L1_CPUS" -m 3072 \
     -d cpu_reset -D "$workdir/l1-resets.log" \
     -display none -serial mon:stdio "${kernel_log[@]}" \
-    -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${pidfile[@]+"${pidfile[@]}"} \
+    -no-reboot -nic none ${collect[@]+"${collect[@]}"} ${nvme[@]+"${nvme[@]}"} \
+    ${pidfile[@]+"${pidfile[@]}"} \
     -kernel "$L1_KERNEL" -initrd "$workdir/initrd.cpio.gz" \
     -append "console=ttyS1 panic=-1 tsc=reliable" <"$stdin" 2>"$workdir/qemu.err" |
     sed -u -e 's/\r//g' -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
