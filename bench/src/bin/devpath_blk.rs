@@ -75,6 +75,10 @@ struct Args {
     /// allowed cores, drivers on the first), as --reactor-cores and --cpus affinity do.
     #[arg(long)]
     pin: bool,
+    /// Also print every row as "devpath-sample LABEL JOB/METRIC VALUE" lines on stdout
+    /// (fio's side as fio-LABEL), for comparisons in rounds (the lab's nvme-compare).
+    #[arg(long)]
+    sample_label: Option<String>,
     /// Offset PRNG seed (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -218,6 +222,11 @@ fn run(args: Args) -> Result<(), String> {
                     fio: fio.clone(),
                 };
                 eprintln!("{}", row.markdown());
+                if let Some(label) = &args.sample_label {
+                    for line in row.sample_lines(label) {
+                        println!("{line}");
+                    }
+                }
                 rows.push(row);
             }
         }

@@ -18,6 +18,9 @@ pub struct FioResult {
     pub clat_p50_ns: f64,
     pub clat_p99_ns: f64,
     pub clat_p999_ns: f64,
+    /// fio's own CPU time (user + system, all its threads) per I/O, in nanoseconds;
+    /// `None` where its JSON has no usage figures.
+    pub cpu_ns_per_io: Option<f64>,
 }
 
 /// The fio arguments for `job` with one job clone per reactor, each on its own region of
@@ -31,11 +34,19 @@ pub fn args(
     run: Duration,
 ) -> Vec<String> {
     let region = Region::split(file_bytes, clones, 0, job.block_size);
-    vec![
+    // An NVMe namespace's generic device: NVMe commands through io_uring, as ringvisor
+    // passes its requests on (fio 3.31+).
+    let engine: [String; 2] = if ringvisor_devices::nvme::is_passthrough_path(file) {
+        ["--ioengine=io_uring_cmd".into(), "--cmd_type=nvme".into()]
+    } else {
+        ["--ioengine=io_uring".into(), "--direct=1".into()]
+    };
+    let mut args = vec![
         "--name=devpath".into(),
         format!("--filename={}", file.display()),
-        "--ioengine=io_uring".into(),
-        "--direct=1".into(),
+    ];
+    args.extend(engine);
+    args.extend([
         format!("--rw={}", job.fio_rw()),
         format!("--bs={}", job.block_size),
         format!("--iodepth={}", job.depth),
@@ -49,7 +60,8 @@ pub fn args(
         format!("--runtime={}ms", run.as_millis()),
         "--time_based".into(),
         "--output-format=json".into(),
-    ]
+    ]);
+    args
 }
 
 /// Runs `fio` with `args`; returns the parsed result and fio's JSON output.
@@ -84,8 +96,15 @@ pub fn parse(json: &str) -> Result<FioResult, String> {
             .and_then(Value::as_f64)
             .ok_or_else(|| format!("fio JSON: no number at jobs[0]{pointer}"))
     };
+    let iops = number("/read/iops")?;
+    // usr_cpu and sys_cpu are percentages of one CPU over the measured run.
+    let cpu_ns_per_io = match (number("/usr_cpu"), number("/sys_cpu")) {
+        (Ok(user), Ok(system)) if iops > 0.0 => Some((user + system) / 100.0 * 1e9 / iops),
+        _ => None,
+    };
     Ok(FioResult {
-        iops: number("/read/iops")?,
+        iops,
+        cpu_ns_per_io,
         bytes_per_second: number("/read/bw_bytes")?,
         clat_p50_ns: number("/read/clat_ns/percentile/50.000000")?,
         clat_p99_ns: number("/read/clat_ns/percentile/99.000000")?,
@@ -100,6 +119,7 @@ mod tests {
     #[test]
     fn the_read_side_of_fio_json_is_extracted() {
         let json = r#"{"fio version": "fio-3.33", "jobs": [{"jobname": "devpath", "error": 0,
+            "usr_cpu": 20.0, "sys_cpu": 30.25,
             "read": {"io_bytes": 1, "bw_bytes": 409600, "iops": 100.5,
               "clat_ns": {"mean": 1.0, "percentile": {"1.000000": 10, "50.000000": 2000,
                 "99.000000": 9000, "99.900000": 15000}}},
@@ -112,6 +132,7 @@ mod tests {
                 clat_p50_ns: 2000.0,
                 clat_p99_ns: 9000.0,
                 clat_p999_ns: 15000.0,
+                cpu_ns_per_io: Some(0.5025 * 1e9 / 100.5),
             }
         );
         assert!(parse(r#"{"jobs": [{"error": 5, "read": {}}]}"#).is_err());

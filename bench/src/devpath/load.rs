@@ -328,6 +328,7 @@ fn reactor_options(config: &LoadConfig) -> ringvisor_io::ReactorOptions {
     ringvisor_io::ReactorOptions {
         poll: config.poll,
         submit_batch: Some(config.submit_batch),
+        wide_entries: ringvisor_devices::nvme::is_passthrough_path(&config.file),
         ..Default::default()
     }
 }

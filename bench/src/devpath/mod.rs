@@ -172,7 +172,14 @@ pub fn prepare_file(path: &Path, bytes: u64) -> Result<(), String> {
 
 /// The size of a file or block device.
 pub fn file_size(path: &Path) -> Result<u64, String> {
+    use ringvisor_devices::nvme::{is_passthrough_path, Namespace};
     use std::io::{Seek, SeekFrom};
+    if is_passthrough_path(path) {
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Namespace::identify(&file, path)
+            .map(|namespace| namespace.bytes())
+            .map_err(|e| e.to_string());
+    }
     File::open(path)
         .and_then(|mut f| f.seek(SeekFrom::End(0)))
         .map_err(|e| format!("{}: {e}", path.display()))

@@ -34,6 +34,50 @@ impl Row {
         quantile_ns(&self.ringvisor.latency_ns, q)
     }
 
+    /// The row as "devpath-sample SIDE JOB/METRIC VALUE" lines, ringvisor's side named
+    /// `label` and fio's `fio-<label>`, for a comparison of rounds (`lab-compare` reads
+    /// them once a round number is put in front).
+    pub fn sample_lines(&self, label: &str) -> Vec<String> {
+        let rv = &self.ringvisor;
+        let job = self.job.name;
+        let mut lines = vec![
+            format!("devpath-sample {label} {job}/iops {:.0}", rv.iops()),
+            format!(
+                "devpath-sample {label} {job}/p50_us {:.1}",
+                self.rv_ns(0.5) / 1e3
+            ),
+            format!(
+                "devpath-sample {label} {job}/p99_us {:.1}",
+                self.rv_ns(0.99) / 1e3
+            ),
+            format!(
+                "devpath-sample {label} {job}/cpu_us_per_io {:.2}",
+                (rv.reactors.cpu_ns_per_request() + rv.reactors.iowq_cpu_ns_per_request()) / 1e3
+            ),
+        ];
+        if let Some(fio) = &self.fio {
+            lines.push(format!(
+                "devpath-sample fio-{label} {job}/iops {:.0}",
+                fio.iops
+            ));
+            lines.push(format!(
+                "devpath-sample fio-{label} {job}/p50_us {:.1}",
+                fio.clat_p50_ns / 1e3
+            ));
+            lines.push(format!(
+                "devpath-sample fio-{label} {job}/p99_us {:.1}",
+                fio.clat_p99_ns / 1e3
+            ));
+            if let Some(cpu) = fio.cpu_ns_per_io {
+                lines.push(format!(
+                    "devpath-sample fio-{label} {job}/cpu_us_per_io {:.2}",
+                    cpu / 1e3
+                ));
+            }
+        }
+        lines
+    }
+
     /// The comparison table's row.
     pub fn markdown(&self) -> String {
         let rv = &self.ringvisor;
