@@ -133,7 +133,9 @@ pub struct RunArgs {
     /// A virtio-blk disk backed by a raw file or block device; repeat for more disks.
     /// path=FILE[,readonly=on][,direct=on|off][,queues=N][,serial=ID]: direct (O_DIRECT,
     /// the default) falls back to the page cache with a warning where the file system
-    /// refuses it; queues (1..=64) are spread over the I/O reactors.
+    /// refuses it; queues (1..=64) are spread over the I/O reactors. An NVMe namespace's
+    /// generic device (path=/dev/ngXnY) is served by NVMe passthrough: requests go to
+    /// the controller as NVMe commands through io_uring, with no host block layer.
     #[arg(long = "disk", value_name = "OPTIONS", value_parser = parse_disk)]
     pub disks: Vec<DiskSpec>,
 

@@ -30,11 +30,13 @@ lab_early_init() {
 # lab_load_modules LEVEL: busybox insmod resolves no dependencies, so /etc/lab/modules
 # lists the closure of the wanted drivers with dependencies first. A failure is reported,
 # not fatal, so one broken driver does not hide the facts about the others. Parameters
-# for a module come from /etc/lab/module-params ("NAME param=value ..." lines; busybox
-# insmod does not read them from the kernel command line as modprobe would).
+# for a module come from /etc/lab/module-params ("NAME param=value ..." lines) and, as
+# modprobe would take them, from the kernel command line's NAME.param=value words
+# (busybox insmod reads neither itself).
 lab_load_modules() {
   while read -r path name; do
     params=$(awk -v m="$name" '$1 == m { $1 = ""; print }' /etc/lab/module-params 2>/dev/null)
+    params="$params $(tr ' ' '\n' </proc/cmdline | sed -n "s/^$name\.//p" | tr '\n' ' ')"
     # shellcheck disable=SC2086 # the parameters are words
     insmod "$path" $params || echo "$1: insmod-failed $name"
   done </etc/lab/modules

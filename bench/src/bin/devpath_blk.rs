@@ -75,7 +75,7 @@ struct Args {
     /// allowed cores, drivers on the first), as --reactor-cores and --cpus affinity do.
     #[arg(long)]
     pin: bool,
-    /// Also print every row as "devpath-sample LABEL JOB/METRIC VALUE" lines on stdout
+    /// Also print every row as "devpath-sample rv-LABEL JOB/METRIC VALUE" lines on stdout
     /// (fio's side as fio-LABEL), for comparisons in rounds (the lab's nvme-compare).
     #[arg(long)]
     sample_label: Option<String>,

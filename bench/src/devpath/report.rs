@@ -35,8 +35,8 @@ impl Row {
     }
 
     /// The row as "devpath-sample SIDE JOB/METRIC VALUE" lines, ringvisor's side named
-    /// `label` and fio's `fio-<label>`, for a comparison of rounds (`lab-compare` reads
-    /// them once a round number is put in front).
+    /// `rv-<label>` and fio's `fio-<label>`, for a comparison of rounds (`lab-compare`
+    /// reads them once a round number is put in front).
     pub fn sample_lines(&self, label: &str) -> Vec<String> {
         let rv = &self.ringvisor;
         let job = self.job.name;

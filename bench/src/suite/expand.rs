@@ -19,9 +19,10 @@ struct Axes {
     runtime_s: u32,
     ramp_s: u32,
     size: u64,
+    polled: Vec<bool>,
 }
 
-const JOB_KEYS: [&str; 9] = [
+const JOB_KEYS: [&str; 10] = [
     "rw",
     "bs",
     "iodepth",
@@ -31,6 +32,7 @@ const JOB_KEYS: [&str; 9] = [
     "runtime",
     "ramp",
     "size",
+    "polled",
 ];
 
 /// Reads one section's keys, falling back to `[defaults]`, then to built-in defaults.
@@ -194,6 +196,10 @@ impl Axes {
             })?,
             ramp_s: section.scalar("ramp", V::Integer(1), |v| integer(v, MAX_RAMP_S))?,
             size: section.scalar("size", V::String("64M".into()), size)?,
+            polled: section.list("polled", Some(V::Boolean(false)), |v| match v {
+                V::Boolean(b) => Ok(*b),
+                other => Err(format!("{} is not true or false", describe(other))),
+            })?,
         };
         if let Some(&bs) = axes.bs.iter().find(|&&bs| u64::from(bs) > axes.size) {
             return Err(section.err(
@@ -212,6 +218,7 @@ impl Axes {
             self.numjobs.len(),
             self.ioengines.len(),
             self.devices.len(),
+            self.polled.len(),
         ]
         .iter()
         .fold(1usize, |n, &k| n.saturating_mul(k))
@@ -223,7 +230,11 @@ impl Axes {
                 for &iodepth in &self.iodepth {
                     for &numjobs in &self.numjobs {
                         for &ioengine in &self.ioengines {
-                            for &device in &self.devices {
+                            for (&device, &polled) in self
+                                .devices
+                                .iter()
+                                .flat_map(|d| self.polled.iter().map(move |p| (d, p)))
+                            {
                                 let job = JobSpec {
                                     rw,
                                     bs,
@@ -234,9 +245,12 @@ impl Axes {
                                     runtime_s: self.runtime_s,
                                     ramp_s: self.ramp_s,
                                     size: self.size,
+                                    polled,
                                 };
-                                // Files are named by id: the first job with an id wins.
-                                if seen.insert(job.id()) {
+                                // A polled variant exists only where the guest can
+                                // poll (io_uring on blk); files are named by id, the
+                                // first job with an id wins.
+                                if (!polled || job.can_poll()) && seen.insert(job.id()) {
                                     out.push(job);
                                 }
                             }

@@ -37,6 +37,12 @@ iodepth = 32
 rw = "read"
 bs = "1M"
 iodepth = 8
+[[job]]
+rw = "randread"
+bs = "4k"
+iodepth = [1, 32]
+devices = "blk"
+polled = true
 "#;
 
 const FULL: &str = r#"
@@ -168,6 +174,10 @@ pub struct JobSpec {
     pub ramp_s: u32,
     /// Bytes of the device each job clone touches.
     pub size: u64,
+    /// The guest polls for completions (fio `--hipri` on io_uring, served by a virtio-blk
+    /// poll queue: Linux `virtio_blk.poll_queues`) instead of taking interrupts. Only for
+    /// io_uring on blk: virtio-scsi has no poll queues and libaio cannot poll.
+    pub polled: bool,
 }
 
 /// `4096` -> `4k`, `1048576` -> `1m`: short and file-name safe.
@@ -211,13 +221,14 @@ impl JobSpec {
     /// Names the job's files and its rows in every report.
     pub fn id(&self) -> String {
         format!(
-            "{}-{}-qd{}-j{}-{}-{}",
+            "{}-{}-qd{}-j{}-{}-{}{}",
             self.rw.as_str(),
             size_label(u64::from(self.bs)),
             self.iodepth,
             self.numjobs,
             self.ioengine.as_str(),
-            self.device.as_str()
+            self.device.as_str(),
+            if self.polled { "-polled" } else { "" }
         )
     }
 
@@ -237,6 +248,11 @@ impl JobSpec {
             format!("--iodepth={}", self.iodepth),
             format!("--numjobs={}", self.numjobs),
             format!("--ioengine={}", self.ioengine.as_str()),
+        ]);
+        if self.polled {
+            args.push("--hipri".to_string());
+        }
+        args.extend([
             format!("--runtime={}", self.runtime_s),
             format!("--ramp_time={}", self.ramp_s),
             "--time_based".to_string(),
@@ -246,6 +262,11 @@ impl JobSpec {
             "--percentile_list=50:90:99:99.9:99.99".to_string(),
         ]);
         args
+    }
+
+    /// Whether the job's engine and device can poll for completions.
+    pub fn can_poll(&self) -> bool {
+        self.ioengine == IoEngine::IoUring && self.device == Device::Blk
     }
 
     /// Seconds fio runs this job on one target (ramp included, start-up not).
@@ -265,6 +286,7 @@ impl JobSpec {
             "runtime_s": self.runtime_s,
             "ramp_s": self.ramp_s,
             "size": self.size,
+            "polled": self.polled,
         })
     }
 
@@ -297,6 +319,13 @@ impl JobSpec {
             runtime_s: small("runtime_s")?,
             ramp_s: small("ramp_s")?,
             size: number("size")?,
+            // Raw directories written before polled jobs existed have no such key.
+            polled: match value.get("polled") {
+                None => false,
+                Some(polled) => polled
+                    .as_bool()
+                    .ok_or_else(|| bad("polled", "not true or false"))?,
+            },
         };
         spec.check().map_err(|(key, reason)| bad(key, &reason))?;
         Ok(spec)
@@ -335,6 +364,12 @@ impl JobSpec {
             return Err((
                 "size",
                 format!("{} is smaller than the block size {}", self.size, self.bs),
+            ));
+        }
+        if self.polled && !self.can_poll() {
+            return Err((
+                "polled",
+                "a polled job needs ioengine io_uring on device blk".to_string(),
             ));
         }
         Ok(())
@@ -421,13 +456,20 @@ mod tests {
                 "randwrite-4k-qd32-j1-io_uring-scsi",
                 "read-1m-qd8-j1-io_uring-blk",
                 "read-1m-qd8-j1-io_uring-scsi",
+                "randread-4k-qd1-j1-io_uring-blk-polled",
+                "randread-4k-qd32-j1-io_uring-blk-polled",
             ]
         );
         assert!(quick
             .jobs
             .iter()
             .all(|j| j.runtime_s == 3 && j.ramp_s == 1 && j.size == 32 << 20));
-        assert_eq!(quick.estimated_seconds(), 8 * 4);
+        assert_eq!(quick.estimated_seconds(), 10 * 4);
+        let polled = &quick.jobs[8];
+        assert!(polled.fio_args("/dev/vda").contains(&"--hipri".to_string()));
+        assert!(!quick.jobs[0]
+            .fio_args("/dev/vda")
+            .contains(&"--hipri".to_string()));
         assert_eq!(
             Matrix::preset("full", 4).unwrap().jobs.len(),
             5 * 3 * 3 * 2 * 2 * 2
@@ -465,6 +507,13 @@ mod tests {
         assert!(JobSpec::from_json(&broken).is_err());
         assert!(Matrix::from_json(&json!({"jobs": [job.to_json(), job.to_json()]})).is_err());
         assert!(Matrix::from_json(&json!({})).is_err());
+        // Older raw directories have no `polled`; a polled job on scsi is refused.
+        let mut old = job.to_json();
+        old.as_object_mut().unwrap().remove("polled");
+        assert_eq!(JobSpec::from_json(&old).unwrap(), *job);
+        let mut polled_scsi = job.to_json();
+        polled_scsi["polled"] = json!(true);
+        assert!(JobSpec::from_json(&polled_scsi).is_err());
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn known_jobs() -> Vec<JobSpec> {
         device,
         runtime_s: 3,
         ramp_s: 1,
+        polled: false,
         size: 32 << 20,
     };
     vec![

@@ -35,7 +35,8 @@ pub(crate) struct PassthruCmd {
     pub result: u32,
 }
 
-const NVME_IOCTL_TYPE: u32 = 0x4E; // 'N'
+/// The ioctl type of every NVMe ioctl ('N').
+pub(super) const NVME_IOCTL_TYPE: u32 = 0x4E;
 vmm_sys_util::ioctl_iowr_nr!(NVME_URING_CMD_IO, NVME_IOCTL_TYPE, 0x80, PassthruCmd);
 vmm_sys_util::ioctl_iowr_nr!(NVME_URING_CMD_IO_VEC, NVME_IOCTL_TYPE, 0x81, PassthruCmd);
 

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref};
 
-use super::command::PassthruCmd;
+use super::command::{PassthruCmd, NVME_IOCTL_TYPE};
 
-const NVME_IOCTL_TYPE: u32 = 0x4E; // 'N'
 vmm_sys_util::ioctl_io_nr!(NVME_IOCTL_ID, NVME_IOCTL_TYPE, 0x40);
 vmm_sys_util::ioctl_iowr_nr!(NVME_IOCTL_ADMIN_CMD, NVME_IOCTL_TYPE, 0x41, PassthruCmd);
 vmm_sys_util::ioctl_iowr_nr!(NVME_IOCTL_IO_CMD, NVME_IOCTL_TYPE, 0x43, PassthruCmd);

@@ -28,7 +28,7 @@ while [ "$pair" -le "$PAIRS" ]; do
     esac
     echo "L1: begin vmm=rv-$target pair=$pair"
     devpath-blk --file "$dev" --jobs "$JOBS" --reactors 1 --seconds "$SECONDS_PER_SIDE" \
-      --warmup 0.5 --sample-label "rv-$target" --out /tmp/devpath >/tmp/devpath.out 2>/tmp/devpath.err
+      --warmup 0.5 --sample-label "$target" --out /tmp/devpath >/tmp/devpath.out 2>/tmp/devpath.err
     status=$?
     sed -n "s/^devpath-sample /L1: sample pair=$pair /p" /tmp/devpath.out
     [ $status -eq 0 ] || { echo "L1: devpath $target exit=$status"; tail -n 5 /tmp/devpath.err; }
