@@ -5,7 +5,6 @@
 //! The outputs depend on the device only through the traits (`qxl` adapts the device to
 //! them), so they are tested against fakes.
 
-mod inflate;
 pub mod png;
 pub mod qxl;
 pub mod rfb;
@@ -14,9 +13,7 @@ pub mod summary;
 pub mod tiles;
 pub mod vnc;
 mod vnc_session;
-pub mod zlib;
 
-pub use inflate::InflateError;
 pub use png::{decode_png_rgb, encode_png, write_png, PngError};
 pub use rfb_client::{grab_frame, RfbClient, RfbError};
 pub use vnc::VncServer;

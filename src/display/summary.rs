@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use super::zlib::Crc32;
 use super::Frame;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +17,7 @@ pub struct FrameSummary {
 }
 
 pub fn summarize(frame: &Frame) -> FrameSummary {
-    let mut crc = Crc32::new();
+    let mut crc = crc32fast::Hasher::new();
     let mut counts: HashMap<u32, usize> = HashMap::new();
     for pixel in &frame.pixels {
         crc.update(&(pixel & 0x00ff_ffff).to_le_bytes());
@@ -28,7 +27,7 @@ pub fn summarize(frame: &Frame) -> FrameSummary {
     FrameSummary {
         width: frame.width,
         height: frame.height,
-        crc32: crc.finish(),
+        crc32: crc.finalize(),
         distinct_colors: counts.len(),
         foreground_pixels: frame.pixels.len() - background,
     }
