@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 
 use ringvisor::devpath::{
     BlockRig as Rig, Completion, VIRTIO_BLK_S_OK as S_OK, VIRTIO_BLK_T_IN as T_IN,
+    VIRTIO_BLK_T_OUT as T_OUT,
 };
 use ringvisor::memory::MemoryOptions;
 use ringvisor::virtq_driver::Buffer;
@@ -162,5 +163,66 @@ fn a_page_released_like_the_balloon_does_still_receives_the_next_read() {
     );
     let (pieces, fixed, ops) = fixed_counts(&rig);
     assert_eq!((pieces, fixed, ops), (1, 2, 3));
+    rig.shutdown().unwrap();
+}
+
+/// Whether this kernel has IORING_OP_READV_FIXED and WRITEV_FIXED (Linux 6.15+).
+fn kernel_has_vectored_fixed() -> bool {
+    let ring = io_uring::IoUring::new(2).unwrap();
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).unwrap();
+    probe.is_supported(io_uring::opcode::ReadvFixed::CODE)
+        && probe.is_supported(io_uring::opcode::WritevFixed::CODE)
+}
+
+#[test]
+fn scattered_requests_in_prefaulted_ram_are_vectored_fixed_where_the_kernel_can() {
+    let (disk, mut rig) = prefaulted_rig("ram-vectored", 4);
+    // Two blocks into two buffers apart from each other (a spacer between them).
+    let queue = rig.queue(0).unwrap();
+    let first = queue.alloc(BLOCK as u64).unwrap();
+    queue.alloc(BLOCK as u64).unwrap();
+    let second = queue.alloc(BLOCK as u64).unwrap();
+    let buffers = [
+        Buffer::writable(first, BLOCK as u32),
+        Buffer::writable(second, BLOCK as u32),
+    ];
+    let Completion { status, used_len } = rig.roundtrip(0, T_IN, 2 * 8, &buffers).unwrap();
+    assert_eq!((status, used_len), (S_OK, 2 * BLOCK as u32 + 1));
+    let mut data = vec![0; BLOCK];
+    rig.mem().read_slice(&mut data, first).unwrap();
+    assert_block(&data, 2, "block 2 in the first buffer");
+    rig.mem().read_slice(&mut data, second).unwrap();
+    assert_block(&data, 3, "block 3 in the second buffer");
+
+    // Two buffers apart again (the rig's scratch memory starts over after a roundtrip),
+    // written out as one request to blocks 6 and 7.
+    let queue = rig.queue(0).unwrap();
+    let first = queue.alloc(BLOCK as u64).unwrap();
+    queue.alloc(BLOCK as u64).unwrap();
+    let second = queue.alloc(BLOCK as u64).unwrap();
+    rig.mem().write_slice(&pattern(2), first).unwrap();
+    rig.mem().write_slice(&pattern(3), second).unwrap();
+    let written = [
+        Buffer::readable(first, BLOCK as u32),
+        Buffer::readable(second, BLOCK as u32),
+    ];
+    let Completion { status, .. } = rig.roundtrip(0, T_OUT, 6 * 8, &written).unwrap();
+    assert_eq!(status, S_OK);
+    let mut on_disk = vec![0; 2 * BLOCK];
+    std::fs::File::open(&disk.0)
+        .unwrap()
+        .read_exact_at(&mut on_disk, 6 * BLOCK as u64)
+        .unwrap();
+    assert_block(&on_disk[..BLOCK], 2, "block 6 on disk");
+    assert_block(&on_disk[BLOCK..], 3, "block 7 on disk");
+
+    let (_, fixed, ops) = fixed_counts(&rig);
+    let expected = if kernel_has_vectored_fixed() { 2 } else { 0 };
+    assert_eq!(
+        (fixed, ops),
+        (expected, 2),
+        "two-segment requests are READV_FIXED/WRITEV_FIXED exactly where the kernel has them"
+    );
     rig.shutdown().unwrap();
 }

@@ -53,6 +53,17 @@ impl OpKind {
             OpKind::UringCmd => &[opcode::UringCmd80::CODE],
         }
     }
+
+    /// Opcodes the reactor also submits for this kind where the kernel has them: a read
+    /// or write of several segments that all lie in one registered piece of guest RAM is
+    /// vectored and fixed (Linux 6.15+).
+    pub fn optional_opcodes(self) -> &'static [u8] {
+        match self {
+            OpKind::Read => &[opcode::ReadvFixed::CODE],
+            OpKind::Write => &[opcode::WritevFixed::CODE],
+            _ => &[],
+        }
+    }
 }
 
 impl IoOp {
@@ -138,12 +149,21 @@ impl RingPolicy {
     /// SQE flag ops use (IOSQE_FIXED_FILE), and the two register operations the reactor
     /// needs once enabled (updating its file table and its guest RAM buffers; no new
     /// table, no eventfd, no personality, no further restriction or io-wq change).
-    pub(crate) fn restrictions(&self) -> Vec<Restriction> {
-        let mut list: Vec<Restriction> = self
-            .opcodes()
-            .into_iter()
-            .map(Restriction::sqe_op)
-            .collect();
+    ///
+    /// The kinds' optional opcodes are allowed where `supported` (the kernel's probe) says
+    /// the kernel has them: a restriction naming an opcode the kernel does not know is
+    /// refused.
+    pub(crate) fn restrictions(&self, supported: impl Fn(u8) -> bool) -> Vec<Restriction> {
+        let mut codes = self.opcodes();
+        codes.extend(
+            self.ops
+                .iter()
+                .flat_map(|kind| kind.optional_opcodes().iter().copied())
+                .filter(|&code| supported(code)),
+        );
+        codes.sort_unstable();
+        codes.dedup();
+        let mut list: Vec<Restriction> = codes.into_iter().map(Restriction::sqe_op).collect();
         list.push(Restriction::sqe_flags_allowed(
             squeue::Flags::FIXED_FILE.bits(),
         ));
@@ -183,15 +203,22 @@ mod tests {
         assert_eq!(policy.opcodes(), expected);
         assert!(policy.allows(OpKind::Read));
         assert!(!policy.allows(OpKind::Accept));
-        // Opcodes plus the flags rule and the two register operations.
-        assert_eq!(policy.restrictions().len(), expected.len() + 3);
+        // Opcodes plus the flags rule and the two register operations; the vectored fixed
+        // read and write where the kernel has them.
+        assert_eq!(policy.restrictions(|_| false).len(), expected.len() + 3);
+        assert_eq!(policy.restrictions(|_| true).len(), expected.len() + 5);
     }
 
     #[test]
     fn every_kind_has_its_own_opcode() {
         let mut codes: Vec<u8> = OpKind::ALL
             .iter()
-            .flat_map(|kind| kind.opcodes().iter().copied())
+            .flat_map(|kind| {
+                kind.opcodes()
+                    .iter()
+                    .chain(kind.optional_opcodes())
+                    .copied()
+            })
             .collect();
         let count = codes.len();
         codes.sort_unstable();

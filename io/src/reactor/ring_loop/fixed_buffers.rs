@@ -9,6 +9,9 @@ pub(super) struct FixedBuffers {
     ram: Option<RegisteredRam>,
     /// Per piece: registered now (not forgotten, not refused).
     live: Vec<bool>,
+    /// The kernel reads and writes several segments of one registered piece in one op
+    /// (READV_FIXED, WRITEV_FIXED).
+    vectored: bool,
 }
 
 fn iovec(piece: (usize, usize)) -> libc::iovec {
@@ -26,12 +29,15 @@ impl FixedBuffers {
         submitter: &Submitter<'_>,
         ram: Option<&RegisteredRam>,
         reactor: usize,
+        vectored: bool,
     ) -> Self {
+        let none = Self {
+            ram: None,
+            live: Vec::new(),
+            vectored: false,
+        };
         let Some(ram) = ram.filter(|ram| !ram.pieces().is_empty()) else {
-            return Self {
-                ram: None,
-                live: Vec::new(),
-            };
+            return none;
         };
         let iovecs: Vec<libc::iovec> = ram.pieces().iter().copied().map(iovec).collect();
         // SAFETY: `RegisteredRam::new`'s contract: every piece is read/write memory of this
@@ -42,14 +48,12 @@ impl FixedBuffers {
                 "reactor {reactor}: guest RAM not registered with the ring ({err}): \
                  requests name their iovecs"
             );
-            return Self {
-                ram: None,
-                live: Vec::new(),
-            };
+            return none;
         }
         Self {
             live: vec![true; ram.pieces().len()],
             ram: Some(ram.clone()),
+            vectored,
         }
     }
 
@@ -60,6 +64,19 @@ impl FixedBuffers {
             return None;
         }
         u16::try_from(index).ok()
+    }
+
+    /// The registered piece that holds every one of `iovecs` (two or more), where the
+    /// kernel takes vectored fixed ops.
+    pub(super) fn vectored_index_of(&self, iovecs: &[libc::iovec]) -> Option<u16> {
+        if !self.vectored || iovecs.len() < 2 {
+            return None;
+        }
+        let mut pieces = iovecs
+            .iter()
+            .map(|iov| self.index_of(iov.iov_base as usize, iov.iov_len));
+        let first = pieces.next()??;
+        pieces.all(|index| index == Some(first)).then_some(first)
     }
 
     /// Drops the pieces overlapping `[addr, addr + len)` from the ring: ops already in

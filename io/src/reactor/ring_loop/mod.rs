@@ -172,12 +172,13 @@ impl<E: EntrySize> RingLoop<E> {
             iowq,
             on_failure,
         } = config;
-        let ring = setup::build_ring::<E>(ring_entries, &policy)?;
+        let (ring, capabilities) = setup::build_ring::<E>(ring_entries, &policy)?;
         let files = fixed_files::FixedFiles::register(&ring.submitter(), index);
         let buffers = fixed_buffers::FixedBuffers::register(
             &ring.submitter(),
             registered_ram.as_ref(),
             index,
+            capabilities.vectored_fixed,
         );
         let stats = ReactorStats::new(index, core);
         Ok(Self {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use io_uring::{IoUring, Submitter};
+use io_uring::{opcode, IoUring, Submitter};
 
 use super::EntrySize;
 use log::{debug, warn};
@@ -46,7 +46,7 @@ pub(crate) struct IowqPlan {
 pub(super) fn build_ring<E: EntrySize>(
     entries: u32,
     policy: &RingPolicy,
-) -> std::io::Result<IoUring<E::Sqe, E::Cqe>> {
+) -> std::io::Result<(Ring<E>, RingCapabilities)> {
     let deferred = IoUring::<E::Sqe, E::Cqe>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
@@ -75,9 +75,27 @@ pub(super) fn build_ring<E: EntrySize>(
         }
         Err(err) => return Err(err),
     };
+    // What the kernel has of the optional opcodes: probed while the ring is disabled (no
+    // restriction applies yet). A kernel without the probe (before 5.6) has none of them.
+    let mut probe = io_uring::Probe::new();
+    let probed = ring.submitter().register_probe(&mut probe).is_ok();
+    let supported = |code: u8| probed && probe.is_supported(code);
+    let capabilities = RingCapabilities {
+        vectored_fixed: supported(opcode::ReadvFixed::CODE) && supported(opcode::WritevFixed::CODE),
+    };
     ring.submitter()
-        .register_restrictions(&mut policy.restrictions())?;
-    Ok(ring)
+        .register_restrictions(&mut policy.restrictions(supported))?;
+    Ok((ring, capabilities))
+}
+
+/// A reactor's ring with entries of size `E`.
+pub(super) type Ring<E> = IoUring<<E as EntrySize>::Sqe, <E as EntrySize>::Cqe>;
+
+/// What the kernel behind a ring can do beyond what every supported kernel can.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RingCapabilities {
+    /// IORING_OP_READV_FIXED and WRITEV_FIXED (Linux 6.15+).
+    pub vectored_fixed: bool,
 }
 
 /// Caps and places the io-wq of the calling thread, which must be the reactor thread that

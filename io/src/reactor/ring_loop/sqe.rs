@@ -35,6 +35,15 @@ pub(super) struct OpEntry {
     pub timeout: Option<Box<types::Timespec>>,
 }
 
+/// Where a read or write finds its data in registered guest RAM.
+#[derive(Clone, Copy)]
+enum Fixed {
+    /// One segment of `.1` bytes in piece `.0`.
+    One(u16, u32),
+    /// Several segments, all in this piece.
+    Vectored(u16),
+}
+
 /// The SQE for `op`. Its pointers (the iovec array, guest RAM, the timeout) must stay valid
 /// until the op completes: the caller keeps `op` and the timeout with the op in flight.
 pub(super) fn entry_for(op: &IoOp, files: &FixedFiles, buffers: &FixedBuffers) -> OpEntry {
@@ -54,16 +63,40 @@ pub(super) fn entry_for(op: &IoOp, files: &FixedFiles, buffers: &FixedBuffers) -
             }
         };
     }
-    // One segment inside a registered piece of guest RAM: a fixed read or write.
+    // One segment inside a registered piece of guest RAM: a fixed read or write; several
+    // in one piece, where the kernel has it: a vectored fixed one.
     let piece = match op {
         IoOp::Read { iovecs, .. } | IoOp::Write { iovecs, .. } if iovecs.len() == 1 => buffers
             .index_of(iovecs[0].iov_base as usize, iovecs[0].iov_len)
-            .and_then(|index| Some((index, u32::try_from(iovecs[0].iov_len).ok()?))),
+            .and_then(|index| Some(Fixed::One(index, u32::try_from(iovecs[0].iov_len).ok()?))),
+        IoOp::Read { iovecs, .. } | IoOp::Write { iovecs, .. } => {
+            buffers.vectored_index_of(iovecs).map(Fixed::Vectored)
+        }
         _ => None,
     };
     let mut timeout = None;
     let entry = match (op, piece) {
-        (IoOp::Read { fd, offset, iovecs }, Some((index, len))) => {
+        (IoOp::Read { fd, offset, iovecs }, Some(Fixed::Vectored(index))) => {
+            on_file!(*fd, |file| opcode::ReadvFixed::new(
+                file,
+                iovecs.as_ptr(),
+                iovecs.len() as u32,
+                index
+            )
+            .offset(*offset)
+            .build())
+        }
+        (IoOp::Write { fd, offset, iovecs }, Some(Fixed::Vectored(index))) => {
+            on_file!(*fd, |file| opcode::WritevFixed::new(
+                file,
+                iovecs.as_ptr(),
+                iovecs.len() as u32,
+                index
+            )
+            .offset(*offset)
+            .build())
+        }
+        (IoOp::Read { fd, offset, iovecs }, Some(Fixed::One(index, len))) => {
             on_file!(*fd, |file| opcode::ReadFixed::new(
                 file,
                 iovecs[0].iov_base.cast(),
@@ -73,7 +106,7 @@ pub(super) fn entry_for(op: &IoOp, files: &FixedFiles, buffers: &FixedBuffers) -
             .offset(*offset)
             .build())
         }
-        (IoOp::Write { fd, offset, iovecs }, Some((index, len))) => {
+        (IoOp::Write { fd, offset, iovecs }, Some(Fixed::One(index, len))) => {
             on_file!(*fd, |file| opcode::WriteFixed::new(
                 file,
                 iovecs[0].iov_base.cast_const().cast(),
