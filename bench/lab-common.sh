@@ -6,7 +6,8 @@
 # lab_bench_setup NAME USAGE_LINES "$@": parses --pairs N (5) and --vmms "A B ..." into
 # $OUT/compare.env (PAIRS=, VMMS=) for the scenario, --l1-cpus N (the lab's default, 1)
 # into $L1_CPUS, sets up the lab, builds ringvisor and
-# lab-compare (release) and sets $REPO, $OUT (target/bench/NAME/DATE), $VMM, $LAB_COMPARE.
+# lab-compare (release) and sets $REPO, $OUT (target/bench/NAME/DATE), $VMM, $LAB_COMPARE,
+# $BUILT_FROM (the commit built, and whether the tree had uncommitted changes).
 lab_bench_setup() {
   local name=$1 usage_lines=$2 script=${BASH_SOURCE[1]} pairs=5 vmms=""
   L1_CPUS=${RINGVISOR_LAB_L1_CPUS:-1}
@@ -25,6 +26,8 @@ lab_bench_setup() {
   done
   case $pairs in '' | *[!0-9]* | 0) echo "$name: --pairs wants a positive count" >&2; exit 2 ;; esac
   bash "$REPO/tests/lab/lab.sh" deps
+  # The commit the binaries are built from, taken now: the tree may move on during a run.
+  BUILT_FROM="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- . 2>/dev/null || echo ' with uncommitted changes')"
   cargo build --release --manifest-path "$REPO/Cargo.toml" --bin ringvisor
   cargo build --release --manifest-path "$REPO/Cargo.toml" -p ringvisor-bench --bin lab-compare
   mkdir -p "$OUT"
@@ -45,7 +48,7 @@ lab_bench_run() {
     ${LAB_RUN_ARGS[@]+"${LAB_RUN_ARGS[@]}"} >"$OUT/run.log" 2>&1 || LAB_STATUS=$?
   grep -E '^lab: (run: (lost|L1 took)|error)' "$OUT/run.log" >&2 || true
   {
-    echo "- commit $(git -C "$REPO" rev-parse --short HEAD), $(date -u +%Y-%m-%d), L1 with $L1_CPUS vCPU(s): $(bash "$REPO/tests/lab/lab.sh" kernels | tr '\n' ' ')"
+    echo "- commit $BUILT_FROM, $(date -u +%Y-%m-%d), L1 with $L1_CPUS vCPU(s): $(bash "$REPO/tests/lab/lab.sh" kernels | tr '\n' ' ')"
     case $LAB_STATUS in
       0) echo "- the L1 run completed" ;;
       75) echo "- the lab lost the L1 run: $(sed -n 's/^lab: run: lost to the lab: //p' "$OUT/run.log"); the rounds before the loss are below" ;;

@@ -110,7 +110,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
