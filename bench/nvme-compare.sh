@@ -3,9 +3,10 @@
 # emulated NVMe namespace: ringvisor's virtio-blk device path on /dev/ng0n1 (NVMe commands
 # through io_uring, no block layer) and on /dev/nvme0n1 (O_DIRECT through the block layer),
 # each beside fio on the same device in the same invocation (io_uring_cmd on ng0n1,
-# io_uring on nvme0n1). Per job: IOPS, p50/p99, and CPU per I/O (the reactor thread and
-# its io-wq for ringvisor; fio's usr+sys), medians over the rounds and ratios of medians
-# with their 95 % bootstrap interval against rv-ng.
+# io_uring on nvme0n1), and on /dev/ng0n1 with the rig's RAM registered (rv-ng-fixed:
+# commands name their buffer by index). Per job: IOPS, p50/p99, and CPU per I/O (the
+# reactor thread and its io-wq for ringvisor; fio's usr+sys), medians over the rounds and
+# ratios of medians with their 95 % bootstrap interval against rv-ng.
 #
 #   bash bench/nvme-compare.sh [--pairs N]     (root)
 #

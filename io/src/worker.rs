@@ -65,6 +65,11 @@ pub struct UringCommand {
     pub iovecs: Vec<libc::iovec>,
     /// A buffer the command reads or writes that is not guest RAM (an NVMe range list).
     pub data: Vec<u8>,
+    /// The one guest buffer a plain (not vectored) command names by address: where it
+    /// lies in registered guest RAM and the kernel can take it (Linux 6.1+), the reactor
+    /// submits the command with that buffer's index (IORING_URING_CMD_FIXED) and the
+    /// driver skips pinning its pages.
+    pub fixed_buffer: Option<libc::iovec>,
 }
 
 // SAFETY: the iovec pointers refer to guest RAM, which is shared with the guest anyway and

@@ -70,6 +70,7 @@ impl QueueWorker for FileReader {
                     bytes: [0; 80],
                     iovecs: Vec::new(),
                     data: Vec::new(),
+                    fixed_buffer: None,
                 };
                 batch.push(
                     tag,

@@ -34,9 +34,13 @@ lab_early_init() {
 # modprobe would take them, from the kernel command line's NAME.param=value words
 # (busybox insmod reads neither itself).
 lab_load_modules() {
+  read -r cmdline </proc/cmdline
   while read -r path name; do
     params=$(awk -v m="$name" '$1 == m { $1 = ""; print }' /etc/lab/module-params 2>/dev/null)
-    params="$params $(tr ' ' '\n' </proc/cmdline | sed -n "s/^$name\.//p" | tr '\n' ' ')"
+    # No process per word: every fork counts in a nested, emulated boot.
+    for word in $cmdline; do
+      case $word in "$name".*) params="$params ${word#"$name".}" ;; esac
+    done
     # shellcheck disable=SC2086 # the parameters are words
     insmod "$path" $params || echo "$1: insmod-failed $name"
   done </etc/lab/modules

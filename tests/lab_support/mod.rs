@@ -38,9 +38,9 @@ pub fn run_lab_prepared(scenario: &str, lab_args: &[&str], prepare: &dyn Fn()) -
             .arg(repo().join(scenario))
             .arg("--vmm")
             .arg(env!("CARGO_BIN_EXE_ringvisor"))
-            // The boot takes 100-110 s on the 2-core build machine with L1's one vCPU (64
-            // SCSI units included); a hung L1 must not eat CI. A longer scenario names
-            // its own --timeout in `lab_args`, which comes later and wins.
+            // Most scenarios take 1-4 minutes on the 2-core build machine with L1's one
+            // vCPU; a hung L1 must not eat CI. A longer scenario names its own --timeout
+            // in `lab_args`, which comes later and wins.
             .args(["--timeout", "400"])
             .args(lab_args)
             .output()

@@ -107,6 +107,7 @@ fn op(fd: RawFd, mut command: UringCommand, cmd: PassthruCmd, point: Pointing) -
         Pointing::Iovecs if command.iovecs.len() == 1 => {
             cmd.addr = command.iovecs[0].iov_base as u64;
             cmd.data_len = command.iovecs[0].iov_len as u32;
+            command.fixed_buffer = Some(command.iovecs[0]);
         }
         Pointing::Iovecs => {
             command.cmd_op = NVME_URING_CMD_IO_VEC() as u32;
@@ -137,6 +138,7 @@ fn command(iovecs: Vec<libc::iovec>, data: Vec<u8>) -> UringCommand {
         bytes: [0; 80],
         iovecs,
         data,
+        fixed_buffer: None,
     }
 }
 
@@ -333,9 +335,14 @@ mod tests {
     fn a_read_in_one_buffer_is_one_plain_command() {
         let ops = transfer(&ns(9, 128 << 10), 7, false, 4096, &[iov(0x1000, 8192)]);
         assert_eq!(ops.len(), 1);
-        let (cmd_op, cmd, _) = decoded(&ops[0]);
+        let (cmd_op, cmd, command) = decoded(&ops[0]);
         assert_eq!(cmd_op, NVME_URING_CMD_IO() as u32);
         assert_eq!((cmd.opcode, cmd.nsid), (OPC_READ, 3));
+        // The one buffer may go as a registered one.
+        let buffer = command
+            .fixed_buffer
+            .expect("a plain command names its buffer");
+        assert_eq!((buffer.iov_base as usize, buffer.iov_len), (0x1000, 8192));
         assert_eq!((cmd.addr, cmd.data_len), (0x1000, 8192));
         // LBA 8, 16 blocks (0's based 15).
         assert_eq!((cmd.cdw10, cmd.cdw11, cmd.cdw12), (8, 0, 15));
@@ -359,6 +366,7 @@ mod tests {
         assert_eq!((first.cdw10, first.cdw11, first.cdw12), (0, 1, 1));
         assert_eq!(first.addr, command.iovecs.as_ptr() as u64);
         assert_eq!(first.data_len, 2);
+        assert!(command.fixed_buffer.is_none(), "vectored: no fixed buffer");
         assert_eq!(command.iovecs[1].iov_base as usize, 0x40000);
         assert_eq!(command.iovecs[1].iov_len, 2048);
         let (_, second, command) = decoded(&ops[1]);

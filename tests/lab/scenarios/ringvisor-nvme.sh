@@ -14,7 +14,8 @@ done
 echo "L1: nvme devices generic=$([ -c /dev/ng0n1 ] && echo yes || echo no)" \
   "block=$([ -b /dev/nvme0n1 ] && echo yes || echo no)"
 # While the guest waits after its checks: how many NVMe commands its requests became (a
-# 1 MiB write is four at the 256 KiB transfer limit).
+# 1 MiB write is four at the 256 KiB transfer limit), and how many named their one buffer
+# in registered guest RAM (prefault=on registers it; IORING_URING_CMD_FIXED).
 (
   for i in $(seq 1 3000); do grep -q '^L2: nvme counters-now' /tmp/nvme.out 2>/dev/null && break; sleep 0.1; done
   ringvisor ctl --socket /tmp/nvme.sock stats >/tmp/nvme-stats.json 2>&1
@@ -23,12 +24,13 @@ echo "L1: nvme devices generic=$([ -c /dev/ng0n1 ] && echo yes || echo no)" \
     requests=$((requests + $(stat_sum /tmp/nvme-stats.json $key)))
   done
   echo "L1: nvme stats requests=$requests commands=$(stat_sum /tmp/nvme-stats.json nvme_commands)" \
-    "io_errors=$(stat_sum /tmp/nvme-stats.json io_errors)" >/tmp/nvme-stats.facts
+    "io_errors=$(stat_sum /tmp/nvme-stats.json io_errors)" \
+    "fixed_buffer_ops=$(stat_sum /tmp/nvme-stats.json fixed_buffer_ops)" >/tmp/nvme-stats.facts
 ) &
 # Bounded: a guest whose disk stopped answering would otherwise keep L1 up until the
 # lab's own timeout, with nothing printed.
 timeout -s KILL 420 ringvisor --log-level info run --no-reboot --kernel /l2/vmlinuz \
-  --initramfs /l2/initramfs.cpio.gz --cpus 1 --memory "$MEMORY" --disk path=/dev/ng0n1 \
+  --initramfs /l2/initramfs.cpio.gz --cpus 1 --memory "$MEMORY",prefault=on --disk path=/dev/ng0n1 \
   --api-socket /tmp/nvme.sock --cmdline "console=ttyS0 reboot=k panic=-1 rv.test=nvme" </dev/null >/tmp/nvme.out 2>/tmp/nvme.err
 rc=$?
 grep -E '^L2: (nvme|test nvme)' /tmp/nvme.out | tr -d '\r'

@@ -12,6 +12,8 @@ pub(super) struct FixedBuffers {
     /// The kernel reads and writes several segments of one registered piece in one op
     /// (READV_FIXED, WRITEV_FIXED).
     vectored: bool,
+    /// The kernel takes driver commands on registered buffers.
+    commands: bool,
 }
 
 fn iovec(piece: (usize, usize)) -> libc::iovec {
@@ -29,12 +31,13 @@ impl FixedBuffers {
         submitter: &Submitter<'_>,
         ram: Option<&RegisteredRam>,
         reactor: usize,
-        vectored: bool,
+        capabilities: super::setup::RingCapabilities,
     ) -> Self {
         let none = Self {
             ram: None,
             live: Vec::new(),
             vectored: false,
+            commands: false,
         };
         let Some(ram) = ram.filter(|ram| !ram.pieces().is_empty()) else {
             return none;
@@ -53,7 +56,8 @@ impl FixedBuffers {
         Self {
             live: vec![true; ram.pieces().len()],
             ram: Some(ram.clone()),
-            vectored,
+            vectored: capabilities.vectored_fixed,
+            commands: capabilities.uring_cmd_fixed,
         }
     }
 
@@ -77,6 +81,15 @@ impl FixedBuffers {
             .map(|iov| self.index_of(iov.iov_base as usize, iov.iov_len));
         let first = pieces.next()??;
         pieces.all(|index| index == Some(first)).then_some(first)
+    }
+
+    /// The registered piece that holds a driver command's one buffer, where the kernel
+    /// takes commands on registered buffers.
+    pub(super) fn command_index_of(&self, buffer: &libc::iovec) -> Option<u16> {
+        if !self.commands {
+            return None;
+        }
+        self.index_of(buffer.iov_base as usize, buffer.iov_len)
     }
 
     /// Drops the pieces overlapping `[addr, addr + len)` from the ring: ops already in

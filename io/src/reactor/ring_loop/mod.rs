@@ -178,7 +178,7 @@ impl<E: EntrySize> RingLoop<E> {
             &ring.submitter(),
             registered_ram.as_ref(),
             index,
-            capabilities.vectored_fixed,
+            capabilities,
         );
         let stats = ReactorStats::new(index, core);
         Ok(Self {

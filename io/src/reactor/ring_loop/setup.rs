@@ -82,6 +82,9 @@ pub(super) fn build_ring<E: EntrySize>(
     let supported = |code: u8| probed && probe.is_supported(code);
     let capabilities = RingCapabilities {
         vectored_fixed: supported(opcode::ReadvFixed::CODE) && supported(opcode::WritevFixed::CODE),
+        // No probe covers a flag: the kernel's version does (before 6.1 the flag is an
+        // unknown one, and the command fails with EINVAL).
+        uring_cmd_fixed: kernel_at_least(6, 1),
     };
     ring.submitter()
         .register_restrictions(&mut policy.restrictions(supported))?;
@@ -96,6 +99,37 @@ pub(super) type Ring<E> = IoUring<<E as EntrySize>::Sqe, <E as EntrySize>::Cqe>;
 pub(super) struct RingCapabilities {
     /// IORING_OP_READV_FIXED and WRITEV_FIXED (Linux 6.15+).
     pub vectored_fixed: bool,
+    /// Driver commands on registered buffers (IORING_URING_CMD_FIXED, Linux 6.1+).
+    pub uring_cmd_fixed: bool,
+}
+
+/// Whether the running kernel is `major.minor` or later (its `osrelease`, e.g.
+/// "6.12.95+deb12-cloud-amd64"); false when that cannot be read.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| parse_release(&release))
+        .is_some_and(|version| version >= (major, minor))
+}
+
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_release;
+
+    #[test]
+    fn kernel_releases_parse_to_major_and_minor() {
+        assert_eq!(parse_release("6.12.95+deb12-cloud-amd64\n"), Some((6, 12)));
+        assert_eq!(parse_release("6.1-rc1"), Some((6, 1)));
+        assert_eq!(parse_release("5.19.0"), Some((5, 19)));
+        assert!(parse_release("linux").is_none());
+    }
 }
 
 /// Caps and places the io-wq of the calling thread, which must be the reactor thread that

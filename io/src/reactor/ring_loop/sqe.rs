@@ -166,13 +166,18 @@ pub(super) fn entry_for(op: &IoOp, files: &FixedFiles, buffers: &FixedBuffers) -
             entry
         }
         (IoOp::UringCmd { fd, command }, _) => {
+            let index = command
+                .fixed_buffer
+                .as_ref()
+                .and_then(|buffer| buffers.command_index_of(buffer));
             let entry = on_file!(*fd, |file| opcode::UringCmd80::new(file, command.cmd_op)
                 .cmd(command.bytes)
+                .buf_index(index)
                 .build());
             return OpEntry {
                 entry: Sqe::Wide(entry),
                 fixed_file: slot.is_some(),
-                fixed_buffer: false,
+                fixed_buffer: index.is_some(),
                 timeout: None,
             };
         }
