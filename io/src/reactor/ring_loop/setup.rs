@@ -119,19 +119,6 @@ fn parse_release(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_release;
-
-    #[test]
-    fn kernel_releases_parse_to_major_and_minor() {
-        assert_eq!(parse_release("6.12.95+deb12-cloud-amd64\n"), Some((6, 12)));
-        assert_eq!(parse_release("6.1-rc1"), Some((6, 1)));
-        assert_eq!(parse_release("5.19.0"), Some((5, 19)));
-        assert!(parse_release("linux").is_none());
-    }
-}
-
 /// Caps and places the io-wq of the calling thread, which must be the reactor thread that
 /// built `ring` and the ring still disabled; returns the part of `plan` now in force.
 ///
@@ -176,4 +163,17 @@ pub(super) fn register_iowq(
         }
     }
     in_force
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_release;
+
+    #[test]
+    fn kernel_releases_parse_to_major_and_minor() {
+        assert_eq!(parse_release("6.12.95+deb12-cloud-amd64\n"), Some((6, 12)));
+        assert_eq!(parse_release("6.1-rc1"), Some((6, 1)));
+        assert_eq!(parse_release("5.19.0"), Some((5, 19)));
+        assert!(parse_release("linux").is_none());
+    }
 }
