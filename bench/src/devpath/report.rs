@@ -41,17 +41,17 @@ impl Row {
         let rv = &self.ringvisor;
         let job = self.job.name;
         let mut lines = vec![
-            format!("devpath-sample {label} {job}/iops {:.0}", rv.iops()),
+            format!("devpath-sample rv-{label} {job}/iops {:.0}", rv.iops()),
             format!(
-                "devpath-sample {label} {job}/p50_us {:.1}",
+                "devpath-sample rv-{label} {job}/p50_us {:.1}",
                 self.rv_ns(0.5) / 1e3
             ),
             format!(
-                "devpath-sample {label} {job}/p99_us {:.1}",
+                "devpath-sample rv-{label} {job}/p99_us {:.1}",
                 self.rv_ns(0.99) / 1e3
             ),
             format!(
-                "devpath-sample {label} {job}/cpu_us_per_io {:.2}",
+                "devpath-sample rv-{label} {job}/cpu_us_per_io {:.2}",
                 (rv.reactors.cpu_ns_per_request() + rv.reactors.iowq_cpu_ns_per_request()) / 1e3
             ),
         ];
