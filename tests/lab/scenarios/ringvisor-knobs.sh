@@ -37,7 +37,7 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
 # off, ringvisor flushes the disk and exits 0.
 (
   # Mid-stream: L2 is writing durable blocks (l2-tests/durable.sh) when SIGTERM comes.
-  for i in $(seq 1 1200); do grep -q '^L2: durable flushed=24' /tmp/huge.out && break; sleep 0.1; done
+  for i in $(seq 1 6000); do grep -q '^L2: durable flushed=24' /tmp/huge.out && break; sleep 0.1; done
   # Huge-page RAM is registered with the reactors: the durable writes went through it.
   echo "L1: knobs registered $(registered_ram /tmp/knobs.sock)" >/tmp/knobs-registered.facts
   kill -TERM "$(pidof ringvisor)"
