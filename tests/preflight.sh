@@ -9,6 +9,7 @@
 # io_uring. Installing the lab's tools needs root. The tests need /dev/kvm in CI (outside
 # CI the KVM tests say SKIPPED); a direct boot (a CPU with vmx/svm) needs read-write access
 # to /dev/kvm (root or the kvm group); without it the boot goes through the nested lab.
+# A boot needs root only while the lab is not set up (RINGVISOR_LAB_READY=1 from lab.sh).
 set -uo pipefail
 
 MIN_RUST=1.85
@@ -51,7 +52,9 @@ fi
 
 if [ "$(id -u)" -ne 0 ]; then
   case $mode in
-    boot) need "root: the first boot installs Debian packages and unpacks kernels and QEMU (sudo bash tests/lab/lab.sh boot)" ;;
+    # lab.sh says whether its packages and unpacked roots are all in place already.
+    boot) [ "${RINGVISOR_LAB_READY:-}" = 1 ] ||
+      need "root: the first boot installs Debian packages and unpacks kernels and QEMU (sudo bash tests/lab/lab.sh boot; later boots run as a user in the kvm group)" ;;
     tests) [ -z "${CI:-}" ] || need "root: CI runs every test, and the lab and the TAP, FUSE and loop-device tests need root" ;;
   esac
 fi

@@ -47,4 +47,8 @@ counts=$(awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
   END { printf "%d passed (%d of them skipped, listed above), %d failed, %d ignored", passed, skips, failed, ignored }' \
   skips="$skipped" "$test_log")
 echo "tests: $counts; lab: $(echo "$lab_summary" | head -n 1)"
+# Under sudo, the build and the lab cache go back to the user who ran it.
+if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
+  chown -R "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$REPO/target" 2>/dev/null || true
+fi
 exit "$status"

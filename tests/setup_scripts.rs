@@ -6,7 +6,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ringvisor_test_support::{output_text, repo};
+use ringvisor_test_support::{output_text, repo, skip};
 
 /// A PATH of one directory holding links to the tools preflight.sh uses, and `extra`
 /// scripts (name, body) of the test's own.
@@ -91,6 +91,38 @@ fn an_old_rustc_is_named_with_its_version() {
             .contains("missing: rustc 1.85 or later (found 1.70.0: rustup update stable)"),
         "{report}"
     );
+}
+
+#[test]
+fn a_user_boots_without_root_once_the_lab_is_set_up() {
+    // As an unprivileged user (nobody): root is named only while lab.sh says the lab is
+    // not set up yet.
+    let as_nobody = |ready: bool| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash"])
+            .arg(repo().join("tests/preflight.sh"))
+            .arg("boot")
+            .env_remove("SUDO_USER")
+            .env_remove("RINGVISOR_LAB_READY");
+        if ready {
+            command.env("RINGVISOR_LAB_READY", "1");
+        }
+        command.output()
+    };
+    let Ok(first) = as_nobody(false) else {
+        skip("setpriv (util-linux) is not installed");
+        return;
+    };
+    let report = output_text(&first);
+    if report.contains("Operation not permitted") {
+        skip("becoming another user needs root");
+        return;
+    }
+    assert!(report.contains("preflight: missing: root: the first boot"), "{report}");
+    let later = as_nobody(true).unwrap();
+    let report = output_text(&later);
+    assert!(!report.contains("missing: root"), "{report}");
 }
 
 #[test]

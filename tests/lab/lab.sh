@@ -42,7 +42,7 @@ CACHE=${RINGVISOR_LAB_CACHE:-$REPO/target/lab}
 HOST_PACKAGES=(busybox-static fio iperf3 cpio kmod gzip coreutils zstd xz-utils
   acpica-tools mmdebstrap e2fsprogs)
 # Only for the one test that renders the fio suite's HTML report (`lab.sh deps-report`,
-# which bench/tests/fio_suite_lab.rs runs): a browser is no part of the lab.
+# which tests/bench_lab.rs runs): a browser is no part of the lab.
 REPORT_PACKAGES=(chromium)
 # Packages whose files end up in the images: their versions are part of the cache key.
 IMAGE_PACKAGES=(busybox-static fio iperf3 coreutils util-linux)
@@ -119,6 +119,13 @@ usage() {
 pkg_installed() {
   # `dpkg -s` alone also succeeds for removed-but-not-purged packages, so check the state.
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+# return_to_sudo_user PATH...: under sudo, what the set-up created goes back to the user
+# who ran sudo, so that later runs as that user (in the kvm group) can rebuild and write.
+return_to_sudo_user() {
+  [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ] || return 0
+  chown -R "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$@" 2>/dev/null || true
 }
 
 # apt_install PACKAGE...: installs those not installed yet (root).
@@ -269,6 +276,7 @@ build_l1() {
   make_skeleton "$root"
   install -m 0755 "$LAB_DIR/l1-init.sh" "$root/init"
   install -D -m 0644 "$LAB_DIR/l1-measure.sh" "$root/lib/lab/measure.sh"
+  install -D -m 0644 "$LAB_DIR/boot-direct.sh" "$root/lib/lab/boot-direct.sh"
   install_modules "$root" "$(l1_root)" "$kver" "${L1_MODULES[@]}"
   install -D -m 0644 "$l2kernel" "$root/l2/vmlinuz"
   install -D -m 0644 "$l2initrd" "$root/l2/initramfs.cpio.gz"
@@ -295,7 +303,7 @@ stamp_inputs() {
   for p in "${IMAGE_PACKAGES[@]}"; do
     printf 'pkg %s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"
   done
-  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/sources.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR/l2-power-button.sh" "$LAB_DIR"/l2-tests/*.sh; do
+  for f in "$LAB_DIR/lab.sh" "$LAB_DIR/sources.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/boot-direct.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR/l2-power-button.sh" "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$f" ] && printf 'file %s %s\n' "${f#"$LAB_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
   done
   # Building as non-root gives images without /dev/console.
@@ -603,11 +611,9 @@ cmd_ledger() {
 
 # ---------------------------------------------------------------------------------- boot
 
-# True when this host can run a guest directly: the CPU exposes VT-x/AMD-V and /dev/kvm
-# opens read-write. (Software KVM without them cannot boot a stock kernel: see LAB.md.)
-has_hardware_kvm() {
-  grep -qE '\b(vmx|svm)\b' /proc/cpuinfo && [ -r /dev/kvm ] && [ -w /dev/kvm ]
-}
+# has_hardware_kvm and boot_direct: the direct branch, shared with L1 (boot-direct.sh).
+# shellcheck source=tests/lab/boot-direct.sh
+. "$LAB_DIR/boot-direct.sh"
 
 cmd_boot() {
   local shell="" cmdline vmm
@@ -617,20 +623,20 @@ cmd_boot() {
       *) usage ;;
     esac
   done
-  # What is missing (toolchain, root, io_uring, /dev/kvm) is said before anything installs.
-  bash "$REPO/tests/preflight.sh" boot || exit 2
+  # What is missing (toolchain, root, io_uring, /dev/kvm) is said before anything installs;
+  # once the lab is set up, a user in the kvm group boots without root.
+  RINGVISOR_LAB_READY=$(cmd_ready && echo 1) bash "$REPO/tests/preflight.sh" boot || exit 2
   cmd_deps
   log "boot: building ringvisor (release)"
   cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin ringvisor
   vmm=$REPO/target/release/ringvisor
   cmd_images
+  return_to_sudo_user "$REPO/target" "$CACHE"
   cmdline="console=ttyS0 reboot=k panic=-1 rv.test=smoke${shell:+ rv.shell=1}"
   if has_hardware_kvm; then
     log "boot: hardware virtualization found: ringvisor runs the guest on /dev/kvm"
-    # A scratch disk for the guest (/dev/vda), kept between boots.
-    [ -e "$CACHE/demo-disk.img" ] || truncate -s 256M "$CACHE/demo-disk.img"
-    exec "$vmm" run --kernel "$L2_KERNEL" --initramfs "$CACHE/images-$LAB_L1/l2-initramfs.cpio.gz" \
-      --cpus 2 --memory 1G --disk "path=$CACHE/demo-disk.img,queues=2" --cmdline "$cmdline"
+    boot_direct "$vmm" "$L2_KERNEL" "$CACHE/images-$LAB_L1/l2-initramfs.cpio.gz" \
+      "$CACHE/demo-disk.img" "$cmdline"
   fi
   log "boot: no hardware virtualization on this host: booting through the nested lab" \
     "(ringvisor inside an L1 machine with emulated AMD-V; expect it to be slow)"
