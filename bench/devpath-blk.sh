@@ -15,5 +15,5 @@ if ! command -v fio >/dev/null && [[ " $* " != *" --no-fio "* ]]; then
   echo "devpath-blk: fio is not installed (apt-get install fio), or pass --no-fio" >&2
   exit 2
 fi
-cargo build --release -p ringvisor-bench --bin devpath-blk
+cargo build --release -p ringvisor-devpath-bench --bin devpath-blk
 exec "$REPO/target/release/devpath-blk" "$@"

@@ -15,7 +15,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 lab_bench_setup nvme-compare 2,12 "$@"
-cargo build --release --manifest-path "$REPO/Cargo.toml" -p ringvisor-bench --bin devpath-blk
+cargo build --release --manifest-path "$REPO/Cargo.toml" -p ringvisor-devpath-bench --bin devpath-blk
 LAB_RUN_ARGS=(--nvme 256 --extra "$REPO/target/release/devpath-blk:/usr/bin/devpath-blk")
 lab_bench_run nvme-compare.sh 1800
 # "L1: sample pair=N SIDE JOB/METRIC VALUE" -> "PAIR SIDE METRIC VALUE".

@@ -12,7 +12,7 @@ seconds=${1:-5}
 for tool in perf inferno-collapse-perf inferno-flamegraph; do
   command -v "$tool" >/dev/null || { echo "record.sh: $tool is not installed" >&2; exit 2; }
 done
-cargo build --release --manifest-path "$REPO/Cargo.toml" -p ringvisor-bench --bin devpath-blk
+cargo build --release --manifest-path "$REPO/Cargo.toml" -p ringvisor-devpath-bench --bin devpath-blk
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 perf record -F 999 -g -o "$data" -- "$REPO/target/release/devpath-blk" \

@@ -48,6 +48,9 @@ pub enum Command {
     /// Ask a running ringvisor (started with --api-socket): info, stats, pause, resume,
     /// shutdown, balloon [SIZE], display, screenshot FILE.png.
     Ctl(CtlArgs),
+    /// The fio-in-guest benchmark suite: a job matrix in a stock guest under ringvisor,
+    /// fio on the same disk on the host, and QEMU-KVM; reports and comparisons.
+    Bench(ringvisor_bench::cli::BenchArgs),
     /// Fetch one frame from a VNC server (RFB 3.8, e.g. a guest's --display qxl) and save
     /// it as a PNG.
     VncGrab(VncGrabArgs),

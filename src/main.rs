@@ -23,6 +23,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args.machine_config()),
         Command::Ctl(args) => ctl(&args),
         Command::VncGrab(args) => vnc_grab(&args),
+        Command::Bench(args) => match std::env::current_exe() {
+            Ok(own) => ringvisor_bench::cli::run(args, own),
+            Err(err) => {
+                eprintln!("ringvisor: error: cannot find this binary's path: {err}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

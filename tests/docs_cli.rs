@@ -6,7 +6,15 @@ use std::path::Path;
 use std::process::Command;
 
 /// The commands whose help the reference holds, in its order.
-const COMMANDS: [&[&str]; 4] = [&[], &["run"], &["ctl"], &["vnc-grab"]];
+const COMMANDS: [&[&str]; 7] = [
+    &[],
+    &["run"],
+    &["ctl"],
+    &["bench", "run"],
+    &["bench", "report"],
+    &["bench", "compare"],
+    &["vnc-grab"],
+];
 
 fn help(command: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringvisor"))

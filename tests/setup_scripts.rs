@@ -100,7 +100,14 @@ fn a_user_boots_without_root_once_the_lab_is_set_up() {
     let as_nobody = |ready: bool| {
         let mut command = Command::new("setpriv");
         command
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash"])
+            .args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "bash",
+            ])
             .arg(repo().join("tests/preflight.sh"))
             .arg("boot")
             .env_remove("SUDO_USER")
@@ -119,7 +126,10 @@ fn a_user_boots_without_root_once_the_lab_is_set_up() {
         skip("becoming another user needs root");
         return;
     }
-    assert!(report.contains("preflight: missing: root: the first boot"), "{report}");
+    assert!(
+        report.contains("preflight: missing: root: the first boot"),
+        "{report}"
+    );
     let later = as_nobody(true).unwrap();
     let report = output_text(&later);
     assert!(!report.contains("missing: root"), "{report}");

@@ -1,6 +1,7 @@
-//! Running a nested-lab scenario (tests/lab/lab.sh) from a benchmark: the lab in its own
-//! process group with its console teed to a log, "L1: suite done ..." lines turned into
-//! progress with an ETA, and Ctrl-C stopping the lab without losing the finished jobs.
+//! Running the suite's driver from a benchmark, through the nested lab (tests/lab/lab.sh)
+//! or directly: in its own process group with its output teed to a log, "L1: suite done
+//! ..." lines turned into progress with an ETA, and Ctrl-C stopping it without losing the
+//! finished jobs.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
@@ -88,7 +89,10 @@ impl Progress {
     /// A line of the lab's console: counts "L1: suite done" lines.
     pub fn line(&mut self, line: &str) {
         let Some(rest) = line.strip_prefix("L1: suite done ") else {
-            if line.starts_with("L1: suite lost") || line.starts_with("L1: suite end") {
+            if ["L1: suite lost", "L1: suite end", "L1: suite data-check"]
+                .iter()
+                .any(|prefix| line.starts_with(prefix))
+            {
                 eprintln!("{}{line}", if self.tty { "\r\x1b[K" } else { "" });
             }
             return;
@@ -153,14 +157,26 @@ pub fn run_lab(run: &LabRun, progress: &mut Progress) -> std::io::Result<LabOutc
     }
     let _ = std::fs::remove_file(&run.pidfile);
     command.arg("--pidfile").arg(&run.pidfile);
-    // Its own group: Ctrl-C reaches this process only, which then ends the whole lab.
+    run_grouped(command, &run.log, Some(&run.pidfile), progress)
+}
+
+/// Runs `command` to its end in a process group of its own, its stdout teed line by line
+/// to `log` and to `progress`; Ctrl-C (see [`catch_interrupt`]) sends TERM to the group and
+/// to the pid in `pidfile`, if any (a child that left the group, like L1's QEMU).
+pub fn run_grouped(
+    mut command: Command,
+    log: &Path,
+    pidfile: Option<&Path>,
+    progress: &mut Progress,
+) -> std::io::Result<LabOutcome> {
+    // Its own group: Ctrl-C reaches this process only, which then ends the whole group.
     command
         .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
-    let mut log = std::fs::File::create(&run.log)?;
+    let mut log = std::fs::File::create(log)?;
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -177,15 +193,15 @@ pub fn run_lab(run: &LabRun, progress: &mut Progress) -> std::io::Result<LabOutc
     loop {
         if interrupted() {
             let group = child.id() as libc::pid_t;
-            // SAFETY: kill(2) on the lab's process group, which this process created.
+            // SAFETY: kill(2) on the process group this process created for the child.
             unsafe { libc::kill(-group, libc::SIGTERM) };
-            if let Some(qemu) = std::fs::read_to_string(&run.pidfile)
-                .ok()
+            if let Some(pid) = pidfile
+                .and_then(|file| std::fs::read_to_string(file).ok())
                 .and_then(|pid| pid.trim().parse::<libc::pid_t>().ok())
                 .filter(|pid| *pid > 1)
             {
-                // SAFETY: kill(2) on the pid L1's QEMU wrote for this run.
-                unsafe { libc::kill(qemu, libc::SIGTERM) };
+                // SAFETY: kill(2) on the pid the child wrote for this run.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
             }
             let _ = child.wait();
             progress.finish();

@@ -55,8 +55,18 @@ costs_setup() {
   mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug
   mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
   trigger=/sys/kernel/tracing/events/raw_syscalls/sys_enter/trigger
-  grep -q '^hist:keys=common_pid' "$trigger" 2>/dev/null ||
-    echo 'hist:keys=common_pid:vals=hitcount:size=8192' >"$trigger"
+  costs_trigger_ours=0
+  if ! grep -q '^hist:keys=common_pid' "$trigger" 2>/dev/null; then
+    echo 'hist:keys=common_pid:vals=hitcount:size=8192' >"$trigger" && costs_trigger_ours=1
+  fi
+}
+
+# costs_teardown: removes the syscall trigger costs_setup installed (on a real host it
+# would otherwise slow every system call until reboot).
+costs_teardown() {
+  [ "${costs_trigger_ours:-0}" = 1 ] &&
+    echo '!hist:keys=common_pid:vals=hitcount:size=8192' >/sys/kernel/tracing/events/raw_syscalls/sys_enter/trigger
+  costs_trigger_ours=0
 }
 
 costs_snapshot() {

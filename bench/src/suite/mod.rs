@@ -21,7 +21,7 @@ pub mod rawdir;
 pub mod report;
 pub mod svg;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use compare::{compare, CompareRow, Comparison};
 pub use device::{device_delta, parse_histograms, DeviceError, DeviceLatency, Snapshot};

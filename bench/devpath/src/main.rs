@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use ringvisor::memory::{HugePageSize, MemoryOptions};
-use ringvisor_bench::devpath::load::{self, Device, LoadConfig};
-use ringvisor_bench::devpath::report::{self, Row};
-use ringvisor_bench::devpath::{file_size, fio, prepare_file, Job, JOBS};
+use ringvisor_devpath_bench::load::{self, Device, LoadConfig};
+use ringvisor_devpath_bench::report::{self, Row};
+use ringvisor_devpath_bench::{file_size, fio, prepare_file, Job, JOBS};
 use serde_json::json;
 
 #[derive(Debug, Parser)]

@@ -1,4 +1,4 @@
-//! The device-path benchmark for virtio-blk: a synthetic guest driver keeps a fixed number
+//! The device-path benchmark (`devpath-blk`) for virtio-blk: a synthetic guest driver keeps a fixed number
 //! of requests in flight through the real device, reactors and io_uring, and host fio runs
 //! the same job on the same file for comparison.
 

@@ -1,8 +1,9 @@
-//! The fio suite end to end: the `quick` preset in the nested lab (the stock guest under
-//! this build of ringvisor, then the same jobs on L1's files), and the reports checked
-//! for content; the HTML page rendered by headless Chromium and its screenshot checked.
+//! `ringvisor bench run --lab` end to end: the `quick` preset in the nested lab (the stock
+//! guest under this build of ringvisor, then the same jobs on L1's files, then the data
+//! check), and the reports checked for content; the HTML page rendered by headless
+//! Chromium and its screenshot checked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ringvisor::display::png::decode_png_rgb;
@@ -26,26 +27,18 @@ fn has(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The ringvisor binary `cargo test --workspace` built beside this test.
-fn vmm() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/debug/deps/fio_suite_lab-HASH -> target/debug/ringvisor
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join("ringvisor")
-}
-
 fn run_quick(out: &Path) -> Option<()> {
     for attempt in 1..=MAX_ATTEMPTS {
         let _ = std::fs::remove_dir_all(out);
-        let run = Command::new(env!("CARGO_BIN_EXE_fio-suite"))
-            .args(["run", "--preset", "quick", "--vcpus", &VCPUS.to_string()])
-            .arg("--vmm")
-            .arg(vmm())
+        // The binary this test was built with runs the suite and is the VMM under test.
+        let run = Command::new(env!("CARGO_BIN_EXE_ringvisor"))
+            .args(["bench", "run", "--lab", "--preset", "quick"])
+            .args(["--vcpus", &VCPUS.to_string()])
             .arg("--out")
             .arg(out)
             .output()
-            .expect("cannot run fio-suite");
-        let log = std::fs::read_to_string(out.join("lab.log")).unwrap_or_default();
+            .expect("cannot run ringvisor bench");
+        let log = std::fs::read_to_string(out.join("run.log")).unwrap_or_default();
         let stderr = String::from_utf8_lossy(&run.stderr);
         if run.status.code() == Some(LAB_LOST_STATUS) && attempt < MAX_ATTEMPTS {
             let evidence = stderr
@@ -59,7 +52,7 @@ fn run_quick(out: &Path) -> Option<()> {
         }
         assert!(
             run.status.success(),
-            "fio-suite failed ({}):\n{stderr}\n--- lab.log ---\n{log}",
+            "ringvisor bench failed ({}):\n{stderr}\n--- run.log ---\n{log}",
             run.status
         );
         return Some(());
@@ -72,7 +65,6 @@ fn the_quick_preset_runs_and_reports() {
     if !lab_ready() {
         return;
     }
-    assert!(vmm().exists(), "build ringvisor first: {}", vmm().display());
     let out = std::env::temp_dir().join(format!("ringvisor-fio-suite-{}", std::process::id()));
     run_quick(&out);
     let matrix = Matrix::preset("quick", VCPUS).expect("quick preset");
@@ -80,6 +72,9 @@ fn the_quick_preset_runs_and_reports() {
     // summary.json: every job, with both targets' numbers and the device side.
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // The guest's pattern, written through ringvisor's virtio-blk, read back on L1.
+    let data_check = summary["meta"]["data_check"].as_str().unwrap_or("");
+    assert!(data_check.starts_with("ok:"), "data check: {data_check:?}");
     let jobs = summary["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), matrix.jobs.len());
     for (job, spec) in jobs.iter().zip(&matrix.jobs) {
@@ -163,7 +158,7 @@ fn the_quick_preset_runs_and_reports() {
     // Headless Chromium renders the page: a screenshot of the asked size, not blank.
     // The browser is installed for this check alone, not with the lab.
     if !has("chromium") {
-        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lab/lab.sh");
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh");
         let installed = Command::new("bash").arg(lab).arg("deps-report").status();
         if !has("chromium") {
             skip(format!(
