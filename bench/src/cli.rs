@@ -307,17 +307,14 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
     let outcome = match &mode {
         Mode::Lab => run_in_lab(&out, &input, vmm, estimate, &log, &mut progress)?,
         Mode::Direct { target, images } => {
-            let driver = work.join("fio-suite.sh");
-            write(&driver, DRIVER)?;
-            std::fs::create_dir_all(work.join("lab")).map_err(|e| e.to_string())?;
-            write(&work.join("lab/measure.sh"), MEASURE)?;
+            let (driver, lib) = write_driver(&work)?;
             let mut command = Command::new("sh");
             command
                 .arg(&driver)
                 .env("SUITE", &input)
                 .env("OUT", &raw)
                 .env("WORK", &work)
-                .env("LAB_LIB", work.join("lab"))
+                .env("LAB_LIB", &lib)
                 .env("L2_KERNEL", &images.kernel)
                 .env("L2_INITRAMFS", &images.initramfs)
                 .env("RINGVISOR", &vmm)
@@ -364,6 +361,17 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
     }
 }
 
+/// Writes the driver and the library it sources into `work` (created); returns their
+/// paths: the script and the directory for its LAB_LIB.
+fn write_driver(work: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let lib = work.join("lab");
+    std::fs::create_dir_all(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+    let driver = work.join("fio-suite.sh");
+    write(&driver, DRIVER)?;
+    write(&lib.join("measure.sh"), MEASURE)?;
+    Ok((driver, lib))
+}
+
 /// The driver in an L1 of the nested lab: inputs copied in, results back on a collect disk.
 fn run_in_lab(
     out: &Path,
@@ -398,4 +406,24 @@ fn run_in_lab(
     }
     let _ = std::fs::remove_file(&collect);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::testutil::TempDir;
+
+    #[test]
+    fn the_driver_lands_in_a_fresh_work_directory_with_its_library() {
+        let tmp = TempDir::new("cli-driver");
+        let work = tmp.path().join("run/work");
+        let (driver, lib) = write_driver(&work).unwrap();
+        let script = std::fs::read_to_string(&driver).unwrap();
+        // The driver sources measure.sh from LAB_LIB and never writes a collect disk it
+        // was not given.
+        assert!(script.contains(r#". "${LAB_LIB:-/lib/lab}/measure.sh""#));
+        assert!(script.contains(r#"[ -n "${COLLECT_DEV:-}" ]"#));
+        let measure = std::fs::read_to_string(lib.join("measure.sh")).unwrap();
+        assert!(measure.contains("costs_teardown()"));
+    }
 }
