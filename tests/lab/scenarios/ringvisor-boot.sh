@@ -43,14 +43,14 @@ echo "L1: net to-l2-md5=$(md5sum </tmp/www/to-l2 | cut -d' ' -f1)"
   for i in $(seq 1 600); do [ -d /sys/class/net/rvtap0 ] && break; sleep 0.1; done
   ip addr add 169.254.100.1/24 dev rvtap0 && ip link set rvtap0 up
 ) &
-(sleep 600 | nc -l -p 5000 >/tmp/from-l2) &
+(sleep 900 | nc -l -p 5000 >/tmp/from-l2) &
 # The control API, asked while the guest runs: once L2 has sent its file (the blk and
 # scsi tests are done by then), `ringvisor ctl` reads info and stats. The wait is bounded
 # by the run's own timeout, not by a guess at how long blk and scsi take: a debug build
 # on a busy 2-core machine took more than the 120 s this once waited, and the stats then
 # came before the NIC was up.
 (
-  for i in $(seq 1 6000); do [ -s /tmp/from-l2 ] && break; sleep 0.1; done
+  for i in $(seq 1 9000); do [ -s /tmp/from-l2 ] && break; sleep 0.1; done
   ringvisor ctl --socket /tmp/rv.sock info >/tmp/api-info.json 2>&1
   echo "L1: api info exit=$? devices=$(grep -c '"kind"' /tmp/api-info.json) mode=$(stat -c %a /tmp/rv.sock)"
   ringvisor ctl --socket /tmp/rv.sock stats >/tmp/api-stats.json 2>&1
