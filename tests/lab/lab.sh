@@ -29,6 +29,8 @@
 # A run the lab lost with evidence (L1 kernel fault, L1 QEMU abort) exits 75. RINGVISOR_LAB_L1
 # picks L1: new (QEMU 10 + kernel 6.12, the default) or old (QEMU 7.2 + kernel 6.1).
 set -euo pipefail
+# kmod's modinfo and depmod, blkdiscard: a user's PATH often lacks the sbin directories.
+PATH=$PATH:/usr/sbin:/sbin
 
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
@@ -306,8 +308,9 @@ stamp_inputs() {
   for f in "$LAB_DIR/lab.sh" "$LAB_DIR/sources.sh" "$LAB_DIR/init-common.sh" "$LAB_DIR/l1-init.sh" "$LAB_DIR/l1-measure.sh" "$LAB_DIR/boot-direct.sh" "$LAB_DIR/l2-init.sh" "$LAB_DIR/l2-power-button.sh" "$LAB_DIR"/l2-tests/*.sh; do
     [ -e "$f" ] && printf 'file %s %s\n' "${f#"$LAB_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
   done
-  # Building as non-root gives images without /dev/console.
-  printf 'uid0 %s\n' "$([ "$(id -u)" -eq 0 ] && echo yes || echo no)"
+  # Building as non-root gives images without /dev/console (the inits take it later):
+  # root rebuilds those, a user takes root's as they are.
+  printf 'uid0 %s\n' "${1:-$([ "$(id -u)" -eq 0 ] && echo yes || echo no)}"
 }
 
 cmd_images() {
@@ -323,6 +326,10 @@ cmd_images() {
   local want have start tmp images=$CACHE/images-$LAB_L1
   want=$(stamp_inputs | sha256sum | cut -d' ' -f1)
   have=$(cat "$images/stamp" 2>/dev/null || true)
+  if [ "$have" != "$want" ] && [ "$(id -u)" -ne 0 ] &&
+    [ "$have" = "$(stamp_inputs yes | sha256sum | cut -d' ' -f1)" ]; then
+    want=$have
+  fi
   if [ "$want" = "$have" ] && [ -s "$images/l1-base.cpio.gz" ] && [ -s "$images/l2-initramfs.cpio.gz" ]; then
     log "images: up to date ($images)"
     exec 9>&-
