@@ -13,10 +13,12 @@ use ringvisor::memory::MemoryOptions;
 use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_io::ReactorOptions;
-use ringvisor_test_support::TempFile;
+use ringvisor_test_support::{can_pin_memory, TempFile};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 const QUEUE_SIZE: u16 = 64;
+/// The rig's RAM for one queue (the machine's minimum), all of it registered.
+const RIG_RAM_BYTES: u64 = ringvisor::memory::MIN_MEMORY_BYTES;
 const BLOCK: usize = 4096;
 
 fn pattern(seed: u8) -> Vec<u8> {
@@ -95,6 +97,9 @@ fn fixed_counts(rig: &Rig) -> (usize, u64, u64) {
 
 #[test]
 fn one_segment_requests_in_prefaulted_ram_are_fixed_reads_and_writes() {
+    if !can_pin_memory(RIG_RAM_BYTES) {
+        return;
+    }
     let (disk, mut rig) = prefaulted_rig("ram-fixed", 4);
     assert_eq!(fixed_counts(&rig).0, 1, "the rig's RAM is one piece");
     for block in 0..4 {
@@ -121,6 +126,9 @@ fn one_segment_requests_in_prefaulted_ram_are_fixed_reads_and_writes() {
 
 #[test]
 fn a_page_released_like_the_balloon_does_still_receives_the_next_read() {
+    if !can_pin_memory(RIG_RAM_BYTES) {
+        return;
+    }
     let (_disk, mut rig) = prefaulted_rig("ram-release", 2);
     let at = rig.queue(0).unwrap().alloc(BLOCK as u64).unwrap();
     assert_block(&read_into(&mut rig, 0, at), 0, "the first read");
@@ -177,6 +185,9 @@ fn kernel_has_vectored_fixed() -> bool {
 
 #[test]
 fn scattered_requests_in_prefaulted_ram_are_vectored_fixed_where_the_kernel_can() {
+    if !can_pin_memory(RIG_RAM_BYTES) {
+        return;
+    }
     let (disk, mut rig) = prefaulted_rig("ram-vectored", 4);
     // Two blocks into two buffers apart from each other (a spacer between them).
     let queue = rig.queue(0).unwrap();

@@ -77,6 +77,9 @@ mod tests {
 
     #[test]
     fn a_release_drops_its_piece_and_a_reboot_brings_every_piece_back() {
+        if !ringvisor_test_support::can_pin_memory(memory::MIN_MEMORY_BYTES) {
+            return;
+        }
         let options = MemoryOptions {
             prefault: true,
             ..MemoryOptions::default()

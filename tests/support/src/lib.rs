@@ -47,6 +47,38 @@ fn record_skip(ci: bool, log: Option<&Path>, reason: &dyn Display) {
     }
 }
 
+/// Whether this process may pin `bytes` of memory (io_uring's registered buffers count
+/// against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK, which root has); when it
+/// may not, the calling test is skipped with the limit and how to raise it.
+pub fn can_pin_memory(bytes: u64) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_ipc_lock = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 14) != 0);
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max locked memory"))
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned));
+    let limit = match soft.as_deref() {
+        Some("unlimited") => None,
+        Some(n) => n.parse::<u64>().ok(),
+        None => Some(0),
+    };
+    if cap_ipc_lock || limit.is_none_or(|limit| limit >= bytes) {
+        return true;
+    }
+    skip(format_args!(
+        "pinning {} MiB for io_uring's registered buffers needs RLIMIT_MEMLOCK of that much \
+         (it is {} KiB: `ulimit -l`, memlock in /etc/security/limits.conf) or root",
+        bytes >> 20,
+        limit.unwrap_or(0) >> 10
+    ));
+    false
+}
+
 /// The repository's root.
 pub fn repo() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
