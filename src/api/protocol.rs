@@ -128,7 +128,7 @@ fn parse_balloon_size(text: &str) -> Result<u64, String> {
     if text.trim() == "0" {
         return Ok(0);
     }
-    crate::cli::parse_size(text)
+    crate::options::parse_size(text)
 }
 
 /// The `stats` result: the I/O reactors, then the low-priority one; per queue, its

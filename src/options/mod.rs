@@ -10,6 +10,9 @@ use ringvisor_devices::virtio::console::{self, NamedPort, PortBackend};
 use ringvisor_devices::virtio::net::{self, NetConfig};
 use ringvisor_devices::virtio::scsi::{self, ScsiDiskConfig};
 
+mod size;
+pub use size::parse_size;
+
 /// A `key=value,key=value` list with each key allowed at most once.
 struct OptionList<'a> {
     pairs: Vec<(&'a str, &'a str)>,
@@ -254,7 +257,7 @@ pub fn parse_balloon(text: &str) -> Result<BalloonConfig, String> {
     let initial_target_bytes = if size == "0" {
         0
     } else {
-        crate::cli::parse_size(size).map_err(|e| format!("size={size}: {e}"))?
+        parse_size(size).map_err(|e| format!("size={size}: {e}"))?
     };
     let stats_interval = options
         .number("stats-interval", 0, MAX_BALLOON_STATS_INTERVAL_S)?
@@ -398,7 +401,7 @@ pub struct MemorySpec {
 /// Parses `SIZE[,hugepages=on][,hugepage-size=2M|1G][,prefault=on][,shared=on]`.
 pub fn parse_memory(text: &str) -> Result<MemorySpec, String> {
     let (size, rest) = text.split_once(',').unwrap_or((text, ""));
-    let bytes = crate::cli::parse_size(size)?;
+    let bytes = parse_size(size)?;
     let mut options = MemoryOptions::default();
     if !rest.is_empty() {
         let list = OptionList::parse(rest, &["hugepages", "hugepage-size", "prefault", "shared"])?;
@@ -446,7 +449,7 @@ pub fn parse_display(text: &str) -> Result<DisplaySpec, String> {
     };
     let mut qxl = QxlConfig::default();
     if let Some(vram) = options.get("vram") {
-        let size = crate::cli::parse_size(vram).map_err(|e| format!("vram={vram}: {e}"))?;
+        let size = parse_size(vram).map_err(|e| format!("vram={vram}: {e}"))?;
         if !size.is_power_of_two() || !(MIN_BAR_SIZE..=MAX_BAR_SIZE).contains(&size) {
             return Err(format!(
                 "vram={vram}: a power of two from {} MiB to {} MiB",
