@@ -8,7 +8,7 @@ mod lab_support;
 use std::path::Path;
 use std::process::Command;
 
-use lab_support::{fact, lab_ready, repo, run_lab_prepared};
+use lab_support::{copy_sparse, debian_root_image, fact, lab_ready, repo, run_lab_prepared};
 
 /// Every "L2: debian boot=N ..." fact of a console, in order.
 fn boots(console: &str) -> Vec<&str> {
@@ -63,27 +63,11 @@ fn debian_with_systemd_boots_reboots_and_shuts_down_from_its_root_disk() {
         return;
     }
     // The image is built (or taken from the cache) first: a build failure is this test's.
-    let built = Command::new("bash")
-        .arg(repo().join("tests/lab/lab.sh"))
-        .arg("debian-root")
-        .output()
-        .expect("cannot run tests/lab/lab.sh debian-root");
-    assert!(
-        built.status.success(),
-        "the Debian root image was not built:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let pristine = String::from_utf8_lossy(&built.stdout).trim().to_owned();
+    let pristine = debian_root_image();
     let disk = repo().join("target/lab/debian-test.img");
     let disk_arg = disk.to_str().expect("a UTF-8 path").to_owned();
     // Every attempt starts from the pristine image: the guest counts its boots on it.
-    let copy_pristine = || {
-        let status = Command::new("cp")
-            .args(["--sparse=always", &pristine, &disk_arg])
-            .status()
-            .expect("cannot run cp");
-        assert!(status.success(), "cannot copy {pristine}");
-    };
+    let copy_pristine = || copy_sparse(&pristine, &disk);
     let Some(console) = run_lab_prepared(
         "tests/lab/scenarios/ringvisor-debian.sh",
         &["--disk", &disk_arg, "--timeout", "900"],

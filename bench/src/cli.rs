@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::direct::{check_hardware_kvm, GuestImages, Target};
+use crate::direct::{check_guest_root, check_hardware_kvm, GuestImages, Target};
 use crate::lab_run::{self, LabOutcome, LabRun, Progress};
 use crate::suite::compare::compare;
 use crate::suite::matrix::Matrix;
@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// lab's L2 initramfs).
     #[arg(long, value_name = "FILE", conflicts_with = "lab")]
     pub initramfs: Option<PathBuf>,
+    /// A root file system image the guest boots from (direct mode): both VMMs give it to
+    /// the guest as its first virtio-blk disk, read-write, and the suite's disks follow.
+    /// The lab's Debian image works (`sudo bash tests/lab/lab.sh debian-root` prints its
+    /// path; give the suite a copy); its systemd unit runs the jobs (rv.lab=fio-suite).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "lab")]
+    pub guest_root: Option<PathBuf>,
     /// The guest's vCPUs (also the disks' queue counts).
     #[arg(long, default_value_t = 2)]
     pub vcpus: u32,
@@ -175,7 +181,11 @@ fn compare_runs(baseline: &Path, candidate: &Path, threshold: f64) -> Result<Exi
 /// Where the suite runs, decided and checked before anything is written.
 enum Mode {
     Lab,
-    Direct { target: Target, images: GuestImages },
+    Direct {
+        target: Target,
+        images: GuestImages,
+        root: Option<PathBuf>,
+    },
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -214,7 +224,14 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
         let target =
             Target::prepare(target, disk_mb, args.destroy_data).map_err(|e| e.to_string())?;
-        Mode::Direct { target, images }
+        if let Some(root) = &args.guest_root {
+            check_guest_root(root, &target).map_err(|e| e.to_string())?;
+        }
+        Mode::Direct {
+            target,
+            images,
+            root: args.guest_root.clone(),
+        }
     };
     let qemu = match (&mode, args.qemu, args.no_qemu) {
         (_, _, true) => false,
@@ -277,8 +294,11 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
         "qemu": qemu,
         "interrupted": false,
     });
-    if let Mode::Direct { target, .. } = &mode {
+    if let Mode::Direct { target, root, .. } = &mode {
         meta["target"] = json!(target.path);
+        meta["guest"] = json!(root
+            .as_ref()
+            .map_or("initramfs".to_string(), |r| format!("root {}", r.display())));
     }
     write(&input.join("meta.json"), &meta.to_string())?;
     write(&raw.join(META_FILE), &meta.to_string())?;
@@ -287,7 +307,9 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
     let units = matrix.jobs.len() * targets;
     let boot_s: u64 = match mode {
         Mode::Lab => 60,
-        Mode::Direct { .. } => 5,
+        Mode::Direct { root: None, .. } => 5,
+        // systemd brings up a distribution before its unit runs the jobs.
+        Mode::Direct { root: Some(_), .. } => 20,
     };
     let estimate =
         Duration::from_secs(matrix.estimated_seconds() * targets as u64 + boot_s * targets as u64);
@@ -306,7 +328,11 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
     let log = out.join("run.log");
     let outcome = match &mode {
         Mode::Lab => run_in_lab(&out, &input, vmm, estimate, &log, &mut progress)?,
-        Mode::Direct { target, images } => {
+        Mode::Direct {
+            target,
+            images,
+            root,
+        } => {
             let (driver, lib) = write_driver(&work)?;
             let mut command = Command::new("sh");
             command
@@ -319,6 +345,9 @@ fn run_suite(args: &RunArgs, own_exe: PathBuf) -> Result<ExitCode, String> {
                 .env("L2_INITRAMFS", &images.initramfs)
                 .env("RINGVISOR", &vmm)
                 .env("TARGET", &target.path);
+            if let Some(root) = root {
+                command.env("GUEST_ROOT", root);
+            }
             lab_run::run_grouped(command, &log, None, &mut progress)
                 .map_err(|e| format!("sh {}: {e}", driver.display()))?
         }

@@ -19,6 +19,8 @@ pub enum DirectError {
     Target { path: PathBuf, reason: String },
     #[error("{0}: the suite writes over this target's first {1} MiB; say so with --destroy-data")]
     WouldDestroy(PathBuf, u64),
+    #[error("--guest-root {path}: {reason}")]
+    GuestRoot { path: PathBuf, reason: String },
     #[error("{path}: no guest {what} here ({hint})")]
     Image {
         path: PathBuf,
@@ -192,6 +194,39 @@ impl Target {
     }
 }
 
+/// Checks a root file system image the guest boots read-write (`--guest-root`): a file
+/// or an unmounted block device, writable, and not the target the jobs write over.
+pub fn check_guest_root(root: &Path, target: &Target) -> Result<(), DirectError> {
+    let fail = |reason: String| DirectError::GuestRoot {
+        path: root.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(root).map_err(|e| fail(e.to_string()))?;
+    let same_as = |other: &std::fs::Metadata| {
+        if meta.file_type().is_block_device() {
+            other.file_type().is_block_device() && other.rdev() == meta.rdev()
+        } else {
+            other.dev() == meta.dev() && other.ino() == meta.ino()
+        }
+    };
+    if meta.file_type().is_block_device() {
+        if let Some(mount) = mounted_from(meta.rdev()) {
+            return Err(fail(format!("mounted at {mount} on this host")));
+        }
+    } else if !meta.file_type().is_file() {
+        return Err(fail("neither a file nor a block device".into()));
+    }
+    if std::fs::metadata(&target.path).is_ok_and(|t| same_as(&t)) {
+        return Err(fail("it is the --target, which the jobs write over".into()));
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root)
+        .map(drop)
+        .map_err(|e| fail(format!("the guest writes to its root: {e}")))
+}
+
 /// Where a filesystem on device `rdev`, or on a partition of it, is mounted.
 fn mounted_from(rdev: u64) -> Option<String> {
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
@@ -300,6 +335,23 @@ mod tests {
             err.to_string().contains("mounted") || err.to_string().contains("in use"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_guest_root_must_not_be_the_target() {
+        let tmp = TempDir::new("guest-root");
+        let target = Target::prepare(&tmp.path().join("target.img"), 1, false).unwrap();
+        let err = check_guest_root(&target.path, &target).unwrap_err();
+        assert!(err.to_string().contains("is the --target"), "{err}");
+        let missing = tmp.path().join("root.img");
+        assert!(matches!(
+            check_guest_root(&missing, &target),
+            Err(DirectError::GuestRoot { .. })
+        ));
+        std::fs::write(&missing, b"ext4").unwrap();
+        assert_eq!(check_guest_root(&missing, &target), Ok(()));
+        let err = check_guest_root(Path::new("/dev/null"), &target).unwrap_err();
+        assert!(err.to_string().contains("neither a file"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 # with the lab's L2 kernel and initramfs: `rv.root=/dev/vda` on the command line makes the
 # initramfs (l2-init.sh) load the stock drivers, mount the disk and hand over to systemd,
 # as a distribution's own initramfs does. tests/lab/debian/ has what the image adds: the
-# network file and the lab's checks (rv-lab.sh, run by rv-lab.service on every boot).
+# network file and the lab's checks (rv-lab.sh, run by rv-lab.service on every boot), and
+# the fio suite's guest side (l2-tests/fio-suite.sh, for `ringvisor bench --guest-root`).
 
 DEBIAN_PACKAGES=(systemd systemd-sysv udev dbus iproute2 iputils-ping fio iperf3 kmod procps)
 DEBIAN_IMAGE_SIZE=1G
@@ -15,7 +16,7 @@ DEBIAN_IMAGE_SIZE=1G
 debian_root_inputs() {
   local f
   printf 'pkgs %s size %s\n' "${DEBIAN_PACKAGES[*]}" "$DEBIAN_IMAGE_SIZE"
-  for f in "$LAB_DIR/debian-root.sh" "$LAB_DIR"/debian/*; do
+  for f in "$LAB_DIR/debian-root.sh" "$LAB_DIR"/debian/* "$LAB_DIR/l2-tests/fio-suite.sh"; do
     printf 'file %s %s\n' "${f#"$LAB_DIR"/}" "$(sha256sum <"$f" | cut -d' ' -f1)"
   done
 }
@@ -48,6 +49,7 @@ cmd_debian_root() {
     --customize-hook="install -m 0644 '$LAB_DIR/debian/20-lab.network' \"\$1/etc/systemd/network/\"" \
     --customize-hook="install -m 0755 '$LAB_DIR/debian/rv-lab.sh' \"\$1/usr/local/sbin/rv-lab\"" \
     --customize-hook="install -m 0644 '$LAB_DIR/debian/rv-lab.service' \"\$1/etc/systemd/system/\"" \
+    --customize-hook="install -m 0755 '$LAB_DIR/l2-tests/fio-suite.sh' \"\$1/usr/local/sbin/rv-fio-suite\"" \
     --customize-hook='chroot "$1" systemctl enable systemd-networkd rv-lab.service' \
     --customize-hook='chroot "$1" passwd --delete root' \
     bookworm "$tmp/root" "$(debian_mirror)" >&2 ||

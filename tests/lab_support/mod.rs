@@ -97,3 +97,30 @@ pub fn field(text: &str, key: &str) -> u64 {
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no number {key}= in {text}"))
 }
+
+/// The lab's pristine Debian root image (tests/lab/debian-root.sh), built or taken from
+/// the cache; a build failure fails the calling test. Boot a copy: see [`copy_sparse`].
+pub fn debian_root_image() -> String {
+    let built = Command::new("bash")
+        .arg(repo().join("tests/lab/lab.sh"))
+        .arg("debian-root")
+        .output()
+        .expect("cannot run tests/lab/lab.sh debian-root");
+    assert!(
+        built.status.success(),
+        "the Debian root image was not built:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    String::from_utf8_lossy(&built.stdout).trim().to_owned()
+}
+
+/// Copies a disk image, its holes kept.
+pub fn copy_sparse(from: &str, to: &std::path::Path) {
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cannot run cp");
+    assert!(status.success(), "cannot copy {from} to {}", to.display());
+}

@@ -3,7 +3,7 @@
 # rv-lab.service on every boot once systemd has finished starting. It prints "L2: debian
 # ..." facts on the console and then does what this boot of the sequence is for; the boot
 # count lives on the disk, so the sequence survives reboots and VMM restarts
-# (rv.lab=boot-time on the command line does something else, see below):
+# (rv.lab=boot-time and rv.lab=fio-suite on the command line do other things, see below):
 #   1  systemctl reboot (ringvisor must boot the same disk again in the same process)
 #   2  writes /root/unsynced without sync and waits: L1 presses the power button
 #      (`ringvisor ctl shutdown`), and systemd must shut down cleanly
@@ -19,6 +19,16 @@ if grep -qw 'rv.lab=boot-time' /proc/cmdline; then
   read -r up _ </proc/uptime
   say "boot-time multi_user_s=$up state=$(systemctl is-system-running)"
   printf '\nL2: done\n' >/dev/console
+  systemctl poweroff
+  exit 0
+fi
+
+# rv.lab=fio-suite (`ringvisor bench run --guest-root`): this image is the suite's guest;
+# its jobs come over the port rv.jobs (/usr/local/sbin/rv-fio-suite, which is
+# tests/lab/l2-tests/fio-suite.sh), then power off.
+if grep -qw 'rv.lab=fio-suite' /proc/cmdline; then
+  say "fio-suite os=$(. /etc/os-release && echo "$ID-$VERSION_ID") root=$(findmnt -n -o SOURCE /)"
+  /usr/local/sbin/rv-fio-suite >/dev/console 2>&1
   systemctl poweroff
   exit 0
 fi

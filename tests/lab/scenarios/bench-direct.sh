@@ -4,8 +4,9 @@
 # suite it is a host with hardware virtualization; the target is L1's emulated NVMe disk,
 # /dev/nvme0n1, and QEMU 10 is installed, so its reference runs by default. First
 # `lab.sh boot`'s direct branch (boot-direct.sh), then what a careless command gets
-# (refusals, nothing written), then the run; its run directory goes back as a tar archive
-# on the collect disk (/dev/vda).
+# (refusals, nothing written), then the run, then a run with the Debian root image as the
+# guest (--guest-root, L1's /dev/vdb, the lab's --disk); the run directories go back as a
+# tar archive on the collect disk (/dev/vda).
 for i in $(seq 1 50); do
   [ -b /dev/nvme0n1 ] && break
   sleep 0.2
@@ -59,6 +60,37 @@ echo "L1: bench exit=$status"
   grep -h -E '^L1: suite (end|lost|data-check)' /tmp/bench/run.log
 } 2>/dev/null | sed 's/^/L1: bench said: /'
 [ "$status" -eq 0 ] || tail -n 30 /tmp/bench.err /tmp/bench/work/rv.out /tmp/bench/work/qemu.out 2>/dev/null
-tar -cf /dev/vda -C /tmp bench/raw bench/summary.json bench/summary.md bench/run.log && sync &&
-  echo "L1: bench collected"
+
+# The Debian root image (L1's /dev/vdb, the lab's --disk) as the guest: both VMMs boot it
+# from their first virtio-blk disk, its systemd unit runs one job on the suite's disk,
+# which the guest sees as /dev/vdb.
+collected="bench/raw bench/summary.json bench/summary.md bench/run.log"
+if [ -b /dev/vdb ]; then
+  cat >/tmp/bench-input/debian.toml <<'EOF'
+[defaults]
+runtime = 2
+ramp = 1
+size = "16M"
+ioengines = ["io_uring"]
+[[job]]
+rw = "randread"
+bs = "4k"
+iodepth = 16
+devices = "blk"
+EOF
+  # shellcheck disable=SC2086 # $guest is words
+  ringvisor bench run --matrix /tmp/bench-input/debian.toml --target /dev/nvme0n1 --destroy-data \
+    $guest --guest-root /dev/vdb --out /tmp/bench-debian >/tmp/bench-debian.out 2>/tmp/bench-debian.err
+  debian_status=$?
+  echo "L1: bench debian exit=$debian_status booted=$(cat /tmp/bench-debian/work/rv.out /tmp/bench-debian/work/qemu.out 2>/dev/null | grep -c 'L2: debian fio-suite os=debian-12 root=/dev/vda')"
+  grep -h -E '^L1: suite (end|lost|data-check)' /tmp/bench-debian/run.log 2>/dev/null | sed 's/^/L1: bench debian said: /'
+  [ "$debian_status" -eq 0 ] ||
+    tail -n 30 /tmp/bench-debian.err /tmp/bench-debian/work/rv.out /tmp/bench-debian/work/qemu.out 2>/dev/null
+  collected="$collected bench-debian/raw bench-debian/summary.json bench-debian/summary.md"
+  [ "$status" -eq 0 ] && status=$debian_status
+else
+  echo "L1: bench debian no root disk"
+fi
+# shellcheck disable=SC2086 # $collected is words
+tar -cf /dev/vda -C /tmp $collected && sync && echo "L1: bench collected"
 exit "$status"

@@ -14,7 +14,10 @@
 # - directly on a host with hardware KVM: TARGET names the disk (a block device or a
 #   file) that every VMM's disks and the bare-metal fio use, O_DIRECT; SUITE, OUT, WORK,
 #   LAB_LIB, L2_KERNEL, L2_INITRAMFS and RINGVISOR point into the run's directory and at
-#   the binary that runs the suite.
+#   the binary that runs the suite. GUEST_ROOT, when set, is a root file system image (the
+#   lab's Debian image) that both VMMs give the guest as its first virtio-blk disk, read-
+#   write: the guest boots it (rv.root=) and runs the jobs from its own systemd unit; the
+#   suite's blk disk is then the guest's /dev/vdb.
 SUITE=${SUITE:-/etc/suite}
 . "$SUITE/env"
 . "${LAB_LIB:-/lib/lab}/measure.sh"
@@ -32,6 +35,13 @@ SCSI_DISK=${TARGET:-$WORK/scsi.img}
 mkdir -p "$OUT/ringvisor" "$OUT/bare" "$OUT/qemu"
 cp "$SUITE/matrix.json" "$SUITE/meta.json" "$OUT/" 2>/dev/null
 CMDLINE="console=ttyS0 reboot=k panic=-1 rv.test=fio-suite quiet"
+BLK_GUEST_DISK=/dev/vda
+BOOT_WAIT=0
+if [ -n "${GUEST_ROOT:-}" ]; then
+  BOOT_WAIT=900
+  CMDLINE="console=ttyS0 reboot=k panic=-1 rv.root=/dev/vda rv.lab=fio-suite quiet"
+  BLK_GUEST_DISK=/dev/vdb
+fi
 # Polled jobs (fio --hipri) need a virtio-blk poll queue in the guest: one more queue on
 # the blk disk, polled (virtio_blk.poll_queues=1), beside one per vCPU as before.
 BLK_QUEUES=$VCPUS
@@ -64,7 +74,7 @@ extract() { # extract FILE ID: the job's output, between its markers
 guest_irqs() { # guest_irqs FILE ID: the guest's disk interrupts during the job
   awk -v id="$2" '$1 == "#irqs" && $2 == id { print $3 }' "$1" | tail -n 1
 }
-guest_disk() { [ "$1" = blk ] && echo /dev/vda || echo /dev/sda; }
+guest_disk() { [ "$1" = blk ] && echo "$BLK_GUEST_DISK" || echo /dev/sda; }
 # What is finished so far goes to the lab's collect disk after every job: a run stopped
 # halfway (Ctrl-C on the host) keeps it. Only a COLLECT_DEV named in $SUITE/env is ever
 # written: on a real host /dev/vda may be the root disk.
@@ -86,7 +96,10 @@ drive() {
       "$RINGVISOR" ctl --socket "$WORK/rv.sock" histograms >"$OUT/ringvisor/$id.hist-before.json" 2>&1
     costs_snapshot "$vmm_pid" >"$WORK/costs.before"
     echo "$id $(guest_disk "$device") $args" >&5
-    if wait_end "$results" "$id" $((${runtime:-10} + 120)); then
+    # The first job also waits for the guest to boot (a distribution's systemd is slower).
+    boot_wait=0
+    [ "$n" = 1 ] && boot_wait=$BOOT_WAIT
+    if wait_end "$results" "$id" $((${runtime:-10} + 120 + boot_wait)); then
       costs_snapshot "$vmm_pid" >"$WORK/costs.after"
       [ "$target" = ringvisor ] &&
         "$RINGVISOR" ctl --socket "$WORK/rv.sock" histograms >"$OUT/ringvisor/$id.hist-after.json" 2>&1
@@ -136,7 +149,7 @@ mkfifo "$WORK/jobs.in" "$WORK/jobs.out"
 make_disks
 echo "L1: suite begin target=ringvisor jobs=$total"
 "$RINGVISOR" run --no-reboot --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" \
-  --cpus "$VCPUS" --memory "$MEMORY" \
+  --cpus "$VCPUS" --memory "$MEMORY" ${GUEST_ROOT:+--disk "path=$GUEST_ROOT"} \
   --disk path="$BLK_DISK",queues="$BLK_QUEUES" \
   --scsi queues="$VCPUS" --scsi-disk path="$SCSI_DISK" \
   --virtio-console file="$WORK/hvc0.out" \
@@ -191,6 +204,7 @@ if [ "${QEMU:-0}" = 1 ]; then
   [ -n "${TARGET:-}" ] && drive_opts="format=raw,aio=io_uring,cache=none,file.locking=off"
   qemu-system-x86_64 -enable-kvm -cpu host -smp "$VCPUS" -m "$MEMORY" \
     -nographic -nic none -no-reboot $QEMU_IOTHREAD_OBJECTS \
+    ${GUEST_ROOT:+-drive "file=$GUEST_ROOT,if=none,id=root,format=raw" -device virtio-blk-pci,drive=root} \
     -drive "file=$BLK_DISK,if=none,id=d0,$drive_opts" \
     -device "{\"driver\":\"virtio-blk-pci\",\"drive\":\"d0\",\"num-queues\":$BLK_QUEUES,\"iothread-vq-mapping\":$QEMU_VQ_MAPPING}" \
     -drive "file=$SCSI_DISK,if=none,id=d1,$drive_opts" \
