@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use ringvisor::devpath::Rig;
-use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::balloon::{BalloonConfig, BalloonDevice};
+use ringvisor_rig::devpath::Rig;
+use ringvisor_rig::virtq_driver::Buffer;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend as _};
 
 const QUEUE_SIZE: u16 = 64;

@@ -5,16 +5,16 @@
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use ringvisor::devpath::{
+use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_devices::virtio::VirtioDevice;
+use ringvisor_io::{IowqLimits, ReactorFailure, ReactorOptions};
+use ringvisor_rig::devpath::{
     BlockRig as Rig, Completion, VIRTIO_BLK_S_IOERR as S_IOERR, VIRTIO_BLK_S_OK as S_OK,
     VIRTIO_BLK_S_UNSUPP as S_UNSUPP, VIRTIO_BLK_T_DISCARD as T_DISCARD,
     VIRTIO_BLK_T_FLUSH as T_FLUSH, VIRTIO_BLK_T_GET_ID as T_GET_ID, VIRTIO_BLK_T_IN as T_IN,
     VIRTIO_BLK_T_OUT as T_OUT, VIRTIO_BLK_T_WRITE_ZEROES as T_WRITE_ZEROES,
 };
-use ringvisor::virtq_driver::Buffer;
-use ringvisor_devices::virtio::block::BlockConfig;
-use ringvisor_devices::virtio::VirtioDevice;
-use ringvisor_io::{IowqLimits, ReactorFailure, ReactorOptions};
+use ringvisor_rig::virtq_driver::Buffer;
 use vm_memory::{Address, Bytes, GuestAddress};
 
 const QUEUE_SIZE: u16 = 256;

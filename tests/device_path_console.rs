@@ -7,9 +7,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ringvisor::devpath::{port_rx_queue, ConsoleRig, ControlEvent};
-use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::console::{ConsoleConfig, NamedPort, PortBackend};
+use ringvisor_rig::devpath::{port_rx_queue, ConsoleRig, ControlEvent};
+use ringvisor_rig::virtq_driver::Buffer;
 use vm_memory::{Bytes, GuestAddress};
 
 const QUEUE_SIZE: u16 = 64;

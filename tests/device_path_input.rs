@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ringvisor::memory::{self, GuestMemory};
-use ringvisor::virtq_driver::{Buffer, SplitQueueDriver};
 use ringvisor_devices::virtio::input::evdev::key::{KEY_A, KEY_B};
 use ringvisor_devices::virtio::input::evdev::{
     ABS_X, ABS_Y, BTN_LEFT, EV_ABS, EV_KEY, EV_LED, EV_SYN, LED_CAPSL, LED_NUML, SYN_REPORT,
@@ -18,6 +17,7 @@ use ringvisor_devices::virtio::input::{
 };
 use ringvisor_devices::virtio::VirtioDevice;
 use ringvisor_io::{AttachedQueue, IrqEvent, QueueBinding, QueueHost, ReactorSet};
+use ringvisor_rig::virtq_driver::{Buffer, SplitQueueDriver};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};

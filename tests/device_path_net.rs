@@ -5,9 +5,9 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ringvisor::devpath::NetRig as Rig;
-use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::net::NetConfig;
+use ringvisor_rig::devpath::NetRig as Rig;
+use ringvisor_rig::virtq_driver::Buffer;
 use vm_memory::{Bytes, GuestAddress};
 
 const QUEUE_SIZE: u16 = 256;

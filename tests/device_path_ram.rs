@@ -5,14 +5,14 @@
 
 use std::os::unix::fs::FileExt;
 
-use ringvisor::devpath::{
+use ringvisor::memory::MemoryOptions;
+use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_io::ReactorOptions;
+use ringvisor_rig::devpath::{
     BlockRig as Rig, Completion, VIRTIO_BLK_S_OK as S_OK, VIRTIO_BLK_T_IN as T_IN,
     VIRTIO_BLK_T_OUT as T_OUT,
 };
-use ringvisor::memory::MemoryOptions;
-use ringvisor::virtq_driver::Buffer;
-use ringvisor_devices::virtio::block::BlockConfig;
-use ringvisor_io::ReactorOptions;
+use ringvisor_rig::virtq_driver::Buffer;
 use ringvisor_test_support::{can_pin_memory, TempFile};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use ringvisor::devpath::{ScsiAnswer, ScsiRig as Rig};
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDiskConfig};
+use ringvisor_rig::devpath::{ScsiAnswer, ScsiRig as Rig};
 
 const QUEUE_SIZE: u16 = 256;
 
@@ -217,8 +217,8 @@ fn flush_unmap_write_same_and_errors_through_io_uring() {
     queue.mem().write_slice(&tmf, req).unwrap();
     queue
         .post_chain(&[
-            ringvisor::virtq_driver::Buffer::readable(req, 24),
-            ringvisor::virtq_driver::Buffer::writable(resp, 1),
+            ringvisor_rig::virtq_driver::Buffer::readable(req, 24),
+            ringvisor_rig::virtq_driver::Buffer::writable(resp, 1),
         ])
         .unwrap();
     rig.kick(control).unwrap();

@@ -5,8 +5,8 @@
 use std::ffi::CString;
 use std::path::PathBuf;
 
-use ringvisor::devpath::{BlockRig, Completion, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_rig::devpath::{BlockRig, Completion, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 
 const QUEUE_SIZE: u16 = 64;
 const CHUNK: usize = 64 << 10;

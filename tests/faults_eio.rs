@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ringvisor::devpath::{
+use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_rig::devpath::{
     BlockRig, Completion, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH,
 };
-use ringvisor_devices::virtio::block::BlockConfig;
 
 const QUEUE_SIZE: u16 = 64;
 const MIB: u64 = 1 << 20;

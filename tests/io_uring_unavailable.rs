@@ -15,9 +15,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use ringvisor::devpath::{BlockRig, DevPathError};
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_io::{diagnose, HostGate, IoUringUnavailable};
+use ringvisor_rig::devpath::{BlockRig, DevPathError};
 use ringvisor_test_support::{output_text, TempFile};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,

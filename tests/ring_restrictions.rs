@@ -4,11 +4,11 @@
 //! reactor and a virtio-console file on the low-priority kind's ring keep being served.
 //! With the restrictions taken out, the open succeeds and this test fails.
 
-use ringvisor::devpath::{BlockRig, ConsoleRig};
 use ringvisor::seccomp::{ring_ops, ThreadKind};
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_devices::virtio::console::{ConsoleConfig, PortBackend};
 use ringvisor_io::{ForbiddenOp, OpKind, ReactorSet};
+use ringvisor_rig::devpath::{BlockRig, ConsoleRig};
 use ringvisor_test_support::TempFile;
 
 fn assert_refused(reactors: &ReactorSet, kind: &str) {

@@ -9,9 +9,9 @@
 use std::process::Command;
 use std::thread;
 
-use ringvisor::devpath::{BlockRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH};
 use ringvisor::seccomp::{self, SeccompMode, SeccompPolicy, ThreadKind, VIOLATION_EXIT_CODE};
 use ringvisor_devices::virtio::block::BlockConfig;
+use ringvisor_rig::devpath::{BlockRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH};
 use ringvisor_test_support::output_text;
 
 const CHILD: &str = "RV_SECCOMP_CHILD";

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringvisor::devpath::{
-    BlockRig, CommandSlot, GuestQueue, RequestSlot, ScsiRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN,
-};
 use ringvisor::memory::MemoryOptions;
 use ringvisor::placement::allowed_cpus;
-use ringvisor::virtq_driver::Buffer;
 use ringvisor_devices::virtio::block::BlockConfig;
 use ringvisor_devices::virtio::scsi::{ScsiConfig, ScsiDevice, ScsiDiskConfig};
 use ringvisor_io::{pin_current_thread, ReactorSet, ReactorStats};
+use ringvisor_rig::devpath::{
+    BlockRig, CommandSlot, GuestQueue, RequestSlot, ScsiRig, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN,
+};
+use ringvisor_rig::virtq_driver::Buffer;
 use vm_memory::GuestAddress;
 
 use super::{Job, Offsets, Region};
@@ -440,7 +440,7 @@ fn drive(
     window: Window,
 ) -> Result<QueueResult, String> {
     let Window { from, to, poll } = window;
-    let err = |e: ringvisor::devpath::DevPathError| e.to_string();
+    let err = |e: ringvisor_rig::devpath::DevPathError| e.to_string();
     let now = Instant::now();
     let mut slots = Vec::with_capacity(job.depth);
     for _ in 0..job.depth {

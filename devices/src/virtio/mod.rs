@@ -7,6 +7,7 @@ pub mod block;
 mod chain;
 pub mod console;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod input;
 pub mod net;

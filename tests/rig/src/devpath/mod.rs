@@ -38,8 +38,8 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::memory::{self, GuestMemory, MemoryError, MemoryOptions, MIN_MEMORY_BYTES};
 use crate::virtq_driver::{Buffer, DriverError, SplitQueueDriver};
+use ringvisor::memory::{self, GuestMemory, MemoryError, MemoryOptions, MIN_MEMORY_BYTES};
 
 /// Guest memory each queue gets for request headers, data and status bytes.
 pub const SCRATCH_PER_QUEUE: u64 = 8 << 20;
@@ -312,11 +312,13 @@ impl<D: VirtioDevice> Rig<D> {
         reactor: &ReactorOptions,
         memory: &MemoryOptions,
     ) -> Result<Self> {
-        let iowq = match crate::seccomp::serving_reactor(device.device_type()) {
-            crate::seccomp::ThreadKind::HotReactor => {
-                crate::iowq::hot_limits(None, device.queue_max_sizes().len(), reactor_cores.len())
-            }
-            _ => crate::iowq::low_priority_limits(None),
+        let iowq = match ringvisor::seccomp::serving_reactor(device.device_type()) {
+            ringvisor::seccomp::ThreadKind::HotReactor => ringvisor::iowq::hot_limits(
+                None,
+                device.queue_max_sizes().len(),
+                reactor_cores.len(),
+            ),
+            _ => ringvisor::iowq::low_priority_limits(None),
         };
         // A host without io_uring gets its cause and fix, not a reactor thread's errno.
         ringvisor_io::probe()?;
@@ -330,7 +332,7 @@ impl<D: VirtioDevice> Rig<D> {
         // Confined as the machine's reactors of the device's kind are: their io_uring
         // restrictions always, their seccomp filter when this process has a policy
         // (tests/seccomp.rs serves a disk through them that way).
-        let kind = crate::seccomp::serving_reactor(device.device_type());
+        let kind = ringvisor::seccomp::serving_reactor(device.device_type());
         // Prefaulted guest RAM becomes the rings' registered buffers, as in the machine.
         let reactor = ReactorOptions {
             iowq: reactor.iowq.or(Some(iowq)),
@@ -343,8 +345,8 @@ impl<D: VirtioDevice> Rig<D> {
         let reactors = ReactorSet::start_confined(
             reactor_cores,
             &reactor,
-            Arc::new(move || crate::seccomp::confine(kind)),
-            crate::seccomp::ring_policy(kind),
+            Arc::new(move || ringvisor::seccomp::confine(kind)),
+            ringvisor::seccomp::ring_policy(kind),
         )?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let mut device_queues = Vec::new();

@@ -9,7 +9,7 @@ use std::sync::atomic::{fence, Ordering};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress};
 
-use crate::memory::GuestMemory;
+use ringvisor::memory::GuestMemory;
 
 const DESC_SIZE: u64 = 16;
 const VRING_DESC_F_NEXT: u16 = 1;
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn chains_reach_a_device_queue_and_used_entries_come_back() {
-        let mem = crate::memory::allocate(crate::memory::MIN_MEMORY_BYTES).unwrap();
+        let mem = ringvisor::memory::allocate(ringvisor::memory::MIN_MEMORY_BYTES).unwrap();
         let mut driver = SplitQueueDriver::new(mem.clone(), GuestAddress(0x1_0000), 16).unwrap();
         let mut queue = Queue::new(16).unwrap();
         driver.configure(&mut queue);
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn bad_sizes_and_overfull_chains_are_refused() {
-        let mem = crate::memory::allocate(crate::memory::MIN_MEMORY_BYTES).unwrap();
+        let mem = ringvisor::memory::allocate(ringvisor::memory::MIN_MEMORY_BYTES).unwrap();
         assert!(SplitQueueDriver::new(mem.clone(), GuestAddress(0), 12).is_err());
         let mut driver = SplitQueueDriver::new(mem, GuestAddress(0), 2).unwrap();
         let buffer = Buffer::readable(GuestAddress(0x10_0000), 1);

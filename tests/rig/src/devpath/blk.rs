@@ -4,8 +4,8 @@ use ringvisor_devices::virtio::block::{BlockConfig, BlockDevice};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::{DevPathError, GuestQueue, Result, Rig};
-use crate::memory::MemoryOptions;
 use crate::virtq_driver::Buffer;
+use ringvisor::memory::MemoryOptions;
 
 /// virtio-blk request types (virtio 1.2, 5.2.6).
 pub const VIRTIO_BLK_T_IN: u32 = 0;
