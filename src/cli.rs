@@ -51,28 +51,6 @@ pub enum Command {
     /// The fio-in-guest benchmark suite: a job matrix in a stock guest under ringvisor,
     /// fio on the same disk on the host, and QEMU-KVM; reports and comparisons.
     Bench(ringvisor_bench::cli::BenchArgs),
-    /// Fetch one frame from a VNC server (RFB 3.8, e.g. a guest's --display qxl) and save
-    /// it as a PNG.
-    VncGrab(VncGrabArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct VncGrabArgs {
-    /// The server, e.g. 127.0.0.1:5900.
-    #[arg(value_name = "ADDR:PORT")]
-    pub addr: std::net::SocketAddr,
-    /// Where the PNG goes.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
-    /// After the frame, type this text (key presses and releases, printable ASCII).
-    #[arg(long, value_name = "TEXT")]
-    pub r#type: Option<String>,
-    /// After the frame (and the text), press Return.
-    #[arg(long)]
-    pub enter: bool,
 }
 
 #[derive(Debug, Args)]

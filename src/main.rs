@@ -22,7 +22,6 @@ fn main() -> ExitCode {
         Command::Run(args) if args.print_topology => print_topology(&args.machine_config()),
         Command::Run(args) => run(&args.machine_config()),
         Command::Ctl(args) => ctl(&args),
-        Command::VncGrab(args) => vnc_grab(&args),
         Command::Bench(args) => match std::env::current_exe() {
             Ok(own) => ringvisor_bench::cli::run(args, own),
             Err(err) => {
@@ -31,47 +30,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-/// `vnc-grab ADDR FILE [--type TEXT] [--enter]`: one frame from a VNC server, saved as
-/// a PNG; then the keys, if any.
-fn vnc_grab(args: &ringvisor::cli::VncGrabArgs) -> ExitCode {
-    use ringvisor::display::{png, rfb_client::RfbClient, summary::summarize};
-    let timeout = std::time::Duration::from_secs(args.timeout);
-    let fail = |what: String| {
-        eprintln!("ringvisor: error: {what}");
-        ExitCode::FAILURE
-    };
-    let mut client = match RfbClient::connect(args.addr, timeout) {
-        Ok(client) => client,
-        Err(err) => return fail(format!("{}: {err}", args.addr)),
-    };
-    let frame = match client.grab() {
-        Ok(frame) => frame,
-        Err(err) => return fail(format!("{}: {err}", args.addr)),
-    };
-    if let Err(err) = png::write_png(&frame, &args.file) {
-        return fail(format!("{}: {err}", args.file.display()));
-    }
-    println!("{} saved to {}", summarize(&frame), args.file.display());
-    // X11 keysyms: printable ASCII is its own keysym; Return is 0xff0d.
-    const RETURN: u32 = 0xff0d;
-    let text = args.r#type.as_deref().unwrap_or("");
-    if let Some(bad) = text.chars().find(|c| !(' '..='~').contains(c)) {
-        return fail(format!("--type: {bad:?} is not printable ASCII"));
-    }
-    let keys = text
-        .chars()
-        .map(u32::from)
-        .chain(args.enter.then_some(RETURN));
-    for keysym in keys {
-        for down in [true, false] {
-            if let Err(err) = client.send_key(keysym, down) {
-                return fail(format!("{}: {err}", args.addr));
-            }
-        }
-    }
-    ExitCode::SUCCESS
 }
 
 /// Sends one request to a running VMM's API; prints the answer (pretty JSON).

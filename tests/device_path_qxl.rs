@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use ringvisor::display::png::{decode_png_rgb, encode_png};
 use ringvisor::display::qxl::QxlScreen;
-use ringvisor::display::rfb_client::grab_frame;
 use ringvisor::display::vnc::VncServer;
 use ringvisor::display::DisplaySource;
 use ringvisor_devices::qxl::layout::*;
 use ringvisor_devices::qxl::{qxl_address, BarPlacement, QxlConfig, QxlDevice};
 use ringvisor_io::{IrqEvent, QueueBinding, QueueHost, ReactorSet};
+use ringvisor_rig::rfb_client::grab_frame;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 const RAM_BAR: u64 = 0xc000_0000;

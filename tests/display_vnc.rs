@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ringvisor::display::rfb::PixelFormat;
-use ringvisor::display::{grab_frame, DisplaySource, Frame, InputSink, RfbClient, VncServer};
+use ringvisor::display::{DisplaySource, Frame, InputSink, VncServer};
+use ringvisor_rig::rfb_client::{grab_frame, RfbClient};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -6,14 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// The commands whose help the reference holds, in its order.
-const COMMANDS: [&[&str]; 7] = [
+const COMMANDS: [&[&str]; 6] = [
     &[],
     &["run"],
     &["ctl"],
     &["bench", "run"],
     &["bench", "report"],
     &["bench", "compare"],
-    &["vnc-grab"],
 ];
 
 fn help(command: &[&str]) -> String {

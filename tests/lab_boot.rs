@@ -4,7 +4,7 @@
 
 mod lab_support;
 
-use lab_support::{fact, field, run_lab};
+use lab_support::{fact, field, rig_tool, run_lab};
 
 const CPUS: usize = 2;
 const MEMORY_MIB: u64 = 384;
@@ -202,7 +202,12 @@ fn stock_linux_boots_under_ringvisor_in_the_nested_lab() {
     assert!((-1..=1).contains(&after), "{lag}");
     check_low_priority_devices(&console);
     // Second L1 boot, kept short: the hugetlb pool, the display and SIGTERM.
-    if let Some(knobs) = run_lab("tests/lab/scenarios/ringvisor-knobs.sh", &[]) {
+    // Its VNC check runs the test tool vnc-grab (tests/rig) in L1.
+    let vnc_grab = format!("{}:/usr/bin/vnc-grab", rig_tool("vnc-grab"));
+    if let Some(knobs) = run_lab(
+        "tests/lab/scenarios/ringvisor-knobs.sh",
+        &["--extra", &vnc_grab],
+    ) {
         println!("{knobs}");
         check_knobs(&knobs);
     }

@@ -1,5 +1,5 @@
-//! Display outputs for the guest's screen: PNG snapshots, a VNC (RFB 3.8) server and a
-//! small RFB client. They read the screen through [`DisplaySource`], which the graphics
+//! Display outputs for the guest's screen: PNG snapshots and a VNC (RFB 3.8) server (its
+//! tests' client is in tests/rig). They read the screen through [`DisplaySource`], which the graphics
 //! device implements, and send keyboard and pointer input to an [`InputSink`].
 //!
 //! The outputs depend on the device only through the traits (`qxl` adapts the device to
@@ -8,14 +8,12 @@
 pub mod png;
 pub mod qxl;
 pub mod rfb;
-pub mod rfb_client;
 pub mod summary;
 pub mod tiles;
 pub mod vnc;
 mod vnc_session;
 
 pub use png::{decode_png_rgb, encode_png, write_png, PngError};
-pub use rfb_client::{grab_frame, RfbClient, RfbError};
 pub use vnc::VncServer;
 
 /// The visible screen: 0x00RRGGBB pixels, row-major, stride == width, top row first.

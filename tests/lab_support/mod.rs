@@ -124,3 +124,24 @@ pub fn copy_sparse(from: &str, to: &std::path::Path) {
         .expect("cannot run cp");
     assert!(status.success(), "cannot copy {from} to {}", to.display());
 }
+
+/// A test tool of tests/rig (e.g. `vnc-grab`), built now beside this build's ringvisor so
+/// that a scenario gets the current one (`--extra PATH:/usr/bin/NAME`); returns its path.
+pub fn rig_tool(name: &str) -> String {
+    let vmm = std::path::Path::new(env!("CARGO_BIN_EXE_ringvisor"));
+    let dir = vmm.parent().expect("the binary has a directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "ringvisor-rig", "--bin", name]);
+    if dir.file_name().is_some_and(|profile| profile == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cannot run cargo");
+    assert!(
+        status.success(),
+        "cargo build -p ringvisor-rig --bin {name} failed"
+    );
+    let tool = dir.join(name);
+    assert!(tool.is_file(), "{} was not built", tool.display());
+    tool.display().to_string()
+}

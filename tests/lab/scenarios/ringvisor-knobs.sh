@@ -28,7 +28,7 @@ total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)
   echo "L1: display screenshot exit=$? $(tr -d ' \n' </tmp/shot.json)"
   ringvisor ctl --socket /tmp/knobs.sock display >/tmp/display.json 2>&1
   echo "L1: display status exit=$? $(tr -d ' \n' </tmp/display.json)"
-  ringvisor vnc-grab 127.0.0.1:5900 /tmp/vnc.png --type "rv-typed" --enter >/tmp/vnc.out 2>&1
+  vnc-grab 127.0.0.1:5900 /tmp/vnc.png --type "rv-typed" --enter >/tmp/vnc.out 2>&1
   echo "L1: display vnc exit=$? $(tr '\n' ' ' </tmp/vnc.out)"
   cmp /tmp/shot.png /tmp/vnc.png >/dev/null 2>&1
   echo "L1: display same-png exit=$?"

@@ -1,12 +1,12 @@
 //! A small blocking RFB 3.8 client: enough to grab the screen of a VNC server (ours, in
-//! tests and `ringvisor vnc-grab`) and to send it keys and pointer moves.
+//! tests and the lab's `vnc-grab`) and to send it keys and pointer moves.
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::rfb::{self, PixelFormat, Version};
-use super::Frame;
+use ringvisor::display::rfb::{self, PixelFormat, Version};
+use ringvisor::display::Frame;
 
 /// The largest screen accepted from a server (8192 x 8192), against hostile headers.
 const MAX_PIXELS: u64 = 1 << 26;
