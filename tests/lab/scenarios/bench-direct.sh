@@ -22,23 +22,15 @@ else
 fi
 # A small matrix: 4k random reads at QD16 on virtio-blk, writes on virtio-scsi, 2 s each.
 mkdir -p /tmp/bench-input
-cat >/tmp/bench-input/matrix.toml <<'EOF'
-[defaults]
-runtime = 2
-ramp = 1
-size = "16M"
-ioengines = ["io_uring"]
-[[job]]
-rw = "randread"
-bs = "4k"
-iodepth = 16
-devices = "blk"
-[[job]]
-rw = "randwrite"
-bs = "4k"
-iodepth = 16
-devices = "scsi"
-EOF
+matrix() { # matrix FILE RW:DEVICE...: 4k QD16 jobs of 2 s on 16 MiB
+  file=$1
+  shift
+  printf '[defaults]\nruntime = 2\nramp = 1\nsize = "16M"\nioengines = ["io_uring"]\n' >"$file"
+  for job in "$@"; do
+    printf '[[job]]\nrw = "%s"\nbs = "4k"\niodepth = 16\ndevices = "%s"\n' "${job%%:*}" "${job#*:}" >>"$file"
+  done
+}
+matrix /tmp/bench-input/matrix.toml randread:blk randwrite:scsi
 guest="--kernel /l2/vmlinuz --initramfs /l2/initramfs.cpio.gz"
 # A marker the refusals must leave alone.
 printf 'ringvisor-bench-marker' | dd of=/dev/nvme0n1 bs=512 seek=100000 conv=notrunc 2>/dev/null
@@ -66,18 +58,7 @@ echo "L1: bench exit=$status"
 # which the guest sees as /dev/vdb.
 collected="bench/raw bench/summary.json bench/summary.md bench/run.log"
 if [ -b /dev/vdb ]; then
-  cat >/tmp/bench-input/debian.toml <<'EOF'
-[defaults]
-runtime = 2
-ramp = 1
-size = "16M"
-ioengines = ["io_uring"]
-[[job]]
-rw = "randread"
-bs = "4k"
-iodepth = 16
-devices = "blk"
-EOF
+  matrix /tmp/bench-input/debian.toml randread:blk
   # shellcheck disable=SC2086 # $guest is words
   ringvisor bench run --matrix /tmp/bench-input/debian.toml --target /dev/nvme0n1 --destroy-data \
     $guest --guest-root /dev/vdb --out /tmp/bench-debian >/tmp/bench-debian.out 2>/tmp/bench-debian.err
