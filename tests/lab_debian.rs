@@ -63,7 +63,9 @@ fn debian_with_systemd_boots_reboots_and_shuts_down_from_its_root_disk() {
         return;
     }
     // The image is built (or taken from the cache) first: a build failure is this test's.
-    let pristine = debian_root_image();
+    let Some(pristine) = debian_root_image() else {
+        return;
+    };
     let disk = repo().join("target/lab/debian-test.img");
     let disk_arg = disk.to_str().expect("a UTF-8 path").to_owned();
     // Every attempt starts from the pristine image: the guest counts its boots on it.
